@@ -1,0 +1,80 @@
+"""headfit: precise diagnoses of PyTorch shape errors, a meta-device pre-flight for models, and
+re-heading pretrained models for K classes the right way.
+
+Importing headfit does not import torch; each function imports what it needs when called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from headfit.diagnosis import Diagnosis
+
+__all__ = [
+    "explain",
+    "check",
+    "adapt",
+    "load_weights",
+    "install",
+    "diagnosing",
+    "load_ipython_extension",
+    "__version__",
+]
+
+
+def explain(error_or_text: BaseException | str) -> Diagnosis:
+    """Diagnose an exception object, an error message or a pasted traceback (no torch import)."""
+    from headfit.explain import explain as _explain
+
+    return _explain(error_or_text)
+
+
+def check(model: Any, inputs: Any = None, **options: Any) -> Any:
+    """Lint the model's heads and trace it on the meta device; returns a CheckReport."""
+    from headfit.check import check as _check
+
+    return _check(model, inputs, **options)
+
+
+def adapt(model: Any, num_classes: int, **options: Any) -> Any:
+    """Re-head ``model`` in place for ``num_classes`` classes, keeping every weight that fits; returns it."""
+    from headfit.adapt import adapt as _adapt
+
+    return _adapt(model, num_classes, **options)
+
+
+def load_weights(model: Any, source: Any, **options: Any) -> Any:
+    """Load a checkpoint safely (weights_only / safetensors), skipping what does not fit; returns a LoadReport."""
+    from headfit.weights import load_weights as _load_weights
+
+    return _load_weights(model, source, **options)
+
+
+def install() -> None:
+    """Explain uncaught exceptions of this program with live objects (sets sys.excepthook)."""
+    from headfit.live import install as _install
+
+    _install()
+
+
+def diagnosing(**options: Any) -> Any:
+    """Context manager: print a diagnosis of an exception raised inside it, then re-raise it."""
+    from headfit.live import diagnosing as _diagnosing
+
+    return _diagnosing(**options)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext headfit``: diagnose exceptions in IPython/Jupyter after the normal traceback."""
+    from headfit.live import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from headfit.live import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -1,0 +1,3 @@
+from headfit.cli import main
+
+main()

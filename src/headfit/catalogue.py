@@ -1,0 +1,68 @@
+"""The catalogue of diagnosis codes, read from ``codes/HFnnn.md`` (one file per code, as rustc does).
+
+Each file starts with a small front matter block::
+
+    ---
+    code: HF101
+    category: view_size_mismatch
+    title: a view or reshape asks for a shape the tensor's size cannot fill
+    ---
+
+followed by the long explanation (what it means, a minimal example, how to fix it) in Markdown.
+Adding a code means adding one file; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+CODES_DIR = Path(__file__).with_name("codes")
+_CODE_RE = re.compile(r"^HF\d{3}$")
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    code: str
+    category: str
+    title: str
+    text: str  # the Markdown body, without front matter
+
+
+def _parse(path: Path) -> CodeInfo:
+    raw = path.read_text(encoding="utf-8")
+    meta: dict[str, str] = {}
+    body = raw
+    if raw.startswith("---\n"):
+        head, _, body = raw[4:].partition("\n---\n")
+        for line in head.splitlines():
+            key, _, value = line.partition(":")
+            meta[key.strip()] = value.strip()
+    return CodeInfo(
+        code=meta.get("code", path.stem),
+        category=meta.get("category", ""),
+        title=meta.get("title", ""),
+        text=body.strip() + "\n",
+    )
+
+
+@cache
+def all_codes() -> dict[str, CodeInfo]:
+    return {info.code: info for info in map(_parse, sorted(CODES_DIR.glob("HF*.md")))}
+
+
+def code_info(code: str) -> CodeInfo | None:
+    """The catalogue entry for ``code`` (case-insensitive), or None."""
+    code = code.strip().upper()
+    if not _CODE_RE.match(code):
+        return None
+    return all_codes().get(code)
+
+
+def category_of(code: str) -> str:
+    info = code_info(code)
+    if info is None:
+        raise KeyError(f"unknown diagnosis code {code!r}: add codes/{code}.md")
+    return info.category

@@ -1,0 +1,46 @@
+"""The ``headfit`` command line: a folder of thin commands, one file each (as hatch does).
+
+Command modules are imported only when their command runs, and none imports torch at module level,
+so ``headfit explain`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from headfit.cli.app import abort_on_headfit_errors
+
+# command name -> module in headfit.cli that defines a click command called ``command``
+COMMANDS = {
+    "explain": "explain",
+    "check": "check",
+    "sizes": "sizes",
+    "adapt": "adapt",
+    "run": "run",
+    "demo": "demo",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"headfit.cli.{COMMANDS[cmd_name]}")
+        return module.command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="headfit")
+def cli() -> None:
+    """headfit: diagnose PyTorch shape errors, pre-flight models, re-head them for K classes."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    with abort_on_headfit_errors():
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="headfit")

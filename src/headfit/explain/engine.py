@@ -1,0 +1,61 @@
+"""The rule registry and the dispatch from a parsed error to a diagnosis."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from headfit.diagnosis import Diagnosis, unrecognised
+from headfit.explain.parse import ParsedError, parse_error
+
+RuleFn = Callable[[ParsedError], "Diagnosis | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    fn: RuleFn
+    code: str
+    priority: int  # lower runs first: specific signatures (a detection head's view) before generic ones
+
+
+_RULES: list[Rule] = []
+_loaded = False
+
+
+def rule(code: str, priority: int = 50) -> Callable[[RuleFn], RuleFn]:
+    """Register a rule. It receives the parsed error and returns a Diagnosis, or None if it does not apply."""
+
+    def register(fn: RuleFn) -> RuleFn:
+        _RULES.append(Rule(fn, code, priority))
+        return fn
+
+    return register
+
+
+def _load_rules() -> list[Rule]:
+    global _loaded
+    if not _loaded:
+        from headfit.explain import rules
+
+        for info in pkgutil.iter_modules(rules.__path__):
+            importlib.import_module(f"{rules.__name__}.{info.name}")
+        _RULES.sort(key=lambda r: r.priority)
+        _loaded = True
+    return _RULES
+
+
+def diagnose_parsed(parsed: ParsedError) -> Diagnosis:
+    for r in _load_rules():
+        diagnosis = r.fn(parsed)
+        if diagnosis is not None:
+            return diagnosis.ranked()
+    return unrecognised(parsed.message, "no headfit rule matches this error message", parsed.type)
+
+
+def diagnose_text(text: str) -> Diagnosis:
+    parsed = parse_error(text)
+    if isinstance(parsed, str):  # a reason why this is not an error at all
+        return unrecognised(text[:200], parsed)
+    return diagnose_parsed(parsed)

@@ -1,0 +1,116 @@
+"""The protocol every model family answers, like timm's ``get_classifier()`` / ``reset_classifier()``.
+
+A family recognises its models, lists their heads and the invariants between heads and attributes,
+re-heads them for K classes, and adds what it knows to a diagnosis of a failure inside them.
+Each family lives in its own module in ``headfit/families/`` and registers itself with
+``@register_family``; adding a family means adding one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from headfit.diagnosis import Cause, Diagnosis, Problem
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from headfit.inputs import InputSpec
+
+
+@dataclass
+class HeadInfo:
+    """One class-dependent layer of a model and the attributes that must agree with it."""
+
+    path: str  # module path in model.named_modules()
+    kind: str  # "classifier", "aux_classifier", "box_classifier", "box_regressor", "mask", "keypoint", ...
+    outputs: int  # classes (or keypoints) the layer produces now, background included where counted
+    attributes: dict[str, Any] = field(default_factory=dict)  # e.g. {"head.classification_head.num_classes": 91}
+
+
+@dataclass
+class AdaptSummary:
+    """What ``Family.adapt`` did, in data: enough to verify it and to tell the user in plain words."""
+
+    family: str
+    num_classes: int  # what the user asked for (object classes, without background)
+    head_outputs: int  # what the heads now produce (K+1 where the family counts background)
+    replaced: list[str] = field(default_factory=list)  # module paths of the new layers
+    attributes: dict[str, Any] = field(default_factory=dict)  # attribute path -> new value
+    notes: list[str] = field(default_factory=list)  # plain-language notes ("counts background: ...")
+    kept_rows: list[int] = field(default_factory=list)  # source-head rows copied into the new head
+
+
+@dataclass
+class SizeRule:
+    """Which input sizes a model accepts, as far as the family can tell by reading the model."""
+
+    exact: tuple[int, int] | None = None  # (H, W) when only one size works
+    multiple_of: int | None = None
+    minimum: int | None = None
+    resized_internally: bool = False  # detection transforms resize any size
+    notes: list[str] = field(default_factory=list)
+
+
+class Family:
+    """Base class of the per-family modules. Override what the family knows; defaults are 'nothing'."""
+
+    name: ClassVar[str] = "base"
+    priority: ClassVar[int] = 50  # lower is asked first; the generic fallback is last
+    counts_background: ClassVar[bool] = False  # torchvision R-CNN/SSD heads include a background class
+
+    def recognises(self, model: nn.Module) -> bool:
+        raise NotImplementedError
+
+    def heads(self, model: nn.Module) -> list[HeadInfo]:
+        return []
+
+    def num_classes(self, model: nn.Module) -> int | None:
+        """The user-level class count the heads produce now (without background where it is counted)."""
+        return None
+
+    def lint(self, model: nn.Module) -> list[Problem]:
+        """Head invariants that do not hold, without running the model."""
+        return []
+
+    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
+        """The positional inputs a shape trace uses when the user gives none."""
+        from headfit.inputs import InputSpec
+
+        return [InputSpec.batch(2, 3, 224, 224)]
+
+    def size_rule(self, model: nn.Module) -> SizeRule | None:
+        return None
+
+    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
+        """Re-head ``model`` in place for ``num_classes`` object classes and say what changed."""
+        raise NotImplementedError(f"headfit cannot adapt {type(model).__name__} models yet")
+
+    def explain_failure(
+        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
+    ) -> list[Cause]:
+        """Causes found by reading the live model when a forward failed in ``module_path``.
+
+        ``prefix`` is the expression that names the model in the user's code (for fixes).
+        """
+        return []
+
+
+_FAMILIES: list[Family] = []
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    """Class decorator: register one instance of a family; warn on a duplicate name (as timm does)."""
+    import warnings
+
+    if any(f.name == cls.name for f in _FAMILIES):
+        warnings.warn(f"headfit family {cls.name!r} registered twice; keeping the first", stacklevel=2)
+        return cls
+    _FAMILIES.append(cls())
+    _FAMILIES.sort(key=lambda f: f.priority)
+    return cls
+
+
+def registered_families() -> list[Family]:
+    return list(_FAMILIES)

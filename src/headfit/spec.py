@@ -1,0 +1,189 @@
+"""MODEL specs: ``torchvision:NAME``, ``timm:NAME``, ``path/to/file.py:CALLABLE``, ``package.module:CALLABLE``.
+
+Builders are always called without downloading weights. Every failure is a ModelSpecError: one
+paragraph that says what was wrong and what to do (the CLI turns it into exit code 2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headfit.errors import ModelSpecError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_EXAMPLES = (
+    "Use `torchvision:NAME` (e.g. `torchvision:fcos_resnet50_fpn`), `timm:NAME` (e.g. `timm:resnet18`), "
+    "`path/to/file.py:CALLABLE` or `package.module:CALLABLE`."
+)
+
+
+def build_model(spec: str, num_classes: int | None = None, device: str | None = None) -> nn.Module:
+    """Build the model a spec names, with ``num_classes`` passed to the builder where it takes one.
+
+    ``device="meta"`` builds without allocating parameter memory (for sweeps and size probing).
+    """
+    source, sep, name = spec.partition(":")
+    if not sep or not source or not name:
+        raise ModelSpecError(f"cannot read the model spec {spec!r}. {_EXAMPLES}")
+    if source == "torchvision":
+        build = lambda: _build_torchvision(name, num_classes)  # noqa: E731
+    elif source == "timm":
+        build = lambda: _build_timm(name, num_classes)  # noqa: E731
+    else:
+        build = lambda: _build_callable(source, name, num_classes, spec)  # noqa: E731
+    if device is None:
+        return _checked(build(), spec)
+    import torch
+
+    with torch.device(device):
+        return _checked(build(), spec)
+
+
+def _checked(model: Any, spec: str) -> nn.Module:
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(
+            f"the model spec {spec!r} returned a {type(model).__name__}, not a torch.nn.Module. "
+            "Point the spec at a function or class that returns the model itself."
+        )
+    return model
+
+
+def _build_torchvision(name: str, num_classes: int | None) -> nn.Module:
+    import torchvision
+
+    known = torchvision.models.list_models()
+    if name not in known:
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(f'`torchvision:{c}`' for c in close)}?" if close else ""
+        raise ModelSpecError(
+            f"torchvision has no model builder named {name!r}.{hint} "
+            "`python -c 'import torchvision; print(torchvision.models.list_models())'` lists them all."
+        )
+    builder = torchvision.models.get_model_builder(name)
+    kwargs = _no_download_kwargs(builder)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return _call_builder(builder, kwargs, f"torchvision:{name}")
+
+
+def _no_download_kwargs(builder: Any) -> dict[str, Any]:
+    params = inspect.signature(builder).parameters
+    kwargs: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in params:
+        kwargs["weights_backbone"] = None
+    return kwargs
+
+
+def _build_timm(name: str, num_classes: int | None) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise ModelSpecError(
+            f"the model spec `timm:{name}` needs timm, which is not installed. "
+            "Install it with `pip install 'headfit[timm]'`."
+        ) from None
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:3]
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise ModelSpecError(
+            f"timm has no model named {name!r}.{hint} `timm.list_models('*pattern*')` searches them."
+        )
+    kwargs: dict[str, Any] = {"pretrained": False}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return _call_builder(lambda **kw: timm.create_model(name, **kw), kwargs, f"timm:{name}")
+
+
+def _build_callable(source: str, attr: str, num_classes: int | None, spec: str) -> nn.Module:
+    target = _load_attribute(source, attr, spec)
+    if not callable(target):
+        return target  # a module-level model instance is a fine spec too
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        if not _accepts(target, "num_classes"):
+            raise ModelSpecError(
+                f"--num-classes was given but {spec!r} takes no `num_classes` argument. "
+                "Drop --num-classes, or add a `num_classes` parameter to the builder."
+            )
+        kwargs["num_classes"] = num_classes
+    return _call_builder(target, kwargs, spec)
+
+
+def _load_attribute(source: str, attr: str, spec: str) -> Any:
+    if source.endswith(".py") or "/" in source or "\\" in source:
+        path = Path(source)
+        if not path.is_file():
+            raise ModelSpecError(f"the model file {source!r} of the spec {spec!r} does not exist. {_EXAMPLES}")
+        module = _import_file(path, spec)
+    else:
+        try:
+            module = importlib.import_module(source)
+        except ImportError as exc:
+            raise ModelSpecError(
+                f"cannot import the module {source!r} of the spec {spec!r} ({exc}). "
+                "Check that it is installed or on PYTHONPATH, or give a path to a .py file instead."
+            ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelSpecError(
+                f"{source!r} has no attribute {attr!r} (from the spec {spec!r}). "
+                "Name the function or class that builds your model after the colon."
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    name = f"headfit_user_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ModelSpecError(f"cannot import {str(path)!r} as Python (spec {spec!r}).")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(path.resolve().parent))
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file raised while importing
+        raise ModelSpecError(
+            f"importing {str(path)!r} raised {type(exc).__name__}: {exc}. Fix the file so that "
+            "`python -c 'import runpy; runpy.run_path(\"" + str(path) + "\")'` works, then try again."
+        ) from None
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _call_builder(builder: Any, kwargs: dict[str, Any], spec: str) -> nn.Module:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return builder(**kwargs)
+    except Exception as exc:
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
+        raise ModelSpecError(
+            f"building {spec!r} with {shown} raised {type(exc).__name__}: {exc}. "
+            "Check the builder's arguments (e.g. --num-classes), or wrap it in your own function "
+            "and pass `path/to/file.py:FUNCTION`."
+        ) from None
