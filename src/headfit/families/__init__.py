@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from headfit.families.base import (
     AdaptSummary,
+    Evidence,
     Family,
     HeadInfo,
     SizeRule,
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdaptSummary",
+    "Evidence",
     "Family",
     "HeadInfo",
     "SizeRule",

@@ -43,6 +43,14 @@ class AdaptSummary:
 
 
 @dataclass
+class Evidence:
+    """What reading the live objects adds to a diagnosis: facts with numbers, and causes with fixes."""
+
+    facts: list[str] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)
+
+
+@dataclass
 class SizeRule:
     """Which input sizes a model accepts, as far as the family can tell by reading the model."""
 
@@ -89,12 +97,13 @@ class Family:
 
     def explain_failure(
         self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> list[Cause]:
-        """Causes found by reading the live model when a forward failed in ``module_path``.
+    ) -> Evidence:
+        """What the live model says about a forward that failed in ``module_path``.
 
-        ``prefix`` is the expression that names the model in the user's code (for fixes).
+        ``prefix`` is the expression that names the model in the user's code, so fixes are pasteable
+        (``f"{prefix}.head.classification_head.num_classes = 2"``).
         """
-        return []
+        return Evidence()
 
 
 _FAMILIES: list[Family] = []
