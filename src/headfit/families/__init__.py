@@ -12,6 +12,7 @@ from headfit.families.base import (
     Family,
     HeadInfo,
     SizeRule,
+    SmokeBatch,
     register_family,
     registered_families,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Family",
     "HeadInfo",
     "SizeRule",
+    "SmokeBatch",
     "family_for",
     "register_family",
     "all_families",

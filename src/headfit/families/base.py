@@ -51,6 +51,15 @@ class Evidence:
 
 
 @dataclass
+class SmokeBatch:
+    """Positional and keyword arguments for one train-mode forward, and the targets for its loss."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    targets: Any = None
+
+
+@dataclass
 class SizeRule:
     """Which input sizes a model accepts, as far as the family can tell by reading the model."""
 
@@ -94,6 +103,24 @@ class Family:
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Re-head ``model`` in place for ``num_classes`` object classes and say what changed."""
         raise NotImplementedError(f"headfit cannot adapt {type(model).__name__} models yet")
+
+    def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
+        """A tiny synthetic batch for one real train step after ``adapt`` (see ``headfit/smoke.py``)."""
+        from headfit.smoke import default_smoke_batch
+
+        return default_smoke_batch(self, model, num_classes)
+
+    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
+        """The scalar loss of a train-mode ``output`` for ``batch`` (a torch scalar tensor)."""
+        from headfit.smoke import default_smoke_loss
+
+        return default_smoke_loss(self, model, output, batch)
+
+    def output_classes(self, model: nn.Module, output: Any) -> int | None:
+        """How many classes an eval-mode ``output`` carries (to verify a re-headed model)."""
+        from headfit.smoke import default_output_classes
+
+        return default_output_classes(self, model, output)
 
     def explain_failure(
         self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
