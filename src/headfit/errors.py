@@ -25,3 +25,7 @@ class VerificationError(HeadfitError):
     """An adapted model failed its verification (check or smoke step)."""
 
     exit_code = 1
+
+
+class CheckpointError(HeadfitError):
+    """A checkpoint that cannot be read, or whose tensors fit nothing in the model."""
