@@ -47,11 +47,20 @@ def _load_rules() -> list[Rule]:
 
 
 def diagnose_parsed(parsed: ParsedError) -> Diagnosis:
-    for r in _load_rules():
-        diagnosis = r.fn(parsed)
+    """The last exception is the relevant one; when no rule knows it, the one it was raised from is tried."""
+    for candidate in [parsed, *reversed(parsed.chain)]:
+        diagnosis = _first_match(candidate)
         if diagnosis is not None:
             return diagnosis.ranked()
     return unrecognised(parsed.message, "no headfit rule matches this error message", parsed.type)
+
+
+def _first_match(parsed: ParsedError) -> Diagnosis | None:
+    for r in _load_rules():
+        diagnosis = r.fn(parsed)
+        if diagnosis is not None:
+            return diagnosis
+    return None
 
 
 def diagnose_text(text: str) -> Diagnosis:
