@@ -7,13 +7,15 @@ re-headed model on ``meta``, CUDA or half precision stays what it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from headfit.errors import UsageError
 
-Init = Callable[[nn.Module], None]
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported inside the functions: family modules are imported by `explain`, which must not load it.
+Init = Callable[["nn.Module"], None]
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
@@ -32,6 +34,8 @@ def has_module(model: nn.Module, path: str) -> bool:
 def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
     """Put ``new`` at ``path``, in a Sequential by index or in a Module by attribute name."""
     parent_path, _, name = path.rpartition(".")
+    from torch import nn
+
     parent = get_module(model, parent_path)
     if isinstance(parent, (nn.Sequential, nn.ModuleList)) and name.lstrip("-").isdigit():
         parent[int(name)] = new
@@ -41,6 +45,8 @@ def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
 
 def last_linear(module: nn.Module) -> tuple[str, nn.Linear] | None:
     """The last ``nn.Linear`` in ``module`` in registration order, with its path, or None."""
+    from torch import nn
+
     found = None
     for name, sub in module.named_modules():
         if isinstance(sub, nn.Linear):
@@ -55,6 +61,8 @@ def _factory(old: nn.Module) -> dict[str, object]:
 
 def new_linear_like(old: nn.Linear, out_features: int, init: Init | None = None) -> nn.Linear:
     """A Linear with ``old``'s in_features, bias flag, device and dtype and ``out_features`` outputs."""
+    from torch import nn
+
     new = nn.Linear(old.in_features, out_features, bias=old.bias is not None, **_factory(old))
     if init is not None:
         init(new)
@@ -63,6 +71,8 @@ def new_linear_like(old: nn.Linear, out_features: int, init: Init | None = None)
 
 def new_conv_like(old: nn.Conv2d | nn.Conv3d, out_channels: int, init: Init | None = None) -> nn.Module:
     """A conv of ``old``'s type, geometry, bias flag, device and dtype with ``out_channels`` outputs."""
+    from torch import nn  # noqa: F401  (type(old) is an nn conv class)
+
     if old.groups != 1:
         raise UsageError(f"cannot re-head a grouped convolution (groups={old.groups})")
     new = type(old)(
@@ -85,30 +95,42 @@ def normal_init(std: float) -> Init:
     """weight ~ N(0, std), bias 0 (torchvision's VGG/MobileNet/RegNet/SqueezeNet classifier init)."""
 
     def init(layer: nn.Module) -> None:
+        from torch import nn
+
         nn.init.normal_(layer.weight, 0.0, std)
         _zero_bias(layer)
 
     return init
 
 
-def trunc_normal_init(std: float, a: float = -2.0, b: float = 2.0) -> Init:
-    """weight ~ truncated N(0, std) on [a, b], bias 0 (ConvNeXt/Swin: std 0.02; GoogLeNet: 0.01)."""
+def trunc_normal_init(std: float, a: float = -2.0, b: float = 2.0, zero_bias: bool = True) -> Init:
+    """weight ~ truncated N(0, std) on [a, b], bias 0 (ConvNeXt/Swin: std 0.02).
+
+    GoogLeNet and Inception v3 leave the bias at PyTorch's default: ``zero_bias=False``.
+    """
 
     def init(layer: nn.Module) -> None:
+        from torch import nn
+
         nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=a, b=b)
-        _zero_bias(layer)
+        if zero_bias:
+            _zero_bias(layer)
 
     return init
 
 
 def zeros_init(layer: nn.Module) -> None:
     """weight and bias 0 (torchvision ViT's ``heads.head``)."""
+    from torch import nn
+
     nn.init.zeros_(layer.weight)
     _zero_bias(layer)
 
 
 def uniform_init(layer: nn.Module) -> None:
     """weight ~ U(+-1/sqrt(out_features)), bias 0 (torchvision EfficientNet's classifier)."""
+    from torch import nn
+
     bound = 1.0 / layer.weight.shape[0] ** 0.5
     nn.init.uniform_(layer.weight, -bound, bound)
     _zero_bias(layer)
@@ -116,6 +138,8 @@ def uniform_init(layer: nn.Module) -> None:
 
 def kaiming_uniform_init(layer: nn.Module) -> None:
     """kaiming_uniform (fan_out, sigmoid gain), bias 0 (torchvision MNASNet's classifier)."""
+    from torch import nn
+
     nn.init.kaiming_uniform_(layer.weight, mode="fan_out", nonlinearity="sigmoid")
     _zero_bias(layer)
 
@@ -126,6 +150,8 @@ def zero_bias_init(layer: nn.Module) -> None:
 
 
 def _zero_bias(layer: nn.Module) -> None:
+    from torch import nn
+
     if getattr(layer, "bias", None) is not None:
         nn.init.zeros_(layer.bias)
 
@@ -136,6 +162,8 @@ def copy_rows(new: nn.Module, old: nn.Module, rows: Sequence[int]) -> None:
     Works for Linear rows and conv output channels alike (dim 0 of weight and bias). Skipped on the
     meta device, where there are no values to copy.
     """
+    import torch
+
     if new.weight.is_meta or old.weight.is_meta:
         return
     index = torch.as_tensor(list(rows), dtype=torch.long, device=old.weight.device)
@@ -178,3 +206,86 @@ def check_num_classes(num_classes: int) -> int:
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise UsageError(f"`num_classes` must be a whole number >= 1, got {num_classes!r}")
     return num_classes
+
+
+def module_expr(prefix: str, path: str) -> str:
+    """Python that names the module at ``path``: ``("model", "classifier.1")`` -> ``model.classifier[1]``."""
+    text = prefix
+    for part in path.split(".") if path else []:
+        text += f"[{part}]" if part.isdigit() else f".{part}"
+    return text
+
+
+def layer_code(layer: nn.Module, in_width: int, out_width: int) -> str:
+    """Constructor code for a layer like ``layer`` with other widths: ``nn.Linear(2048, 10)``."""
+    from torch import nn
+
+    bias = "" if getattr(layer, "bias", None) is not None else ", bias=False"
+    if isinstance(layer, nn.Linear):
+        return f"nn.Linear({in_width}, {out_width}{bias})"
+    kernel = layer.kernel_size
+    kernel_text = str(kernel[0]) if len(set(kernel)) == 1 else str(tuple(kernel))
+    return f"nn.{type(layer).__name__}({in_width}, {out_width}, kernel_size={kernel_text}{bias})"
+
+
+def out_width(layer: nn.Module) -> int | None:
+    """Features or channels a single layer produces (Linear, ConvNd, a norm), else None."""
+    from torch import nn
+
+    if isinstance(layer, nn.Linear):
+        return layer.out_features
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return layer.out_channels
+    return norm_width(layer)
+
+
+def in_width(layer: nn.Module) -> int | None:
+    """Features or channels a single layer expects (Linear, ConvNd, a norm), else None."""
+    from torch import nn
+
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return layer.in_channels
+    return norm_width(layer)
+
+
+def norm_width(layer: nn.Module) -> int | None:
+    from torch import nn
+
+    if isinstance(layer, nn.modules.batchnorm._NormBase):
+        return layer.num_features
+    if isinstance(layer, nn.LayerNorm):
+        return layer.normalized_shape[-1]
+    if isinstance(layer, nn.GroupNorm):
+        return layer.num_channels
+    return None
+
+
+def first_width(module: nn.Module) -> int | None:
+    """The width the first layer (in registration order) of ``module`` expects."""
+    for sub in module.modules():
+        width = in_width(sub)
+        if width is not None:
+            return width
+    return None
+
+
+def last_width(module: nn.Module, concat: Callable[[nn.Module], int | None] | None = None) -> int | None:
+    """The width the last layer of ``module`` produces, reading blocks from the end.
+
+    ``concat(block)`` may answer for blocks that concatenate branches (Inception, Fire), whose width is
+    a sum that no single layer shows.
+    """
+    if concat is not None:
+        width = concat(module)
+        if width is not None:
+            return width
+    children = list(module.children())
+    if not children:
+        return out_width(module)
+    for child in reversed(children):
+        width = last_width(child, concat)
+        if width is not None:
+            return width
+    return None
