@@ -1,0 +1,246 @@
+"""HF108: two tensors whose sizes must agree do not: broadcasting, ``torch.cat``, ``torch.stack``, ``expand``."""
+
+from __future__ import annotations
+
+import re
+
+from headfit.diagnosis import Cause, Diagnosis
+from headfit.explain.arith import parse_ints, shape_str
+from headfit.explain.engine import rule
+from headfit.explain.parse import ParsedError
+from headfit.explain.rules._support import Broadcast, diagnose, is_power_of_two, parse_broadcast, ratio_fact
+
+CODE = "HF108"
+
+_CAT = re.compile(
+    r"Sizes of tensors must match except in dimension (\d+)\. Expected size (\d+) but got size (\d+) "
+    r"for tensor number (\d+) in the list"
+)
+_STACK = re.compile(
+    r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) and \[([\d, ]*)\] at entry (\d+)"
+)
+_EXPAND = re.compile(
+    r"The expanded size of the tensor \((-?\d+)\) must match the existing size \((\d+)\) at non-singleton "
+    r"dimension (\d+)\.\s+Target sizes: \[([-\d, ]*)\]\.\s+Tensor sizes: \[([\d, ]*)\]"
+)
+
+
+@rule(CODE, priority=60)
+def broadcast_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    found = parse_broadcast(parsed.message)
+    if found is None:
+        return None
+    a, b, dim = found.a, found.b, found.dim
+    facts = [
+        f"at dimension {dim}, tensor a has size {a} and tensor b has size {b}; broadcasting only stretches a size of 1"
+    ]
+    if found.shape_a is not None and found.shape_b is not None:
+        facts.append(f"shapes: {shape_str(found.shape_a)} and {shape_str(found.shape_b)}")
+    ratio = ratio_fact(max(a, b), min(a, b))
+    if ratio:
+        facts.append(ratio)
+    return diagnose(
+        CODE,
+        parsed,
+        f"tensors of sizes {a} and {b} cannot be combined at dimension {dim}",
+        facts,
+        _broadcast_causes(found),
+    )
+
+
+def _broadcast_causes(found: Broadcast) -> list[Cause]:
+    a, b, dim = found.a, found.b, found.dim
+    big, small = max(a, b), min(a, b)
+    causes = [
+        Cause(
+            f"the two operands were built for different shapes: print both before the failing line and reshape the one that is off (a size-1 axis broadcasts, `{small}` vs `{big}` does not)",
+            0.3,
+            fix="print(a.shape, b.shape)  # then e.g. b = b.unsqueeze(-1) or b = b.view(a.shape)",
+        )
+    ]
+    if dim == 0:
+        causes.append(
+            Cause(
+                f"the batch sizes differ ({a} vs {b}): a tensor made with a fixed batch size meets the smaller last batch",
+                0.5,
+                fix="size tensors from the data (`x.size(0)`), or DataLoader(..., drop_last=True)",
+            )
+        )
+    elif dim == 1:
+        causes.append(
+            Cause(
+                f"the class/channel axis differs: one side has {a} columns, the other {b} (a head for {a} classes against one-hot targets for {b}, or the reverse)",
+                0.45,
+                fix=f"make both sides use the same class count, e.g. target = F.one_hot(target, num_classes={a}).float()",
+            )
+        )
+    elif small > 0 and big % small == 0 and is_power_of_two(big // small):
+        causes.append(
+            Cause(
+                f"a spatial size is {big // small}x smaller on one side: the network's output stride (segmentation logits at 1/{big // small} resolution against full-size masks)",
+                0.6,
+                fix="logits = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)",
+            )
+        )
+    return causes
+
+
+@rule(CODE, priority=60)
+def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    m = _CAT.search(parsed.message)
+    if not m:
+        return None
+    cat_dim, expected, got, index = (int(g) for g in m.groups())
+    facts = [
+        f"`torch.cat` joins along dimension {cat_dim}; every other dimension must be equal",
+        f"tensor 0 has size {expected} where tensor {index} has size {got}",
+    ]
+    causes = [
+        Cause(
+            "the tensors come from different places in the network (or different inputs) and were never resized to each other",
+            0.3,
+            fix="print([t.shape for t in tensors])  # then resize or crop the odd one out",
+        )
+    ]
+    skip = _unet_skip(expected, got)
+    if cat_dim == 1 and skip is not None:
+        facts.append(skip)
+        causes.append(
+            Cause(
+                "a U-Net style skip connection: an odd feature size was floored by a 2x downsampling, so the upsampled map is 1 pixel short of the skip",
+                0.7,
+                fix="x = F.interpolate(x, size=skip.shape[-2:]) before the cat, or pad the input to a multiple of 2**depth: "
+                "x = F.pad(x, (0, (-x.shape[-1]) % 16, 0, (-x.shape[-2]) % 16))  # 16 = 2**4 for 4 downsamplings",
+            )
+        )
+    return diagnose(
+        CODE,
+        parsed,
+        f"`torch.cat` got tensors of sizes {expected} and {got} outside the cat dimension {cat_dim}",
+        facts,
+        causes,
+    )
+
+
+def _unet_skip(expected: int, got: int) -> str | None:
+    """'29 is odd: ...' when one size is the other floored to even (downsample then upsample by 2)."""
+    for odd, even in ((expected, got), (got, expected)):
+        if odd % 2 == 1 and even == odd - 1 and odd > 1:
+            return f"{odd} is odd: a 2x downsampling gives {odd} // 2 = {odd // 2}, and upsampling that gives {even}, not {odd}"
+    return None
+
+
+@rule(CODE, priority=60)
+def stack_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    m = _STACK.search(parsed.message)
+    if not m:
+        return None
+    first, i, second, j = parse_ints(m[1]), int(m[2]), parse_ints(m[3]), int(m[4])
+    facts = [f"entry {i} has shape {shape_str(first)} and entry {j} has shape {shape_str(second)}"]
+    if len(first) == len(second):
+        differing = [d for d, (x, y) in enumerate(zip(first, second, strict=True)) if x != y]
+        facts.append(f"they differ at dimension(s) {', '.join(map(str, differing))}")
+    return diagnose(
+        CODE,
+        parsed,
+        f"`torch.stack` got tensors of shapes {shape_str(first)} and {shape_str(second)}",
+        facts,
+        _stack_causes(first, second),
+    )
+
+
+def _stack_causes(first: list[int], second: list[int]) -> list[Cause]:
+    causes = [
+        Cause(
+            "the DataLoader's default collate stacks every sample into one batch tensor, so all samples must have the same shape",
+            0.4,
+            fix="pad the samples to one shape in the dataset, or pass a collate_fn that keeps them as a list",
+        )
+    ]
+    if len(first) == len(second) == 3 and first[0] == second[0] and first[0] in (1, 3, 4):
+        h, w = first[1], first[2]
+        causes.append(
+            Cause(
+                f"images of different sizes ({first[1]}x{first[2]} and {second[1]}x{second[2]}) collated into one batch",
+                0.7,
+                fix=f"resize in the dataset transform: transforms.Resize(({h}, {w})); for detection keep a list: "
+                "DataLoader(..., collate_fn=lambda batch: tuple(zip(*batch)))",
+            )
+        )
+    elif len(first) == len(second) == 2 and first[1] == second[1] == 4:
+        causes.append(
+            Cause(
+                f"detection targets with different box counts ({first[0]} and {second[0]}) collated into one tensor",
+                0.75,
+                fix="DataLoader(..., collate_fn=lambda batch: tuple(zip(*batch)))",
+            )
+        )
+    elif len(first) != len(second):
+        causes.append(
+            Cause(
+                f"samples of different rank ({len(first)}D and {len(second)}D): e.g. a grayscale image without a channel axis next to an RGB one",
+                0.6,
+                fix="Image.open(path).convert('RGB')  # or add the channel axis: x.unsqueeze(0)",
+            )
+        )
+    elif len(first) == len(second) == 1:
+        causes.append(
+            Cause(
+                f"variable-length sequences ({first[0]} and {second[0]} items) collated into one tensor",
+                0.6,
+                fix="collate_fn=lambda batch: torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)",
+            )
+        )
+    return causes
+
+
+@rule(CODE, priority=60)
+def expand_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    m = _EXPAND.search(parsed.message)
+    if not m:
+        return None
+    wanted, existing, dim = int(m[1]), int(m[2]), int(m[3])
+    target, sizes = parse_ints(m[4]), parse_ints(m[5])
+    facts = [
+        f"dimension {dim} of the target has size {wanted}, but the tensor already has {existing} there (only a size of 1 can be expanded)",
+        f"expand aligns the tensor's {len(sizes)} dims with the last {len(sizes)} of the target {shape_str(target)}",
+    ]
+    causes = [
+        Cause(
+            "the tensor's axes are not where the target expects them",
+            0.4,
+            fix="x.repeat(...) copies a non-1 axis; expand only stretches size-1 axes",
+        )
+    ]
+    aligned = _aligned_view(sizes, target)
+    if aligned is not None:
+        causes.insert(
+            0,
+            Cause(
+                f"the tensor's sizes fit the target once size-1 axes are put in the right places: {shape_str(aligned)}",
+                0.7,
+                fix=f"x.view({', '.join(map(str, aligned))}).expand({', '.join(map(str, target))})",
+            ),
+        )
+    return diagnose(
+        CODE,
+        parsed,
+        f"cannot expand size {existing} to {wanted} at dimension {dim}",
+        facts,
+        causes,
+    )
+
+
+def _aligned_view(sizes: list[int], target: list[int]) -> list[int] | None:
+    """A view of ``sizes`` with 1s inserted so that its non-1 axes sit where ``target`` has them."""
+    keep = [s for s in sizes if s != 1]
+    view, k = [], 0
+    for t in target:
+        if k < len(keep) and keep[k] == t:
+            view.append(t)
+            k += 1
+        else:
+            view.append(1)
+    if k != len(keep) or view == sizes or len(view) < len(sizes):
+        return None
+    return view
