@@ -31,8 +31,12 @@ _CHAIN_SEPARATOR = re.compile(
 )
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
 _IPY_FRAME = re.compile(r"^File (?P<file>.+?):(?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$")
-_IPY_CELL = re.compile(r"^Cell (?P<file>In\s*\[\d*\]), line (?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$")
-_IPY_OLD_FRAME = re.compile(r"^(?P<file>\S+\.py|<ipython-input-[^>]*>|<string>) in (?P<func>[\w.<>]+)(?:\(.*)?$")
+_IPY_CELL = re.compile(
+    r"^Cell (?P<file>In\s*\[\d*\]), line (?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$"
+)
+_IPY_OLD_FRAME = re.compile(
+    r"^(?P<file>\S+\.py|<ipython-input-[^>]*>|<string>) in (?P<func>[\w.<>]+)(?:\(.*)?$"
+)
 _IPY_ARROW = re.compile(r"^-+>\s*(?P<line>\d+)\s?(?P<source>.*)$")
 _IPY_HEADER = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)\s+Traceback \(most recent call last\)")
 _EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)(?::(?P<msg>.*))?$")

@@ -1,0 +1,59 @@
+"""``headfit explain [TEXT]``: diagnose an error message or a pasted traceback. Never imports torch."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from headfit.cli.app import abort, console, print_json
+
+EXIT_DIAGNOSED = 0
+EXIT_UNRECOGNISED = 3
+
+
+@click.command("explain")
+@click.argument("text", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--code", "code", metavar="HF1xx", help="Print the long explanation of a diagnosis code.")
+def command(text: str | None, as_json: bool, code: str | None) -> None:
+    """Diagnose TEXT, an error message or a whole traceback (stdin when TEXT is absent or `-`)."""
+    if code is not None:
+        _explain_code(code, as_json)
+        return
+    from headfit.explain import diagnose_text
+
+    diagnosis = diagnose_text(_read_input(text))
+    if as_json:
+        print_json(diagnosis.to_dict())
+    else:
+        from headfit.render import diagnosis_text
+
+        console().print(diagnosis_text(diagnosis))
+    raise SystemExit(EXIT_DIAGNOSED if diagnosis.recognised else EXIT_UNRECOGNISED)
+
+
+def _read_input(text: str | None) -> str:
+    if text is not None and text != "-":
+        return text
+    if sys.stdin is None or sys.stdin.isatty():
+        abort("give the error as TEXT, or pipe it on stdin: `headfit explain - < error.txt`", 2)
+    data = sys.stdin.buffer.read()
+    return data.decode("utf-8", errors="replace")
+
+
+def _explain_code(code: str, as_json: bool) -> None:
+    from headfit.catalogue import all_codes, code_info
+
+    info = code_info(code)
+    if info is None:
+        known = ", ".join(all_codes())
+        abort(f"unknown diagnosis code `{code}`; known codes: {known}", 2)
+    if as_json:
+        print_json({"code": info.code, "category": info.category, "title": info.title, "text": info.text})
+        return
+    from rich.markdown import Markdown
+
+    out = console()
+    out.print(f"[bold]{info.code}[/] ({info.category}): {info.title}", highlight=False)
+    out.print(Markdown(info.text))

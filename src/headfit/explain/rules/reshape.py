@@ -1,0 +1,376 @@
+"""HF101 (a view/reshape asks for a shape the tensor's size cannot fill) and HF102 (view on a
+non-contiguous tensor).
+
+The detection-head signatures are recognised by the shape of the view, and every number is computed
+from the message: ``[N, -1, K, H, W]`` is the per-level reshape of torchvision's FCOS/RetinaNet/SSD
+classification head, ``[N, -1, 4, H, W]`` the box regression head, ``[bs, na, no, ny, nx]`` a YOLO
+detect layer (no = nc + 5).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from headfit.diagnosis import Cause, Diagnosis, Location
+from headfit.explain.arith import fmt, parse_ints, prod, product_expr, shape_str
+from headfit.explain.build import make_diagnosis
+from headfit.explain.engine import rule
+from headfit.explain.locate import locate
+from headfit.explain.parse import ParsedError
+
+_VIEW = re.compile(r"shape '\[(?P<dims>[-\d,\s]*)\]' is invalid for input of size (?P<size>\d+)")
+_UNFLATTEN = re.compile(
+    r"unflatten: Provided sizes \[(?P<dims>[-\d,\s]*)\] don't multiply up to the size of dim "
+    r"(?P<dim>-?\d+) \((?P<size>\d+)\)"
+)
+_TWO_INFERRED = re.compile(r"only one dimension can be inferred")
+_NON_CONTIGUOUS = re.compile(r"view size is not compatible with input tensor's size and stride")
+
+COCO_CLASSES = 91  # torchvision's COCO heads: 90 categories + background
+TORCHVISION_HEAD_CHANNELS = 256  # in_channels of FCOS/RetinaNet head convs (the FPN width)
+SSD300_ANCHORS = {38: 4, 19: 6, 10: 6, 5: 6, 3: 4, 1: 4}  # feature-map side -> boxes per location
+SSDLITE_ANCHORS = 6
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """A failed view: the shape asked for and the number of elements the tensor has."""
+
+    dims: list[int]
+    size: int
+    op: str  # "view" or "unflatten"
+
+    @property
+    def known(self) -> list[int]:
+        return [d for d in self.dims if d != -1]
+
+    @property
+    def inferred(self) -> bool:
+        return -1 in self.dims
+
+
+def view_request(message: str) -> ViewRequest | None:
+    match = _VIEW.search(message)
+    if match:
+        return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
+    match = _UNFLATTEN.search(message)
+    if match:
+        return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "unflatten")
+    return None
+
+
+# --- detection heads: [N, -1, K, H, W] ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    name: str  # "FCOS", "RetinaNet", "SSD"
+    anchors: int  # A: boxes per location
+    attribute: str  # the attribute that the view reads: num_classes, or num_columns for SSD
+
+
+def _head_kinds(location: Location | None, height: int) -> list[HeadKind]:
+    """Which torchvision heads the view can come from: the traceback says it, or all that fit."""
+    kind = (location.module_type or "") if location else ""
+    ssd_anchors = SSD300_ANCHORS.get(height, SSDLITE_ANCHORS)
+    if kind.startswith("FCOS"):
+        return [HeadKind("FCOS", 1, "num_classes")]
+    if kind.startswith("RetinaNet"):
+        return [HeadKind("RetinaNet", 9, "num_classes")]
+    if kind.startswith("SSD"):
+        return [HeadKind("SSD", ssd_anchors, "num_columns")]
+    return [HeadKind("FCOS", 1, "num_classes"), HeadKind("RetinaNet", 9, "num_classes")]
+
+
+@rule("HF101", priority=10)
+def detection_head_view(parsed: ParsedError) -> Diagnosis | None:
+    req = view_request(parsed.message)
+    if req is None or req.op != "view" or len(req.dims) != 5 or req.dims[1] != -1 or -1 in req.dims[2:]:
+        return None
+    n, _, k, h, w = req.dims
+    if min(n, k, h, w) <= 0 or req.size % (n * h * w):
+        return None
+    channels = req.size // (n * h * w)
+    location = locate(parsed)
+    if k == 4:
+        return _regression_view(parsed, req, channels, location)
+    return _classification_view(parsed, req, channels, location)
+
+
+def _view_facts(req: ViewRequest, channels: int) -> list[str]:
+    n, _, _, h, w = req.dims
+    known = req.known
+    facts = [f"{product_expr(known)} elements per unit of -1"]
+    facts.append(_divides_fact(prod(known), req.size))
+    facts.append(f"{fmt(req.size)} / ({n}*{h}*{w}) = {fmt(channels)} channels per location")
+    return facts
+
+
+def _divides_fact(known: int, size: int) -> str:
+    if known > size:
+        return f"{fmt(known)} does not divide {fmt(size)}: it is larger than the whole tensor"
+    quotient, remainder = divmod(size, known)
+    if remainder == 0:
+        return f"{fmt(size)} / {fmt(known)} = {fmt(quotient)}"
+    return f"{fmt(known)} does not divide {fmt(size)}: {fmt(size)} = {fmt(quotient)}*{fmt(known)} + {fmt(remainder)}"
+
+
+def _classification_view(
+    parsed: ParsedError, req: ViewRequest, channels: int, location: Location | None
+) -> Diagnosis:
+    k, h = req.dims[2], req.dims[3]
+    kinds = _head_kinds(location, h)
+    facts = _view_facts(req, channels)
+    names = "/".join(kind.name for kind in kinds)
+    facts.append(
+        f"a `[N, -1, K, H, W]` view is the per-level reshape of torchvision's {names} classification head: "
+        f"its conv emits A*K channels per location, A anchors times K classes"
+    )
+    facts.extend(_anchor_fact(kind, channels) for kind in kinds)
+    if k == COCO_CLASSES:
+        facts.append(f"{k} is torchvision's COCO class count (90 categories + background)")
+    fitting = [kind for kind in kinds if channels % kind.anchors == 0]
+    causes = [_attribute_cause(kind, k, channels, confidence) for kind, confidence in _ranked(fitting)]
+    fixed = _ranked(fitting)[0][0] if fitting else kinds[0]
+    causes.append(_conv_cause(fixed, k, channels))
+    summary = (
+        f"the classification head's `{fixed.attribute}` says {k} but its conv emits {channels} channels "
+        f"per location"
+    )
+    location = location or Location("head.classification_head", None)
+    return make_diagnosis(parsed, "HF101", summary, facts, causes, location)
+
+
+def _anchor_fact(kind: HeadKind, channels: int) -> str:
+    if channels % kind.anchors:
+        return f"{kind.name} (A = {kind.anchors}): {channels} is not a multiple of {kind.anchors}, it cannot give {channels}"
+    classes = channels // kind.anchors
+    if kind.anchors == 1:
+        return f"{kind.name} (A = 1): {channels} channels = {classes} classes"
+    return f"{kind.name} (A = {kind.anchors}): {channels} = {kind.anchors}*{classes} -> {classes} classes"
+
+
+def _ranked(kinds: list[HeadKind]) -> list[tuple[HeadKind, float]]:
+    """More anchors first: a channel count divisible by 9 is rarely a coincidence."""
+    ordered = sorted(kinds, key=lambda kind: -kind.anchors)
+    return [(kind, 0.9 if i == 0 else 0.6) for i, kind in enumerate(ordered)]
+
+
+def _attribute_cause(kind: HeadKind, k: int, channels: int, confidence: float) -> Cause:
+    classes = channels // kind.anchors
+    return Cause(
+        summary=(
+            f"the conv was replaced for {classes} classes ({kind.name}: {channels} = {kind.anchors}*{classes}) "
+            f"but the head's `{kind.attribute}` still says {k}"
+        ),
+        confidence=confidence,
+        module="head.classification_head",
+        attribute=kind.attribute,
+        fix=f"model.head.classification_head.{kind.attribute} = {classes}",
+    )
+
+
+def _conv_cause(kind: HeadKind, k: int, channels: int) -> Cause:
+    wanted = kind.anchors * k
+    if kind.name == "SSD":
+        return Cause(
+            summary=(
+                f"the per-level conv was sized wrong: it emits {channels} channels, {kind.name} needs "
+                f"A*K = {kind.anchors}*{k} = {fmt(wanted)}"
+            ),
+            confidence=0.3,
+            module="head.classification_head",
+            attribute="module_list",
+            fix="model.head.classification_head = SSDClassificationHead(in_channels, num_anchors, K + 1)",
+        )
+    return Cause(
+        summary=(
+            f"the conv `cls_logits` was sized wrong: it emits {channels} channels, {k} classes need "
+            f"A*K = {kind.anchors}*{k} = {fmt(wanted)}"
+        ),
+        confidence=0.3,
+        module="head.classification_head.cls_logits",
+        fix=(
+            f"model.head.classification_head.cls_logits = nn.Conv2d({TORCHVISION_HEAD_CHANNELS}, "
+            f"{kind.anchors} * {k}, 3, padding=1)"
+        ),
+    )
+
+
+def _regression_view(
+    parsed: ParsedError, req: ViewRequest, channels: int, location: Location | None
+) -> Diagnosis:
+    facts = _view_facts(req, channels)
+    facts.append("a `[N, -1, 4, H, W]` view is the per-level reshape of a box regression head: A*4 channels")
+    if channels % 4:
+        facts.append(
+            f"{channels} is not a multiple of 4: the regression conv does not emit 4 numbers per box"
+        )
+    cause = Cause(
+        summary=f"the box regression conv emits {channels} channels, not A*4 (4 box coordinates per anchor)",
+        confidence=0.8,
+        module="head.regression_head.bbox_reg",
+        fix=f"model.head.regression_head.bbox_reg = nn.Conv2d({TORCHVISION_HEAD_CHANNELS}, num_anchors * 4, 3, padding=1)",
+    )
+    location = location or Location("head.regression_head", None)
+    summary = f"the box regression head's conv emits {channels} channels per location, not a multiple of 4 per anchor"
+    return make_diagnosis(parsed, "HF101", summary, facts, [cause], location)
+
+
+# --- YOLO detect layers: [bs, na, no, ny, nx] with no = nc + 5 ------------------------------------------
+
+
+@rule("HF101", priority=20)
+def yolo_detect_view(parsed: ParsedError) -> Diagnosis | None:
+    req = view_request(parsed.message)
+    if req is None or req.inferred or len(req.dims) != 5:
+        return None
+    bs, na, no, ny, nx = req.dims
+    if not (1 <= na <= 16 and no > 5 and min(bs, ny, nx) > 0) or req.size % (bs * ny * nx):
+        return None
+    channels = req.size // (bs * ny * nx)
+    if channels % na or channels // na <= 5 or channels // na == no:
+        return None
+    actual_no = channels // na
+    nc, actual_nc = no - 5, actual_no - 5
+    facts = [
+        f"the view needs {product_expr(req.dims)} elements, the tensor has {fmt(req.size)}",
+        f"`[bs, na, no, ny, nx]` is a YOLO detect layer's view: no = nc + 5 = {nc} + 5 = {no}",
+        f"{fmt(req.size)} / ({bs}*{ny}*{nx}) = {channels} channels = na*no = {na}*{actual_no}",
+        f"the conv emits no = {actual_no} per anchor, that is nc = {actual_no} - 5 = {actual_nc} classes",
+    ]
+    causes = [
+        Cause(
+            summary=f"the detect layer's `nc` says {nc} but its conv was built for {actual_nc} classes",
+            confidence=0.85,
+            attribute="nc",
+            fix=f"build the model with nc={actual_nc} (e.g. `Model(cfg, nc={actual_nc})`), or set `detect.nc = {actual_nc}; detect.no = {actual_no}`",
+        ),
+        Cause(
+            summary=f"the detect conv was sized for {actual_nc} classes instead of {nc}: it needs na*(nc+5) = {na * no} outputs",
+            confidence=0.4,
+            attribute="m",
+            fix=f"nn.Conv2d(in_channels, {na} * ({nc} + 5), 1)",
+        ),
+    ]
+    summary = f"the YOLO detect layer expects {nc} classes (no = {no}) but its conv emits {actual_nc} (no = {actual_no})"
+    return make_diagnosis(parsed, "HF101", summary, facts, causes)
+
+
+# --- any other view / reshape / unflatten -------------------------------------------------------------
+
+
+@rule("HF101", priority=60)
+def general_view(parsed: ParsedError) -> Diagnosis | None:
+    req = view_request(parsed.message)
+    if req is None:
+        if _TWO_INFERRED.search(parsed.message):
+            return _two_inferred(parsed)
+        return None
+    if any(d < -1 for d in req.dims) or req.dims.count(-1) > 1:
+        return None
+    facts = _general_facts(req)
+    alternatives = one_dim_fixes(req)
+    causes = [
+        Cause(
+            summary=f"dimension {i} should be {value}, not {req.dims[i]}",
+            confidence=0.6 if j == 0 else 0.4,
+            fix=f".{_op_call(req, _replace(req.dims, i, value))}",
+        )
+        for j, (i, value) in enumerate(alternatives[:3])
+    ]
+    causes.append(
+        Cause(
+            summary="the tensor reaching the view is not the shape the code assumes "
+            "(batch size, input resolution or channel count differ)",
+            confidence=0.5 if alternatives else 0.7,
+            fix="print `x.shape` just before the view, and use -1 for the dimension that should absorb the rest",
+        )
+    )
+    what = "reshape" if req.op == "view" else "unflatten"
+    summary = f"cannot {what} {fmt(req.size)} elements into {shape_str(req.dims)}"
+    return make_diagnosis(parsed, "HF101", summary, facts, causes)
+
+
+def _general_facts(req: ViewRequest) -> list[str]:
+    if req.inferred:
+        known = prod(req.known)
+        if known == 0:
+            return [f"a known dimension is 0, so -1 cannot be inferred from {fmt(req.size)} elements"]
+        return [
+            f"{product_expr(req.known)} elements per unit of -1",
+            _divides_fact(known, req.size),
+            f"-1 would have to be {fmt(req.size)} / {fmt(known)} = {fmt(req.size / known)}",
+        ]
+    return [f"the shape needs {product_expr(req.dims)} elements, the tensor has {fmt(req.size)}"]
+
+
+def one_dim_fixes(req: ViewRequest) -> list[tuple[int, int]]:
+    """(dim, value) pairs: changing that one dim to that value makes the view fit, nearest first."""
+    fixes = []
+    for i, d in enumerate(req.dims):
+        if d == -1:
+            continue
+        others = prod(req.known) // d if d else 0
+        if others <= 0 or req.size % others:
+            continue
+        if req.inferred:
+            # any divisor of size/others works with -1; the natural one leaves -1 = 1
+            value = _nearest_divisor(req.size // others, d)
+        else:
+            value = req.size // others
+        if value != d and value > 0:
+            fixes.append((i, value))
+    return sorted(fixes, key=lambda f: abs(f[1] - req.dims[f[0]]) / max(req.dims[f[0]], 1))
+
+
+def _nearest_divisor(n: int, target: int) -> int:
+    best, i = 1, 1
+    while i * i <= n:
+        if n % i == 0:
+            for divisor in (i, n // i):
+                if abs(divisor - target) < abs(best - target):
+                    best = divisor
+        i += 1
+    return best
+
+
+def _replace(dims: list[int], i: int, value: int) -> list[int]:
+    return dims[:i] + [value] + dims[i + 1 :]
+
+
+def _op_call(req: ViewRequest, dims: list[int]) -> str:
+    args = ", ".join(str(d) for d in dims)
+    return f"view({args})" if req.op == "view" else f"unflatten(dim, ({args}))"
+
+
+def _two_inferred(parsed: ParsedError) -> Diagnosis:
+    cause = Cause(
+        summary="the shape has more than one -1; only one dimension can be inferred",
+        confidence=0.9,
+        fix="give every dimension but one explicitly, e.g. `x.view(x.size(0), -1)`",
+    )
+    return make_diagnosis(parsed, "HF101", "a view has more than one `-1`", [], [cause])
+
+
+# --- HF102: view on a non-contiguous tensor --------------------------------------------------------------
+
+
+@rule("HF102", priority=50)
+def non_contiguous_view(parsed: ParsedError) -> Diagnosis | None:
+    if not _NON_CONTIGUOUS.search(parsed.message):
+        return None
+    facts = [
+        "`view` never copies: it needs the elements it merges to be contiguous in memory",
+        "a `transpose`, `permute`, `expand` or strided slice before it made the tensor non-contiguous",
+    ]
+    causes = [
+        Cause(
+            "the tensor was permuted or transposed before `view`",
+            0.8,
+            fix="x.reshape(...)  # copies only when it must",
+        ),
+        Cause("the layout must stay the same for later views", 0.5, fix="x.contiguous().view(...)"),
+    ]
+    return make_diagnosis(parsed, "HF102", "`view` on a non-contiguous tensor", facts, causes)
