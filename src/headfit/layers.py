@@ -1,0 +1,771 @@
+"""Per-layer live knowledge: what a layer expects against what reached it, and what the data says.
+
+``layer_evidence`` reads one module (Linear, Conv, BatchNorm, LayerNorm, MultiheadAttention, pooling,
+Upsample) and the shapes that reached it; ``enrich`` calls it for the module where a forward failed.
+``data_evidence`` reads the values in the failing frames (labels, token ids, target boxes, state dicts,
+skip connections, losses fed a container) for the live hooks in ``headfit.live``.
+Imported only once torch is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from headfit.diagnosis import Cause, Diagnosis
+from headfit.explain.arith import fmt, product_expr, shape_str
+from headfit.families.base import Evidence
+
+if TYPE_CHECKING:
+    from headfit.live import Scene
+
+LABEL_CODE = "HF131"  # labels / token ids past the layer that indexes them
+TARGET_CODE = "HF132"  # detection targets that are not x1,y1,x2,y2 boxes with labels in range
+PREFIX_CODE = "HF133"  # a state_dict whose keys carry `module.` / `_orig_mod.`
+SKIP_CODE = "HF134"  # a skip connection joins feature maps of different sizes
+LOSS_INPUT_CODE = "HF135"  # a loss got a model's container output or a target of the wrong shape
+
+
+@dataclass
+class LiveEvidence(Evidence):
+    code: str | None = None  # the code to use when the message alone was not recognised
+
+
+def path_expr(prefix: str, path: str) -> str:
+    """``("model", "classifier.1")`` -> ``model.classifier[1]``: pasteable Python for a module path."""
+    expr = prefix
+    for part in path.split(".") if path else []:
+        expr += f"[{part}]" if part.isdigit() else f".{part}"
+    return expr
+
+
+# ---------------------------------------------------------------------------------------------------
+# one layer against the shapes that reached it
+
+
+def layer_evidence(
+    module: nn.Module,
+    module_path: str,
+    diagnosis: Diagnosis,
+    prefix: str = "model",
+    input_shapes: list[list[int]] | None = None,
+) -> Evidence:
+    """What ``module`` expects against the first input that reached it (``input_shapes[0]``)."""
+    if not input_shapes:
+        return Evidence()
+    shape = list(input_shapes[0])
+    target = path_expr(prefix, module_path)
+    for kind, check in _CHECKS:
+        if isinstance(module, kind):
+            return check(module, module_path, target, shape)
+    return Evidence()
+
+
+def _linear(m: nn.Linear, path: str, target: str, shape: list[int]) -> Evidence:
+    arrived = shape[-1] if shape else 0
+    if arrived == m.in_features:
+        return Evidence()
+    facts = [f"`{path}` expects {fmt(m.in_features)} input features; its input is {shape_str(shape)}"]
+    if len(shape) >= 3 and math.prod(shape[1:]) == m.in_features:
+        facts.append(f"{product_expr(shape[1:])} features per sample: the right count, not yet flattened")
+        cause = Cause(
+            f"the feature map reaches `{path}` without a flatten",
+            0.9,
+            path,
+            None,
+            f"x = torch.flatten(x, 1)  # in forward, just before {target}(x)",
+        )
+        return Evidence(facts, [cause])
+    if len(shape) == 4 and shape[1] == m.in_features:
+        facts.append(f"a {shape[1]}-channel feature map arrives where a 1x1 convolution belongs")
+        fix = f"{target} = nn.Conv2d({m.in_features}, {m.out_features}, kernel_size=1)"
+        return Evidence(
+            facts, [Cause(f"`{path}` is a Linear but receives a feature map", 0.85, path, None, fix)]
+        )
+    bias = "" if m.bias is not None else ", bias=False"
+    fix = f"{target} = nn.Linear({arrived}, {m.out_features}{bias})"
+    cause = Cause(
+        f"`{path}` has `in_features` {m.in_features} but {fmt(arrived)} features arrive",
+        0.9,
+        path,
+        "in_features",
+        fix,
+    )
+    return Evidence(facts, [cause])
+
+
+def _conv(m: nn.modules.conv._ConvNd, path: str, target: str, shape: list[int]) -> Evidence:
+    spatial = len(m.kernel_size)
+    channel_dim = 1 if len(shape) == spatial + 2 else 0
+    if len(shape) <= channel_dim:
+        return Evidence()
+    arrived = shape[channel_dim]
+    if arrived != m.in_channels:
+        return _conv_channels(m, path, target, shape, arrived)
+    return _conv_kernel(m, path, shape[channel_dim + 1 :])
+
+
+def _conv_channels(m, path: str, target: str, shape: list[int], arrived: int) -> Evidence:
+    facts = [
+        f"`{path}` expects {m.in_channels} input channels (`in_channels`, groups={m.groups}); "
+        f"its input {shape_str(shape)} has {arrived}"
+    ]
+    if arrived == 1 and m.in_channels == 3:
+        facts.append("a 1-channel (grayscale) image reaches a 3-channel (RGB) stem")
+        causes = [
+            Cause(
+                f"a grayscale image reaches `{path}`, which takes 3 channels",
+                0.9,
+                path,
+                "in_channels",
+                "x = x.expand(-1, 3, -1, -1)  # repeat the grey channel before calling the model",
+            ),
+            Cause(
+                f"keep 1-channel input and fold the RGB filters of `{path}` into one",
+                0.5,
+                path,
+                "weight",
+                f"{target}.weight = nn.Parameter({target}.weight.sum(dim=1, keepdim=True)); "
+                f"{target}.in_channels = 1",
+            ),
+        ]
+        return Evidence(facts, causes)
+    fix = f"{target} = {_conv_ctor(m, arrived)}"
+    cause = Cause(
+        f"`{path}` has `in_channels` {m.in_channels} but {arrived} channels arrive",
+        0.85,
+        path,
+        "in_channels",
+        fix,
+    )
+    return Evidence(facts, [cause])
+
+
+def _conv_ctor(m, in_channels: int) -> str:
+    args = [str(in_channels), str(m.out_channels), f"kernel_size={_one(m.kernel_size)}"]
+    if _one(m.stride) != 1:
+        args.append(f"stride={_one(m.stride)}")
+    if not isinstance(m.padding, str) and _one(m.padding) != 0:
+        args.append(f"padding={_one(m.padding)}")
+    if m.groups != 1:
+        args.append(f"groups={m.groups}")
+    if m.bias is None:
+        args.append("bias=False")
+    return f"nn.{type(m).__name__}({', '.join(args)})"
+
+
+def _one(value: Any) -> Any:
+    """``(3, 3)`` -> ``3``; a tuple that differs per dimension stays a tuple."""
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        return value[0]
+    return value
+
+
+def _conv_kernel(m, path: str, spatial: list[int]) -> Evidence:
+    padding = (0,) * len(spatial) if isinstance(m.padding, str) else m.padding
+    reach = [d * (k - 1) + 1 for d, k in zip(m.dilation, m.kernel_size, strict=False)]
+    padded = [s + 2 * p for s, p in zip(spatial, padding, strict=False)]
+    if all(p >= r for p, r in zip(padded, reach, strict=False)):
+        return Evidence()
+    fact = (
+        f"`{path}` needs at least {shape_str(reach)} pixels (kernel, dilation) but gets "
+        f"{shape_str(spatial)} (+ padding {shape_str(list(padding))})"
+    )
+    cause = Cause(
+        f"the feature map is too small for `{path}` by the time it gets there",
+        0.7,
+        path,
+        "kernel_size",
+        "use larger input images (see `headfit sizes MODEL` for the sizes the model accepts)",
+    )
+    return Evidence([fact], [cause])
+
+
+def _batchnorm(m: nn.modules.batchnorm._BatchNorm, path: str, target: str, shape: list[int]) -> Evidence:
+    if len(shape) < 2:
+        return Evidence()
+    if shape[1] != m.num_features:
+        fact = f"`{path}` normalises {m.num_features} channels (`num_features`); its input {shape_str(shape)} has {shape[1]}"
+        fix = f"{target} = nn.{type(m).__name__}({shape[1]})"
+        return Evidence(
+            [fact], [Cause(f"`{path}` has `num_features` {m.num_features}", 0.85, path, "num_features", fix)]
+        )
+    values = shape[0] * math.prod(shape[2:])
+    if m.training and values == 1:
+        fact = (
+            f"`{path}` is in train mode and got {shape_str(shape)}: one value per channel, "
+            "so the batch statistics are undefined"
+        )
+        causes = [
+            Cause(
+                f"a batch of one reaches `{path}` in train mode (often the last, incomplete batch)",
+                0.9,
+                path,
+                "training",
+                "DataLoader(dataset, batch_size=..., shuffle=True, drop_last=True)",
+            ),
+            Cause(f"`{path}` is in train mode at inference time", 0.5, path, "training", f"{target}.eval()"),
+        ]
+        return Evidence([fact], causes)
+    return Evidence()
+
+
+def _layernorm(m: nn.LayerNorm, path: str, target: str, shape: list[int]) -> Evidence:
+    expected = list(m.normalized_shape)
+    got = shape[-len(expected) :]
+    if got == expected:
+        return Evidence()
+    fact = f"`{path}` normalises the last dims {shape_str(expected)}; its input {shape_str(shape)} ends in {shape_str(got)}"
+    fix = f"{target} = nn.LayerNorm({got[0] if len(got) == 1 else tuple(got)})"
+    return Evidence(
+        [fact],
+        [Cause(f"`{path}` has `normalized_shape` {tuple(expected)}", 0.8, path, "normalized_shape", fix)],
+    )
+
+
+def _attention(m: nn.MultiheadAttention, path: str, target: str, shape: list[int]) -> Evidence:
+    if not shape or shape[-1] == m.embed_dim:
+        return Evidence()
+    fact = f"`{path}` has `embed_dim` {m.embed_dim}; the query {shape_str(shape)} has {shape[-1]} features"
+    batch_first = ", batch_first=True" if m.batch_first else ""
+    fix = f"{target} = nn.MultiheadAttention({shape[-1]}, {m.num_heads}{batch_first})"
+    return Evidence([fact], [Cause(f"`{path}` has `embed_dim` {m.embed_dim}", 0.8, path, "embed_dim", fix)])
+
+
+def _pool(m: nn.Module, path: str, target: str, shape: list[int]) -> Evidence:
+    kernel = getattr(m, "kernel_size", None)
+    if kernel is None or len(shape) < 3:
+        return Evidence()
+    kernel = kernel if isinstance(kernel, tuple) else (kernel,) * 2
+    spatial = shape[-len(kernel) :]
+    if all(s >= k for s, k in zip(spatial, kernel, strict=False)):
+        return Evidence()
+    fact = f"`{path}` pools with kernel {shape_str(list(kernel))} but the feature map is {shape_str(spatial)}"
+    cause = Cause(
+        f"the feature map is too small for `{path}`",
+        0.7,
+        path,
+        "kernel_size",
+        "use larger input images (see `headfit sizes MODEL` for the sizes the model accepts)",
+    )
+    return Evidence([fact], [cause])
+
+
+def _upsample(m: nn.Upsample, path: str, target: str, shape: list[int]) -> Evidence:
+    fact = f"`{path}` ({m.mode}, size={m.size}, scale_factor={m.scale_factor}) got {shape_str(shape)}"
+    return Evidence([fact], [])
+
+
+_CHECKS = [
+    (nn.Linear, _linear),
+    (nn.modules.conv._ConvNd, _conv),
+    (nn.modules.batchnorm._BatchNorm, _batchnorm),
+    (nn.LayerNorm, _layernorm),
+    (nn.MultiheadAttention, _attention),
+    (nn.modules.pooling._MaxPoolNd, _pool),
+    (nn.modules.pooling._AvgPoolNd, _pool),
+    (nn.Upsample, _upsample),
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# frames
+
+
+def frame_inputs(frame: FrameType | None) -> list[tuple[str, Any]]:
+    """The tensor arguments of a frame's function, in order (``self`` left out)."""
+    if frame is None:
+        return []
+    code = frame.f_code
+    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    return [
+        (n, frame.f_locals[n])
+        for n in names
+        if n != "self" and isinstance(frame.f_locals.get(n), torch.Tensor)
+    ]
+
+
+def tensor_fact(scene: Scene, limit: int = 6) -> str | None:
+    """``tensors in `Up.forward`: `x1` [1, 64, 28, 28], `x2` [1, 64, 27, 27]``, from the failing frame."""
+    frame = _failing_method_frame(scene)
+    if frame is None:
+        return None
+    tensors = [(n, v) for n, v in frame.f_locals.items() if isinstance(v, torch.Tensor)]
+    if not tensors:
+        return None
+    shown = ", ".join(f"`{n}` {shape_str(list(v.shape))}" for n, v in tensors[:limit])
+    owner = type(frame.f_locals["self"]).__name__ if "self" in frame.f_locals else None
+    where = f"{owner}.{frame.f_code.co_name}" if owner else frame.f_code.co_name
+    return f"tensors in `{where}`: {shown}"
+
+
+def _failing_method_frame(scene: Scene) -> FrameType | None:
+    if scene.module_frame is None:
+        return None
+    start = scene.frames.index(scene.module_frame)
+    for frame in reversed(scene.frames[start:]):
+        if frame.f_locals.get("self") is scene.module:
+            return frame
+    return scene.module_frame
+
+
+# ---------------------------------------------------------------------------------------------------
+# the data in the failing frames
+
+
+def data_evidence(scene: Scene, exc: BaseException, diagnosis: Diagnosis) -> LiveEvidence:
+    """Everything the values in the frames add: each finder returns LiveEvidence or None."""
+    found = LiveEvidence()
+    for finder in (
+        _loss_input,
+        _embedding_index,
+        _targets,
+        _prefixed_state_dict,
+        _skip_connection,
+        _grey_input,
+    ):
+        try:
+            evidence = finder(scene, exc)
+        except Exception:  # one finder's blind spot must not hide the others
+            evidence = None
+        if evidence is not None:
+            found.facts.extend(f for f in evidence.facts if f not in found.facts)
+            found.causes.extend(evidence.causes)
+            found.code = found.code or evidence.code
+    return found
+
+
+_LOSS_FUNCTIONS = {
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+}
+
+
+def _loss_frame(scene: Scene) -> FrameType | None:
+    for frame in reversed(scene.frames):
+        if (
+            frame.f_code.co_name in _LOSS_FUNCTIONS
+            and "input" in frame.f_locals
+            and "target" in frame.f_locals
+        ):
+            return frame
+    return None
+
+
+def _loss_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    frame = _loss_frame(scene)
+    if frame is None:
+        return None
+    output, target = frame.f_locals["input"], frame.f_locals["target"]
+    loss_name = _loss_name(scene)
+    out_name = _name(scene, output, "outputs")
+    target_name = _name(scene, target, "labels")
+    if not isinstance(output, torch.Tensor):
+        return _container_to_loss(output, out_name, target_name, loss_name)
+    if not isinstance(target, torch.Tensor):
+        return None
+    if frame.f_code.co_name in ("cross_entropy", "nll_loss"):
+        return _class_targets(scene, output, target, out_name, target_name)
+    if output.shape != target.shape:
+        return _size_mismatch(output, target, out_name, target_name, loss_name)
+    return None
+
+
+def _loss_name(scene: Scene) -> str:
+    from torch.nn.modules.loss import _Loss
+
+    losses = [m for m in scene.modules_on_stack if isinstance(m, _Loss)]
+    return (_name(scene, losses[-1], None) if losses else None) or "criterion"
+
+
+def _name(scene: Scene, obj: Any, default: str | None) -> str | None:
+    from headfit.live import user_name
+
+    return user_name(scene, obj) or default
+
+
+def _container_to_loss(output: Any, out_name: str, target_name: str, loss: str) -> LiveEvidence | None:
+    fields = getattr(output, "_fields", None)
+    if fields:
+        main = "logits" if "logits" in fields else fields[0]
+        fact = f"the loss got a `{type(output).__name__}` ({', '.join(fields)}), not a tensor"
+        fix = f"loss = {loss}({out_name}.{main}, {target_name})"
+        if "aux_logits" in fields:
+            fix += f" + 0.4 * {loss}({out_name}.aux_logits, {target_name})"
+            fact += "; the model returns it in train mode (aux_logits=True)"
+    elif isinstance(output, Mapping):
+        keys = list(output)
+        main = "out" if "out" in keys else keys[0]
+        fact = f"the loss got a `{type(output).__name__}` with keys {keys}, not a tensor"
+        fix = f'loss = {loss}({out_name}["{main}"], {target_name})'
+        if "aux" in keys:
+            fix += f' + 0.5 * {loss}({out_name}["aux"], {target_name})'
+    else:
+        return None
+    cause = Cause(
+        f"`{loss}` is given the model's whole output `{out_name}` instead of its logits", 0.9, None, None, fix
+    )
+    return LiveEvidence([fact], [cause], LOSS_INPUT_CODE)
+
+
+def _class_targets(scene: Scene, logits, target, out_name: str, target_name: str) -> LiveEvidence | None:
+    if target.is_floating_point() or target.numel() == 0 or logits.dim() < 2:
+        return None
+    classes = logits.shape[1]
+    if target.dim() == logits.dim() and target.shape[1] == 1:
+        fact = f"`{target_name}` is {shape_str(list(target.shape))}: one class index per sample needs shape {shape_str([target.shape[0], *target.shape[2:]])}"
+        cause = Cause(
+            f"`{target_name}` has an extra dimension of size 1",
+            0.9,
+            None,
+            None,
+            f"{target_name} = {target_name}.squeeze(1)",
+        )
+        return LiveEvidence([fact], [cause], LOSS_INPUT_CODE)
+    valid = target[target != -100]
+    if valid.numel() == 0:
+        return None
+    low, high = int(valid.min()), int(valid.max())
+    if 0 <= low and high < classes:
+        return None
+    return _labels_out_of_range(scene, classes, low, high, target_name)
+
+
+def _labels_out_of_range(scene: Scene, classes: int, low: int, high: int, target_name: str) -> LiveEvidence:
+    facts = [
+        f"the labels in `{target_name}` run from {low} to {high}; the logits have {classes} classes (0..{classes - 1})"
+    ]
+    causes = []
+    if low < 0:
+        causes.append(
+            Cause(
+                f"`{target_name}` holds negative labels ({low})",
+                0.8,
+                None,
+                None,
+                f"assert ({target_name} >= 0).all()",
+            )
+        )
+    head = _head_with_outputs(scene.model, classes) if scene.model is not None else None
+    if high >= classes:
+        needed = high + 1
+        if head is not None:
+            path, layer = head
+            facts.append(f"`{path}` emits {classes} classes")
+            fix = _resized_head(scene.prefix, path, layer, needed)
+            causes.append(
+                Cause(
+                    f"label {high} needs {needed} classes but `{path}` emits {classes}",
+                    0.7,
+                    path,
+                    _out_attr(layer),
+                    fix,
+                )
+            )
+        if low >= 1 and high == classes:
+            causes.append(
+                Cause(
+                    f"`{target_name}` counts classes from 1; the loss counts from 0",
+                    0.75,
+                    None,
+                    None,
+                    f"{target_name} = {target_name} - 1",
+                )
+            )
+    return LiveEvidence(facts, causes, LABEL_CODE)
+
+
+def _head_with_outputs(model: nn.Module, outputs: int) -> tuple[str, nn.Module] | None:
+    found = None
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and m.out_features == outputs:
+            found = (name, m)
+        elif isinstance(m, nn.modules.conv._ConvNd) and m.out_channels == outputs:
+            found = (name, m)
+    return found
+
+
+def _out_attr(layer: nn.Module) -> str:
+    return "out_features" if isinstance(layer, nn.Linear) else "out_channels"
+
+
+def _resized_head(prefix: str, path: str, layer: nn.Module, outputs: int) -> str:
+    target = path_expr(prefix, path)
+    if isinstance(layer, nn.Linear):
+        bias = "" if layer.bias is not None else ", bias=False"
+        return f"{target} = nn.Linear({layer.in_features}, {outputs}{bias})"
+    return f"{target} = nn.{type(layer).__name__}({layer.in_channels}, {outputs}, kernel_size={_one(layer.kernel_size)})"
+
+
+def _size_mismatch(output, target, out_name: str, target_name: str, loss: str) -> LiveEvidence | None:
+    out_shape, tgt_shape = list(output.shape), list(target.shape)
+    fact = f"`{out_name}` is {shape_str(out_shape)} but `{target_name}` is {shape_str(tgt_shape)}"
+    if out_shape == [*tgt_shape, 1]:
+        fix = f"loss = {loss}({out_name}.squeeze(-1), {target_name}.float())"
+    elif tgt_shape == [*out_shape, 1]:
+        fix = f"loss = {loss}({out_name}, {target_name}.squeeze(-1).float())"
+    elif output.numel() == target.numel():
+        fix = f"loss = {loss}({out_name}, {target_name}.view_as({out_name}).float())"
+    else:
+        return LiveEvidence([fact], [], LOSS_INPUT_CODE)
+    cause = Cause(
+        f"`{out_name}` and `{target_name}` differ only by a dimension of size 1", 0.9, None, None, fix
+    )
+    return LiveEvidence([fact], [cause], LOSS_INPUT_CODE)
+
+
+def _embedding_index(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    module = scene.module
+    if not isinstance(module, nn.Embedding):
+        return None
+    inputs = frame_inputs(_failing_method_frame(scene))
+    if not inputs or inputs[0][1].numel() == 0:
+        return None
+    ids = inputs[0][1]
+    high, low = int(ids.max()), int(ids.min())
+    if 0 <= low and high < module.num_embeddings:
+        return None
+    path = scene.module_path
+    name = _name(scene, ids, "token_ids")
+    facts = [
+        f"`{path}` has {module.num_embeddings} rows (`num_embeddings`, ids 0..{module.num_embeddings - 1}); `{name}` holds ids from {low} to {high}"
+    ]
+    fix = f"{path_expr(scene.prefix, path)} = nn.Embedding({high + 1}, {module.embedding_dim})"
+    cause = Cause(f"id {high} is past the last row of `{path}`", 0.85, path, "num_embeddings", fix)
+    return LiveEvidence(facts, [cause], LABEL_CODE)
+
+
+def _target_lists(scene: Scene) -> list[dict]:
+    for frame in reversed(scene.frames):
+        for value in frame.f_locals.values():
+            if (
+                isinstance(value, (list, tuple))
+                and value
+                and all(isinstance(t, Mapping) and "boxes" in t for t in value)
+            ):
+                return list(value)
+    return []
+
+
+def _targets(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    targets = _target_lists(scene)
+    if not targets or scene.model is None:
+        return None
+    found = LiveEvidence(code=TARGET_CODE)
+    name = _name(scene, targets, "targets")
+    classes = _head_classes(scene.model)
+    for i, target in enumerate(targets):
+        for finding in (_box_shape, _box_order, _label_range):
+            evidence = finding(target, i, name, classes, scene)
+            if evidence is not None:
+                found.facts.extend(evidence.facts)
+                found.causes.extend(evidence.causes)
+                break
+        if found.causes:
+            break
+    family = _family_target_evidence(scene.model, targets)
+    if family is not None:
+        found.facts.extend(f for f in family.facts if f not in found.facts)
+        found.causes = family.causes + [
+            c for c in found.causes if c.fix not in {f.fix for f in family.causes}
+        ]
+    return found if found.facts or found.causes else None
+
+
+def _family_target_evidence(model: nn.Module, targets: list[dict]) -> Evidence | None:
+    try:
+        from headfit.families import torchvision_detection
+    except ImportError:
+        return None
+    check = getattr(torchvision_detection, "check_targets", None)
+    return check(model, targets) if check is not None else None
+
+
+def _head_classes(model: nn.Module) -> int | None:
+    """The classifier outputs of the model (background included where the family counts it)."""
+    from headfit.families import family_for
+
+    heads = [h for h in family_for(model).heads(model) if h.kind in ("classifier", "box_classifier")]
+    return heads[0].outputs if heads else None
+
+
+def _box_shape(target, i: int, name: str, classes, scene) -> Evidence | None:
+    boxes = target["boxes"]
+    if isinstance(boxes, torch.Tensor) and boxes.dim() == 2 and boxes.shape[-1] == 4:
+        return None
+    shape = list(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
+    fact = f'`{name}[{i}]["boxes"]` is {shape}; boxes must be a float tensor of shape [N, 4] ([0, 4] for an image with no objects)'
+    fix = f'{name}[{i}]["boxes"] = torch.zeros((0, 4), dtype=torch.float32)  # or .reshape(-1, 4)'
+    return Evidence(
+        [fact], [Cause(f'`{name}[{i}]["boxes"]` does not have shape [N, 4]', 0.9, None, None, fix)]
+    )
+
+
+def _box_order(target, i: int, name: str, classes, scene) -> Evidence | None:
+    boxes = target["boxes"]
+    if boxes.numel() == 0:
+        return None
+    bad = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).nonzero().flatten()
+    if bad.numel() == 0:
+        return None
+    j = int(bad[0])
+    box = [round(float(v), 2) for v in boxes[j]]
+    x1, y1, x2, y2 = box
+    fact = (
+        f'`{name}[{i}]["boxes"][{j}]` is {box}: x2 = {x2:g} <= x1 = {x1:g} or y2 = {y2:g} <= y1 = {y1:g}; '
+        f"read as x, y, w, h it is the box [{x1:g}, {y1:g}, {x1 + x2:g}, {y1 + y2:g}]"
+    )
+    fix = f'{name}[{i}]["boxes"] = torchvision.ops.box_convert({name}[{i}]["boxes"], in_fmt="xywh", out_fmt="xyxy")'
+    cause = Cause(
+        "target boxes are given as x, y, w, h; torchvision detectors take x1, y1, x2, y2",
+        0.85,
+        None,
+        None,
+        fix,
+    )
+    return Evidence(
+        [fact, f"{bad.numel()} of {len(boxes)} boxes in image {i} have x2 <= x1 or y2 <= y1"], [cause]
+    )
+
+
+def _label_range(target, i: int, name: str, classes, scene) -> Evidence | None:
+    labels = target.get("labels")
+    if classes is None or not isinstance(labels, torch.Tensor) or labels.numel() == 0:
+        return None
+    high = int(labels.max())
+    if high < classes:
+        return None
+    fact = f'`{name}[{i}]["labels"]` holds label {high}; the box classifier has {classes} outputs (0..{classes - 1}, 0 is background)'
+    fix = f"headfit.adapt({scene.prefix}, num_classes={high})"
+    return Evidence(
+        [fact], [Cause(f"label {high} is past the {classes} classes of the head", 0.85, None, None, fix)]
+    )
+
+
+def _prefixed_state_dict(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    for frame in reversed(scene.frames):
+        for name, value in frame.f_locals.items():
+            prefix = _common_prefix(value)
+            if prefix is None:
+                continue
+            sd_name = _name(scene, value, None) or (name if name != "self" else "state_dict")
+            fact = f"every key of `{sd_name}` starts with `{prefix}` (e.g. `{next(iter(value))}`), the model's keys do not"
+            fix = f'{scene.prefix}.load_state_dict({{k.removeprefix("{prefix}"): v for k, v in {sd_name}.items()}})'
+            cause = Cause(
+                f"`{sd_name}` was saved from a wrapped model (`{prefix}` prefix)", 0.9, "", None, fix
+            )
+            return LiveEvidence([fact], [cause], PREFIX_CODE)
+    return None
+
+
+def _common_prefix(value: Any) -> str | None:
+    if not isinstance(value, Mapping) or not value:
+        return None
+    keys = list(value)
+    if not all(isinstance(k, str) for k in keys) or not isinstance(value[keys[0]], torch.Tensor):
+        return None
+    for prefix in ("module.", "_orig_mod.", "model."):
+        if all(k.startswith(prefix) for k in keys):
+            return prefix
+    return None
+
+
+_CAT_SIZES = re.compile(r"Expected size (\d+) but got size (\d+) for tensor number (\d+)")
+
+
+def _skip_connection(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    match = _CAT_SIZES.search(str(exc))
+    if not match or scene.model is None:
+        return None
+    expected, got = int(match.group(1)), int(match.group(2))
+    frame = scene.frames[-1]
+    maps = {n: v for n, v in frame.f_locals.items() if isinstance(v, torch.Tensor) and v.dim() >= 3}
+    a = next((n for n, v in maps.items() if expected in v.shape[2:]), None)
+    b = next((n for n, v in maps.items() if n != a and got in v.shape[2:]), None)
+    if a is None or b is None:
+        return None
+    facts = [
+        f"`{a}` {shape_str(list(maps[a].shape))} and `{b}` {shape_str(list(maps[b].shape))} meet in `torch.cat` "
+        f"in `{frame.f_code.co_name}`: {expected} != {got}"
+    ]
+    where = f"`{scene.module_path}`" if scene.module_path else "the model"
+    image, size = _working_size(scene)
+    if size is not None:
+        facts.append(
+            f"the input {shape_str(list(image.shape))} loses a pixel on the way down; {size} would work"
+        )
+        fix = f"resize or pad the input to {size} (H and W a multiple of the total downsampling)"
+    else:
+        fix = "pad or crop one of the two tensors to the other's size before `torch.cat`"
+    cause = Cause(
+        f"the skip connection in {where} joins feature maps of different sizes",
+        0.85,
+        scene.module_path,
+        None,
+        fix,
+    )
+    return LiveEvidence(facts, [cause], SKIP_CODE)
+
+
+def _working_size(scene: Scene) -> tuple[Any, str | None]:
+    """The smallest H, W at least the input's that a meta-device forward accepts (tried for small models)."""
+    root_frame = next((f for f in scene.frames if f.f_locals.get("self") is scene.model), None)
+    inputs = frame_inputs(root_frame)
+    if not inputs or sum(p.numel() for p in scene.model.parameters()) > 50_000_000:
+        return None, None
+    image = inputs[0][1]
+    if image.dim() != 4:
+        return image, None
+    n, c, h, w = image.shape
+    for multiple in (2, 4, 8, 16, 32, 64):
+        size = (math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple)
+        if _runs_on_meta(scene.model, torch.empty(n, c, *size, device="meta")):
+            return image, f"{n}x{c}x{size[0]}x{size[1]}"
+    return image, None
+
+
+def _runs_on_meta(model: nn.Module, x: torch.Tensor) -> bool:
+    from torch.func import functional_call
+
+    state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+    try:
+        with torch.no_grad():
+            functional_call(model, state, (x,))
+    except Exception:
+        return False
+    return True
+
+
+def _grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    module = scene.module
+    if not isinstance(module, nn.modules.conv._ConvNd) or module.in_channels != 3:
+        return None
+    inputs = frame_inputs(_failing_method_frame(scene))
+    if not inputs or inputs[0][1].dim() < 3 or inputs[0][1].shape[-3] != 1:
+        return None
+    root_frame = next((f for f in scene.frames if f.f_locals.get("self") is scene.model), None)
+    model_inputs = frame_inputs(root_frame)
+    name = _name(scene, model_inputs[0][1], None) if model_inputs else None
+    if name is None:
+        return None
+    fix = f"{name} = {name}.expand(-1, 3, -1, -1)  # repeat the grey channel for the RGB stem"
+    cause = Cause(
+        f"`{name}` is a grayscale batch and `{scene.module_path}` takes 3 channels",
+        0.9,
+        scene.module_path,
+        "in_channels",
+        fix,
+    )
+    return LiveEvidence([], [cause], None)

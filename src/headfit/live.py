@@ -1,0 +1,371 @@
+"""Live diagnosis: read the objects in the frames of a failed program and explain the failure.
+
+``explain`` only has the message. When a script, a program or a notebook cell dies, its traceback still
+holds the truth: the module whose forward raised, its attributes and layers, the tensors that reached it,
+the targets and the state dicts. ``diagnose_exception`` reads them; ``install()``, ``diagnosing()``,
+``headfit run`` and ``%load_ext headfit`` print the result after the normal traceback.
+
+Nothing here imports torch: a program that has not imported torch gets the message-only diagnosis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import linecache
+import os
+import runpy
+import sys
+import sysconfig
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from headfit.diagnosis import Cause, Diagnosis, Location, unrecognised
+
+_HEADFIT_DIR = str(Path(__file__).resolve().parent)
+_LIBRARY_DIRS = tuple(
+    {str(Path(p).resolve()) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])}
+    | {str(Path(sysconfig.get_paths()["platlib"]).resolve()), _HEADFIT_DIR}
+)
+_MODULE_CALL_FUNCTIONS = {"_call_impl", "_wrapped_call_impl", "__call__"}
+LIVE_CODE = "HF130"  # the message alone is not recognised, but the live objects name the culprit
+
+
+# ---------------------------------------------------------------------------------------------------
+# public API
+
+
+def diagnose_exception(exc: BaseException) -> Diagnosis:
+    """The diagnosis of ``exc`` from its message and the live objects of its traceback. Never raises."""
+    try:
+        return _diagnose(exc)
+    except Exception as internal:  # a diagnosis must never replace the user's own error
+        message = _message_of(exc)
+        return unrecognised(
+            message, f"headfit failed while reading the live objects ({internal!r})", type(exc).__name__
+        )
+
+
+def print_diagnosis(diagnosis: Diagnosis, file: Any = None) -> None:
+    """The rustc-like rendering of ``diagnosis`` on ``file`` (stderr by default)."""
+    from rich.console import Console
+
+    from headfit.render import diagnosis_text
+
+    out = file if file is not None else sys.stderr
+    Console(file=out, highlight=False, soft_wrap=False).print(diagnosis_text(diagnosis))
+
+
+def install() -> None:
+    """Explain uncaught exceptions of this program: the normal traceback, then the diagnosis."""
+    previous = sys.excepthook
+
+    def hook(etype: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        previous(etype, value, tb)
+        if isinstance(value, Exception):
+            print_diagnosis(diagnose_exception(value))
+
+    hook.headfit_previous = previous  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+@contextlib.contextmanager
+def diagnosing(file: Any = None) -> Iterator[None]:
+    """Print a diagnosis of an exception raised inside the block, then re-raise it unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        print_diagnosis(diagnose_exception(exc), file)
+        raise
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext headfit``: after IPython's own traceback, print the diagnosis of the exception."""
+
+    def handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        print_diagnosis(diagnose_exception(value))
+
+    ipython.set_custom_exc((Exception,), handler)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    ipython.set_custom_exc((), None)
+
+
+def run_script(script: str, args: list[str], json_path: str | None = None) -> int:
+    """Run ``script`` as ``python script args`` would; on an uncaught exception print the traceback and
+    the diagnosis and return 1. SystemExit and KeyboardInterrupt pass through untouched."""
+    path = Path(script)
+    sys.argv = [script, *args]
+    sys.path[0:1] = [str(path.resolve().parent)]  # python puts the script's folder first
+    try:
+        runpy.run_path(str(path.absolute()), run_name="__main__")
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        sys.stdout.flush()
+        traceback.print_exception(type(exc), exc, _without_runner_frames(exc.__traceback__, path))
+        diagnosis = diagnose_exception(exc)
+        print_diagnosis(diagnosis)
+        if json_path:
+            Path(json_path).write_text(json.dumps(diagnosis.to_dict(), indent=2, default=str) + "\n")
+        return 1
+    return 0
+
+
+def _without_runner_frames(tb: TracebackType | None, script: Path) -> TracebackType | None:
+    """Drop headfit's and runpy's frames above the script's own, as ``python script`` shows it."""
+    target = os.path.realpath(script)
+    start = tb
+    while start is not None and os.path.realpath(start.tb_frame.f_code.co_filename) != target:
+        start = start.tb_next
+    return start if start is not None else tb
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading the frames
+
+
+@dataclass
+class Scene:
+    """What the failing frames hold: the user's model, the failing module, the user's names."""
+
+    frames: list[FrameType]  # outermost first
+    model: Any = None  # the outermost nn.Module on the stack (or the user's model for a loss failure)
+    module: Any = None  # the innermost module whose code is on the stack
+    module_path: str | None = None  # its path in model.named_modules()
+    module_frame: FrameType | None = None  # the innermost frame running a method of ``module``
+    prefix: str = "model"  # the user's name for ``model``
+    user_frame: FrameType | None = None  # the innermost frame of the user's own code
+    modules_on_stack: list[Any] = field(default_factory=list)
+
+
+def _diagnose(exc: BaseException) -> Diagnosis:
+    diagnosis = _message_diagnosis(exc)
+    frames = _frames(exc.__traceback__)
+    user = _innermost(frames, lambda f: not _is_library(f))
+    if user is not None:
+        diagnosis.user_location = _location_of(user)
+    if "torch" not in sys.modules or not frames:
+        return diagnosis
+    scene = read_scene(frames)
+    return _with_live_evidence(diagnosis, scene, exc)
+
+
+def _message_diagnosis(exc: BaseException) -> Diagnosis:
+    """What the message alone says (the explain engine), never failing."""
+    message = _message_of(exc)
+    try:
+        from headfit.explain import explain
+
+        return explain(exc)
+    except Exception:
+        pass
+    try:
+        from headfit.explain import diagnose_parsed
+        from headfit.explain.parse import Frame, ParsedError
+
+        frames = [
+            Frame(f.f_code.co_filename, line, f.f_code.co_name, linecache.getline(f.f_code.co_filename, line))
+            for f, line in traceback.walk_tb(exc.__traceback__)
+        ]
+        return diagnose_parsed(ParsedError(type(exc).__name__, message, frames))
+    except Exception:
+        return unrecognised(message, "no headfit rule matches this error message", type(exc).__name__)
+
+
+def _message_of(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        return repr(exc.args[0])
+    return str(exc)
+
+
+def _frames(tb: TracebackType | None) -> list[FrameType]:
+    return [frame for frame, _ in traceback.walk_tb(tb)]
+
+
+def _is_library(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    if filename.startswith("<") and not filename.startswith(("<ipython-input", "<string>", "<stdin>")):
+        return True
+    resolved = os.path.realpath(filename)
+    return resolved.startswith(_LIBRARY_DIRS) or "site-packages" in resolved
+
+
+def _innermost(frames: list[FrameType], keep) -> FrameType | None:
+    for frame in reversed(frames):
+        if keep(frame):
+            return frame
+    return None
+
+
+def _location_of(frame: FrameType) -> Location:
+    line = frame.f_lineno
+    source = linecache.getline(frame.f_code.co_filename, line).strip() or None
+    return Location(file=frame.f_code.co_filename, line=line, source=source)
+
+
+def read_scene(frames: list[FrameType]) -> Scene:
+    """Find the modules on the stack, the user's model, its variable name and the failing module."""
+    from torch import nn
+
+    scene = Scene(frames=frames)
+    scene.user_frame = _innermost(frames, lambda f: not _is_library(f))
+    on_stack: list[tuple[Any, FrameType]] = []
+    for frame in frames:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and frame.f_code.co_name not in _MODULE_CALL_FUNCTIONS:
+            on_stack.append((owner, frame))
+    scene.modules_on_stack = _unique([m for m, _ in on_stack])
+    models = [m for m in scene.modules_on_stack if not _is_loss(m)]
+    scene.model = models[0] if models else _model_in_user_frames(frames)
+    if scene.model is None:
+        return scene
+    paths = {id(m): name for name, m in scene.model.named_modules()}
+    for module, frame in reversed(on_stack):
+        if id(module) in paths:
+            scene.module, scene.module_path, scene.module_frame = module, paths[id(module)], frame
+            break
+    scene.prefix = _user_name(frames, scene.model) or "model"
+    return scene
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    seen: set[int] = set()
+    out = []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
+
+
+def _is_loss(module: Any) -> bool:
+    from torch.nn.modules.loss import _Loss
+
+    return isinstance(module, _Loss)
+
+
+def _model_in_user_frames(frames: list[FrameType]) -> Any:
+    """For a failure outside any model (a loss, a data check): the biggest model the user's code holds."""
+    from torch import nn
+
+    for frame in reversed(frames):
+        if _is_library(frame):
+            continue
+        found = [v for v in _names_in(frame).values() if isinstance(v, nn.Module) and not _is_loss(v)]
+        if found:
+            return max(found, key=lambda m: sum(p.numel() for p in m.parameters()))
+    return None
+
+
+def _names_in(frame: FrameType) -> dict[str, Any]:
+    names = dict(frame.f_globals) if frame.f_code.co_name == "<module>" else {}
+    names.update(frame.f_locals)
+    if frame.f_code.co_name != "<module>":
+        for name, value in frame.f_globals.items():
+            names.setdefault(name, value)
+    return names
+
+
+def _user_name(frames: list[FrameType], obj: Any) -> str | None:
+    """The name the user's code gives ``obj``, from the innermost user frame that holds it."""
+    for frame in reversed(frames):
+        if _is_library(frame):
+            continue
+        for name, value in _names_in(frame).items():
+            if value is obj and name != "self" and not name.startswith("_"):
+                return name
+    return None
+
+
+def user_name(scene: Scene, obj: Any) -> str | None:
+    return _user_name(scene.frames, obj)
+
+
+# ---------------------------------------------------------------------------------------------------
+# evidence
+
+
+def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) -> Diagnosis:
+    from headfit import layers
+
+    recognised_by_message = diagnosis.recognised
+    before = len(diagnosis.causes)
+    message_top = diagnosis.causes[0] if diagnosis.causes else None
+    if scene.module_frame is not None:
+        location = _location_of(_innermost_in_module(scene))
+        diagnosis.location = Location(
+            scene.module_path, type(scene.module).__name__, location.file, location.line, location.source
+        )
+    if scene.model is not None and scene.module_path is not None:
+        from headfit.enrich import enrich
+
+        inputs = layers.frame_inputs(scene.module_frame) if scene.module_frame is not None else []
+        shapes = [list(t.shape) for _, t in inputs if hasattr(t, "shape")]
+        enrich(diagnosis, scene.model, scene.module_path, prefix=scene.prefix, input_shapes=shapes or None)
+    tensor_fact = layers.tensor_fact(scene)
+    if tensor_fact and tensor_fact not in diagnosis.facts:
+        diagnosis.facts.append(tensor_fact)
+    evidence = layers.data_evidence(scene, exc, diagnosis)
+    diagnosis.facts.extend(f for f in evidence.facts if f not in diagnosis.facts)
+    diagnosis.causes = _merge(diagnosis.causes, evidence.causes)
+    if not recognised_by_message and len(diagnosis.causes) > before:
+        _name_live_diagnosis(diagnosis, evidence.code)
+    diagnosis.ranked()
+    if message_top is not None:
+        _note_disagreement(diagnosis, message_top)
+    return diagnosis
+
+
+def _innermost_in_module(scene: Scene) -> FrameType:
+    """The innermost frame at or below the failing module's own method (where the line is)."""
+    frames = scene.frames
+    start = frames.index(scene.module_frame)
+    for frame in reversed(frames[start:]):
+        if frame.f_locals.get("self") is scene.module:
+            return frame
+    return scene.module_frame
+
+
+def _merge(old: list[Cause], new: list[Cause]) -> list[Cause]:
+    replaced = {(c.module, c.attribute) for c in new if c.module is not None}
+    kept = [c for c in old if c.module is None or (c.module, c.attribute) not in replaced]
+    fixes = {c.fix for c in new if c.fix}
+    return new + [c for c in kept if not (c.fix and c.fix in fixes)]
+
+
+def _name_live_diagnosis(diagnosis: Diagnosis, code: str | None) -> None:
+    """The message matched no rule but the live objects explain it: give it a live code."""
+    from headfit.catalogue import code_info
+
+    code = code or LIVE_CODE
+    info = code_info(code)
+    diagnosis.code = code
+    diagnosis.category = info.category if info else "live_evidence"
+    diagnosis.ranked()
+    diagnosis.summary = diagnosis.causes[0].summary
+    diagnosis.reason = None
+
+
+def _note_disagreement(diagnosis: Diagnosis, message_top: Cause) -> None:
+    """When the live objects overrule what the message alone suggested, the facts say so."""
+    live = diagnosis.causes[0]
+    if live is message_top or (live.module, live.attribute) == (message_top.module, message_top.attribute):
+        return
+    note = (
+        f"the message alone suggests {_where(message_top)}, but the live objects show {_where(live)}: "
+        "the live evidence is ranked first"
+    )
+    if note not in diagnosis.facts:
+        diagnosis.facts.append(note)
+
+
+def _where(cause: Cause) -> str:
+    where = f"`{cause.module or '<model>'}`" if cause.module is not None else "a cause outside the model"
+    return where + (f".`{cause.attribute}`" if cause.attribute and cause.module is not None else "")
