@@ -1,0 +1,162 @@
+"""HF101-HF107 on messages and tracebacks produced by running the faulty torch code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from explain_support import raised
+from headfit.explain import explain
+
+
+def _numbers_in(facts: list[str]) -> str:
+    return "\n".join(facts)
+
+
+# --- HF101: detection heads ------------------------------------------------------------------------------
+
+
+def _fcos_seed():
+    from torchvision.models.detection import fcos_resnet50_fpn
+
+    with torch.device("meta"):
+        model = fcos_resnet50_fpn(weights=None, weights_backbone=None)
+        model.head.classification_head.cls_logits = nn.Conv2d(256, 2, 3, padding=1)
+        return raised(lambda: model.eval()([torch.empty(3, 1333, 762, device="meta")] * 2))
+
+
+def _retinanet(classes: int):
+    from torchvision.models.detection import retinanet_resnet50_fpn
+
+    with torch.device("meta"):
+        model = retinanet_resnet50_fpn(weights=None, weights_backbone=None)
+        model.head.classification_head.cls_logits = nn.Conv2d(256, 9 * classes, 3, padding=1)
+        return raised(lambda: model.eval()([torch.empty(3, 320, 320, device="meta")]))
+
+
+def _ssd(columns: int):
+    from torchvision.models.detection import ssd300_vgg16
+
+    with torch.device("meta"):
+        model = ssd300_vgg16(weights=None, weights_backbone=None)
+        model.head.classification_head.module_list[0] = nn.Conv2d(512, 4 * columns, 3, padding=1)
+        return raised(lambda: model.eval()([torch.empty(3, 300, 300, device="meta")]))
+
+
+def test_seed_fcos_traceback_gets_the_issue_diagnosis():
+    r = _fcos_seed()
+    assert r.message == "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
+    for text in (r.text, r.message, r.typed):
+        d = explain(text)
+        assert (d.code, d.category) == ("HF101", "view_size_mismatch")
+        facts = _numbers_in(d.facts)
+        assert "2*91*168*96 = 2,935,296" in facts
+        assert "does not divide 64,512" in facts
+        assert "64,512 / (2*168*96) = 2 channels per location" in facts
+        top = d.causes[0]
+        assert (top.module, top.attribute) == ("head.classification_head", "num_classes")
+        assert top.fix == "model.head.classification_head.num_classes = 2"
+        assert d.causes[1].module == "head.classification_head.cls_logits"
+        assert "nn.Conv2d(256, 1 * 91, 3, padding=1)" in d.causes[1].fix
+    located = explain(r.text)
+    assert located.location.module == "head.classification_head"
+    assert located.location.module_type == "FCOSClassificationHead"
+    assert located.location.line is not None and "cls_logits.view" in located.location.source
+    assert located.user_location.file.endswith("test_explain_rules_core.py")
+
+
+def test_seed_bare_message_names_both_fcos_and_retinanet():
+    d = explain(_fcos_seed().message)
+    facts = _numbers_in(d.facts)
+    assert "FCOS (A = 1): 2 channels = 2 classes" in facts
+    assert "RetinaNet (A = 9): 2 is not a multiple of 9" in facts
+
+
+def test_seed_from_live_exception_object():
+    d = explain(_fcos_seed().exception)
+    assert d.location.module == "head.classification_head"
+    assert d.causes[0].fix == "model.head.classification_head.num_classes = 2"
+
+
+@pytest.mark.parametrize("classes", [3, 20])
+def test_retinanet_nine_anchors(classes):
+    r = _retinanet(classes)
+    d = explain(r.text)
+    assert d.location.module_type == "RetinaNetClassificationHead"
+    assert d.causes[0].fix == f"model.head.classification_head.num_classes = {classes}"
+    assert f"= {9 * classes} channels per location" in _numbers_in(d.facts)
+    assert f"RetinaNet (A = 9): {9 * classes} = 9*{classes} -> {classes} classes" in d.facts
+
+
+def test_retinanet_bare_message_ranks_nine_anchors_first():
+    d = explain(_retinanet(3).message)
+    assert d.causes[0].fix == "model.head.classification_head.num_classes = 3"
+    assert d.causes[1].fix == "model.head.classification_head.num_classes = 27"
+
+
+def test_ssd_uses_num_columns():
+    r = _ssd(3)
+    d = explain(r.text)
+    assert d.location.module == "head.classification_head"
+    assert (d.causes[0].attribute, d.causes[0].fix) == (
+        "num_columns",
+        "model.head.classification_head.num_columns = 3",
+    )
+    assert "SSD (A = 4): 12 = 4*3 -> 3 classes" in d.facts
+
+
+def test_regression_view_points_at_the_box_head():
+    from torchvision.models.detection import retinanet_resnet50_fpn
+
+    with torch.device("meta"):
+        model = retinanet_resnet50_fpn(weights=None, weights_backbone=None)
+        model.head.regression_head.bbox_reg = nn.Conv2d(256, 9 * 4 + 2, 3, padding=1)
+        r = raised(lambda: model.eval()([torch.empty(3, 320, 320, device="meta")]))
+    d = explain(r.text)
+    assert d.location.module == "head.regression_head"
+    assert d.causes[0].module == "head.regression_head.bbox_reg"
+    assert "38 channels per location" in _numbers_in(d.facts)
+
+
+def test_yolo_detect_view_gives_nc_from_the_size():
+    bs, na, nc_model, nc_conv, ny, nx = 2, 3, 80, 4, 20, 20
+    x = torch.zeros(bs, na * (nc_conv + 5), ny, nx)
+    r = raised(lambda: x.view(bs, na, nc_model + 5, ny, nx))
+    d = explain(r.message)
+    assert d.code == "HF101"
+    assert d.causes[0].attribute == "nc"
+    assert f"nc = {nc_conv + 5} - 5 = {nc_conv} classes" in _numbers_in(d.facts)
+
+
+# --- HF101: general ----------------------------------------------------------------------------------------
+
+
+def test_general_view_names_the_dim_and_its_needed_value():
+    r = raised(lambda: torch.zeros(2, 3, 4).view(2, 5, 4))
+    d = explain(r.text)
+    assert d.code == "HF101"
+    assert "the shape needs 2*5*4 = 40 elements, the tensor has 24" in d.facts
+    assert d.causes[0].summary == "dimension 1 should be 3, not 5"
+    assert d.causes[0].fix == ".view(2, 3, 4)"
+
+
+def test_general_view_with_minus_one_says_what_it_would_need():
+    r = raised(lambda: torch.zeros(7).reshape(3, -1, 5))
+    d = explain(r.message)
+    assert "-1 would have to be 7 / 15 = 0.4667" in d.facts
+
+
+def test_unflatten_variant():
+    r = raised(lambda: torch.zeros(2, 12).unflatten(1, (5, -1)))
+    d = explain(r.text)
+    assert d.code == "HF101"
+    assert "5 does not divide 12: 12 = 2*5 + 2" in d.facts
+
+
+def test_non_contiguous_view():
+    r = raised(lambda: torch.zeros(4, 6).t().view(24))
+    d = explain(r.text)
+    assert (d.code, d.category) == ("HF102", "view_non_contiguous")
+    assert any(".reshape(" in c.fix for c in d.causes)
+    assert any(".contiguous().view(" in c.fix for c in d.causes)
