@@ -1,0 +1,557 @@
+"""torchvision image and video classifiers, and the float models of their quantizable variants.
+
+Every builder in ``torchvision.models`` and ``torchvision.models.video`` is described by a ``Layout``:
+the module whose output reaches the classifier, the classifier container (its last Linear or conv is the
+head), the attributes that repeat the class count, the auxiliary heads and torchvision's own init for the
+head layer. The quantizable classes (``quantized_*`` builders with ``quantize=False``) subclass the float
+ones, so ``isinstance`` covers them. Nothing here runs the model: widths are read from the layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from headfit.diagnosis import Cause, Diagnosis, Problem
+from headfit.families import _util as u
+from headfit.families.base import (
+    AdaptSummary,
+    Evidence,
+    Family,
+    HeadInfo,
+    SizeRule,
+    SmokeBatch,
+    register_family,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from headfit.inputs import InputSpec
+
+WIDTH_MISMATCH = "HF220"
+METADATA_MISMATCH = "HF221"
+AUX_MISMATCH = "HF222"
+
+
+@dataclass(frozen=True)
+class Aux:
+    """An auxiliary classifier: the layers its features flow through (the last one is its head)."""
+
+    source: str  # module whose output feeds chain[0]
+    chain: tuple[str, ...]
+    init: u.Init | None
+    spatial: int = 1  # positions flattened into chain[0] (GoogLeNet's aux pools to 4x4)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one architecture keeps its classifier and what must agree with it."""
+
+    name: str  # the architecture in words ("ResNet")
+    features: str  # module whose output reaches the classifier
+    classifier: str  # the classifier container; its last Linear/conv is the head
+    init: u.Init | None = None  # torchvision's init for the head layer (None: PyTorch's default)
+    metadata: tuple[str, ...] = ()  # model attributes that repeat the class count
+    aux: tuple[Aux, ...] = ()
+    pooled_positions: Callable[[nn.Module], int] | None = None  # AlexNet/VGG flatten avgpool's grid
+    video: bool = False
+
+
+def _avgpool_positions(model: nn.Module) -> int:
+    size = model.avgpool.output_size
+    size = (size, size) if isinstance(size, int) else size
+    return size[0] * size[1]
+
+
+@cache
+def _layouts() -> tuple[tuple[type, Layout], ...]:
+    """(class, layout) pairs, checked in order with isinstance. Imports torchvision on first use."""
+    from torchvision.models.alexnet import AlexNet
+    from torchvision.models.convnext import ConvNeXt
+    from torchvision.models.densenet import DenseNet
+    from torchvision.models.efficientnet import EfficientNet
+    from torchvision.models.googlenet import GoogLeNet
+    from torchvision.models.inception import Inception3
+    from torchvision.models.maxvit import MaxVit
+    from torchvision.models.mnasnet import MNASNet
+    from torchvision.models.mobilenetv2 import MobileNetV2
+    from torchvision.models.mobilenetv3 import MobileNetV3
+    from torchvision.models.regnet import RegNet
+    from torchvision.models.resnet import ResNet
+    from torchvision.models.shufflenetv2 import ShuffleNetV2
+    from torchvision.models.squeezenet import SqueezeNet
+    from torchvision.models.swin_transformer import SwinTransformer
+    from torchvision.models.vgg import VGG
+    from torchvision.models.video.mvit import MViT
+    from torchvision.models.video.resnet import VideoResNet
+    from torchvision.models.video.s3d import S3D
+    from torchvision.models.video.swin_transformer import SwinTransformer3d
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    googlenet_init = u.trunc_normal_init(0.01, zero_bias=False)
+    return (
+        (ResNet, Layout("ResNet", "layer4", "fc")),
+        (RegNet, Layout("RegNet", "trunk_output", "fc", u.normal_init(0.01))),
+        (ShuffleNetV2, Layout("ShuffleNetV2", "conv5", "fc")),
+        (
+            GoogLeNet,
+            Layout(
+                "GoogLeNet",
+                "inception5b",
+                "fc",
+                googlenet_init,
+                aux=tuple(
+                    Aux(f"{a}.conv", (f"{a}.fc1", f"{a}.fc2"), googlenet_init, spatial=16)
+                    for a in ("aux1", "aux2")
+                ),
+            ),
+        ),
+        (
+            Inception3,
+            Layout(
+                "Inception3",
+                "Mixed_7c",
+                "fc",
+                u.trunc_normal_init(0.1, zero_bias=False),
+                aux=(Aux("AuxLogits.conv1", ("AuxLogits.fc",), u.trunc_normal_init(0.001, zero_bias=False)),),
+            ),
+        ),
+        (AlexNet, Layout("AlexNet", "features", "classifier", pooled_positions=_avgpool_positions)),
+        (
+            VGG,
+            Layout("VGG", "features", "classifier", u.normal_init(0.01), pooled_positions=_avgpool_positions),
+        ),
+        (DenseNet, Layout("DenseNet", "features", "classifier", u.zero_bias_init)),
+        (MobileNetV2, Layout("MobileNetV2", "features", "classifier", u.normal_init(0.01))),
+        (MobileNetV3, Layout("MobileNetV3", "features", "classifier", u.normal_init(0.01))),
+        (EfficientNet, Layout("EfficientNet", "features", "classifier", u.uniform_init)),
+        (
+            MNASNet,
+            Layout("MNASNet", "layers", "classifier", u.kaiming_uniform_init, ("num_classes",)),
+        ),
+        (ConvNeXt, Layout("ConvNeXt", "features", "classifier", u.trunc_normal_init(0.02))),
+        (
+            VisionTransformer,
+            Layout("VisionTransformer", "encoder", "heads", u.zeros_init, ("num_classes",)),
+        ),
+        (
+            SwinTransformer,
+            Layout("SwinTransformer", "norm", "head", u.trunc_normal_init(0.02), ("num_classes",)),
+        ),
+        (MaxVit, Layout("MaxVit", "blocks", "classifier", u.normal_init(0.02))),
+        (
+            SqueezeNet,
+            Layout("SqueezeNet", "features", "classifier", u.normal_init(0.01), ("num_classes",)),
+        ),
+        (VideoResNet, Layout("VideoResNet", "layer4", "fc", u.normal_init(0.01), video=True)),
+        (MViT, Layout("MViT", "norm", "head", u.trunc_normal_init(0.02), video=True)),
+        (S3D, Layout("S3D", "features", "classifier", video=True)),
+        (
+            SwinTransformer3d,
+            Layout(
+                "SwinTransformer3d", "norm", "head", u.trunc_normal_init(0.02), ("num_classes",), video=True
+            ),
+        ),
+    )
+
+
+def layout_of(model: nn.Module) -> Layout | None:
+    """The layout of a torchvision classifier, or None for any other model."""
+    for cls, layout in _layouts():
+        if isinstance(model, cls):
+            return layout
+    return None
+
+
+# --- widths ------------------------------------------------------------------------------------------
+
+
+def _concat_width(block: nn.Module) -> int | None:
+    """Width of blocks that concatenate branches along channels (no single layer shows the sum)."""
+    from torchvision.models.googlenet import Inception
+    from torchvision.models.inception import InceptionE
+    from torchvision.models.squeezenet import Fire
+    from torchvision.models.video.s3d import SepInceptionBlock3D
+
+    if isinstance(block, Fire):
+        return block.expand1x1.out_channels + block.expand3x3.out_channels
+    if isinstance(block, (Inception, SepInceptionBlock3D)):
+        return _sum_widths(b for name, b in block.named_children() if name.startswith("branch"))
+    if isinstance(block, InceptionE):
+        leaves = (
+            "branch1x1",
+            "branch3x3_2a",
+            "branch3x3_2b",
+            "branch3x3dbl_3a",
+            "branch3x3dbl_3b",
+            "branch_pool",
+        )
+        return _sum_widths(getattr(block, name) for name in leaves)
+    return None
+
+
+def _sum_widths(blocks: Iterator[nn.Module]) -> int | None:
+    widths = [u.last_width(b, _concat_width) for b in blocks]
+    return None if None in widths else sum(widths)
+
+
+def feature_width(model: nn.Module, layout: Layout) -> int | None:
+    """Features per sample that reach the classifier, read from the layers before it."""
+    if not u.has_module(model, layout.features):
+        return None
+    width = u.last_width(u.get_module(model, layout.features), _concat_width)
+    if width is not None and layout.pooled_positions is not None:
+        width *= layout.pooled_positions(model)
+    return width
+
+
+def _is_head_layer(module: nn.Module) -> bool:
+    from torch import nn
+
+    return isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
+
+
+def _chain(model: nn.Module, container_path: str) -> list[tuple[str, nn.Module]]:
+    """The layers in the classifier, in forward order (Sequentials flattened)."""
+    from torch import nn
+
+    container = u.get_module(model, container_path)
+    if not isinstance(container, nn.Sequential):
+        return [(container_path, container)]
+    layers: list[tuple[str, nn.Module]] = []
+    for name in dict(container.named_children()):
+        layers.extend(_chain(model, f"{container_path}.{name}"))
+    return layers
+
+
+def main_head(model: nn.Module, layout: Layout) -> tuple[str, nn.Module] | None:
+    """(path, layer) of the last Linear or conv in the classifier container."""
+    if not u.has_module(model, layout.classifier):
+        return None
+    heads = [(p, m) for p, m in _chain(model, layout.classifier) if _is_head_layer(m)]
+    return heads[-1] if heads else None
+
+
+def _aux_heads(model: nn.Module, layout: Layout) -> list[tuple[Aux, str, nn.Module]]:
+    present = []
+    for aux in layout.aux:
+        head_path = aux.chain[-1]
+        if u.has_module(model, head_path):
+            present.append((aux, head_path, u.get_module(model, head_path)))
+    return present
+
+
+# --- lint ----------------------------------------------------------------------------------------------
+
+
+def _width_problems(
+    model: nn.Module, source: str, width: int | None, chain: list[tuple[str, nn.Module]], prefix: str
+) -> list[Problem]:
+    """Each layer of ``chain`` whose input width is not the width that reaches it (HF220)."""
+    problems: list[Problem] = []
+    origin = source
+    for path, layer in chain:
+        expected = u.in_width(layer)
+        if width is not None and expected is not None and expected != width:
+            problems.append(_width_problem(path, layer, origin, width, expected, prefix))
+        produced = u.out_width(layer)
+        if produced is not None:
+            width, origin = produced, path
+    return problems
+
+
+def _width_problem(
+    path: str, layer: nn.Module, origin: str, width: int, expected: int, prefix: str
+) -> Problem:
+    attribute = _in_attribute(layer)
+    target = u.module_expr(prefix, path)
+    if _is_head_layer(layer):
+        fix = f"{target} = {u.layer_code(layer, width, u.out_width(layer))}"
+    else:
+        fix = f"{target} = {type(layer).__name__}({width})"
+    return Problem(
+        code=WIDTH_MISMATCH,
+        module=path,
+        attribute=attribute,
+        summary=f"`{path}` expects {expected} input features but `{origin}` produces {width}",
+        facts=[f"`{origin}` produces {width} features per sample", f"`{path}.{attribute}` is {expected}"],
+        fix=fix,
+    )
+
+
+def _in_attribute(layer: nn.Module) -> str:
+    from torch import nn
+
+    if isinstance(layer, nn.Linear):
+        return "in_features"
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return "in_channels"
+    if isinstance(layer, nn.LayerNorm):
+        return "normalized_shape"
+    return "num_features"
+
+
+def _metadata_problems(
+    model: nn.Module, layout: Layout, outputs: int, head: str, prefix: str
+) -> list[Problem]:
+    problems = []
+    for attribute in layout.metadata:
+        value = getattr(model, attribute, None)
+        if isinstance(value, int) and value != outputs:
+            problems.append(
+                Problem(
+                    code=METADATA_MISMATCH,
+                    module="",
+                    attribute=attribute,
+                    summary=f"`{attribute}` says {value} classes but `{head}` emits {outputs}",
+                    facts=[f"`{attribute}` is {value}", f"`{head}` has {outputs} outputs"],
+                    fix=f"{prefix}.{attribute} = {outputs}",
+                )
+            )
+    return problems
+
+
+def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str, prefix: str) -> list[Problem]:
+    problems = []
+    for aux, path, layer in _aux_heads(model, layout):
+        chain = [(p, u.get_module(model, p)) for p in aux.chain]
+        width = u.last_width(u.get_module(model, aux.source)) if u.has_module(model, aux.source) else None
+        problems += _width_problems(model, aux.source, width and width * aux.spatial, chain, prefix)
+        aux_outputs = u.out_width(layer)
+        if aux_outputs != outputs:
+            problems.append(
+                Problem(
+                    code=AUX_MISMATCH,
+                    module=path,
+                    attribute="out_features",
+                    summary=f"auxiliary head `{path}` emits {aux_outputs} classes but the main head `{head}` "
+                    f"emits {outputs}",
+                    facts=[f"`{path}` has {aux_outputs} outputs", f"`{head}` has {outputs} outputs"],
+                    fix=f"{u.module_expr(prefix, path)} = {u.layer_code(layer, u.in_width(layer), outputs)}",
+                )
+            )
+    return problems
+
+
+def lint_classifier(model: nn.Module, layout: Layout, prefix: str = "model") -> list[Problem]:
+    """Every head invariant of ``model`` that does not hold, with fixes naming it ``prefix``."""
+    head = main_head(model, layout)
+    if head is None:
+        return []
+    path, layer = head
+    outputs = u.out_width(layer)
+    problems = _width_problems(
+        model, layout.features, feature_width(model, layout), _chain(model, layout.classifier), prefix
+    )
+    problems += _metadata_problems(model, layout, outputs, path, prefix)
+    problems += _aux_problems(model, layout, outputs, path, prefix)
+    return problems
+
+
+# --- adapt -----------------------------------------------------------------------------------------------
+
+
+def _replace_head(
+    model: nn.Module, path: str, num_classes: int, init: u.Init | None, keep: list[int] | None
+) -> None:
+    from torch import nn
+
+    old = u.get_module(model, path)
+    if isinstance(old, nn.Linear):
+        new = u.new_linear_like(old, num_classes)
+    else:
+        new = u.new_conv_like(old, num_classes)
+    if hasattr(old, "stddev"):  # Inception's init reads it
+        new.stddev = old.stddev
+    if init is not None:
+        init(new)
+    if keep is not None:
+        u.copy_rows(new, old, keep)
+    u.set_module(model, path, new)
+
+
+def _video_clip(model: nn.Module) -> tuple[int, int, int]:
+    """(T, H, W) of a clip the video model accepts: MViT's positional encoding fixes it."""
+    pos = getattr(model, "pos_encoding", None)
+    if pos is not None and hasattr(pos, "spatial_size"):
+        stride = model.conv_proj.stride
+        return pos.temporal_size * stride[0], pos.spatial_size[0] * stride[1], pos.spatial_size[1] * stride[2]
+    from torchvision.models.video.resnet import VideoResNet
+
+    if isinstance(model, VideoResNet):
+        return 16, 112, 112
+    return 16, 224, 224
+
+
+def _image_size(model: nn.Module) -> int:
+    from torchvision.models.inception import Inception3
+
+    if isinstance(getattr(model, "image_size", None), int):
+        return model.image_size
+    return 299 if isinstance(model, Inception3) else 224
+
+
+@register_family
+class TorchvisionClassification(Family):
+    name = "torchvision-classification"
+    priority = 20
+
+    def recognises(self, model: nn.Module) -> bool:
+        return layout_of(model) is not None
+
+    def heads(self, model: nn.Module) -> list[HeadInfo]:
+        layout = layout_of(model)
+        head = main_head(model, layout)
+        if head is None:
+            return []
+        attributes = {a: getattr(model, a) for a in layout.metadata if hasattr(model, a)}
+        found = [HeadInfo(head[0], "classifier", u.out_width(head[1]), attributes)]
+        found += [HeadInfo(p, "aux_classifier", u.out_width(m)) for _, p, m in _aux_heads(model, layout)]
+        return found
+
+    def num_classes(self, model: nn.Module) -> int | None:
+        head = main_head(model, layout_of(model))
+        return None if head is None else u.out_width(head[1])
+
+    def lint(self, model: nn.Module) -> list[Problem]:
+        return lint_classifier(model, layout_of(model))
+
+    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
+        from headfit.inputs import InputSpec
+
+        if layout_of(model).video:
+            return [InputSpec.batch(1, 3, *_video_clip(model))]
+        size = _image_size(model)
+        return [InputSpec.batch(2, 3, size, size)]
+
+    def size_rule(self, model: nn.Module) -> SizeRule | None:
+        from torchvision.models.inception import Inception3
+
+        if isinstance(getattr(model, "image_size", None), int):
+            size = model.image_size
+            return SizeRule(
+                exact=(size, size), notes=[f"ViT's position embeddings fix the input at {size}x{size}"]
+            )
+        if getattr(model, "pos_encoding", None) is not None:
+            frames, height, width = _video_clip(model)
+            return SizeRule(
+                exact=(height, width), notes=[f"MViT's positional encoding fixes clips at {frames} frames"]
+            )
+        if isinstance(model, Inception3):
+            return SizeRule(minimum=75, notes=["Inception v3 is trained at 299x299"])
+        return None
+
+    def adapt(
+        self, model: nn.Module, num_classes: int, *, keep: list[int] | None = None, **options: Any
+    ) -> AdaptSummary:
+        layout = layout_of(model)
+        u.reject_options(self.name, options)
+        num_classes = u.check_num_classes(num_classes)
+        head = main_head(model, layout)
+        if head is None:
+            from headfit.errors import UsageError
+
+            raise UsageError(f"{layout.name} has no Linear or conv layer in `{layout.classifier}` to re-head")
+        rows = u.check_keep(keep, num_classes, u.out_width(head[1]))
+        _replace_head(model, head[0], num_classes, layout.init, rows)
+        replaced = [head[0]]
+        for aux, path, _ in _aux_heads(model, layout):
+            _replace_head(model, path, num_classes, aux.init, rows)
+            replaced.append(path)
+        attributes = {a: num_classes for a in layout.metadata if hasattr(model, a)}
+        for attribute, value in attributes.items():
+            setattr(model, attribute, value)
+        return AdaptSummary(
+            family=self.name,
+            num_classes=num_classes,
+            head_outputs=num_classes,
+            replaced=replaced,
+            attributes=attributes,
+            notes=_adapt_notes(layout, replaced, attributes, num_classes),
+            kept_rows=rows or [],
+        )
+
+    def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
+        import torch
+
+        (spec,) = self.default_inputs(model)
+        device = next(model.parameters()).device
+        shape = (2, *spec.shapes[0][1:])
+        return SmokeBatch(
+            args=(torch.randn(shape, device=device),), targets=torch.randint(num_classes, (2,), device=device)
+        )
+
+    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
+        """Cross-entropy on the logits; auxiliary logits (GoogLeNet/Inception train mode) weigh 0.3."""
+        from torch.nn import functional as F
+
+        logits, *aux = _logit_tensors(output)
+        loss = F.cross_entropy(logits, batch.targets)
+        for extra in aux:
+            loss = loss + 0.3 * F.cross_entropy(extra, batch.targets)
+        return loss
+
+    def output_classes(self, model: nn.Module, output: Any) -> int | None:
+        logits = _logit_tensors(output)[0]
+        return int(logits.shape[1])
+
+    def explain_failure(
+        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
+    ) -> Evidence:
+        layout = layout_of(model)
+        head = main_head(model, layout)
+        if head is None:
+            return Evidence()
+        facts = _live_facts(model, layout, head)
+        causes = [_cause(p, module_path) for p in lint_classifier(model, layout, prefix)]
+        return Evidence(facts=facts, causes=causes)
+
+
+def _logit_tensors(output: Any) -> list[Any]:
+    """The logits tensors of an output: a Tensor, or GoogLeNetOutputs/InceptionOutputs (aux may be None)."""
+    if isinstance(output, tuple):
+        return [t for t in output if t is not None]
+    return [output]
+
+
+def _adapt_notes(
+    layout: Layout, replaced: list[str], attributes: dict[str, int], num_classes: int
+) -> list[str]:
+    heads = ", ".join(f"`{p}`" for p in replaced)
+    notes = [f"{layout.name}: {heads} now {'emit' if len(replaced) > 1 else 'emits'} {num_classes} classes"]
+    if len(replaced) > 1:
+        notes.append(
+            "the auxiliary heads were re-headed too; in train mode the model returns a namedtuple "
+            "(logits first), so weight the auxiliary losses (e.g. 0.3) or read `.logits`"
+        )
+    if attributes:
+        notes.append("updated " + ", ".join(f"`{a}` = {v}" for a, v in attributes.items()))
+    return notes
+
+
+def _live_facts(model: nn.Module, layout: Layout, head: tuple[str, nn.Module]) -> list[str]:
+    path, layer = head
+    facts = [f"`{path}` takes {u.in_width(layer)} features and emits {u.out_width(layer)} classes"]
+    width = feature_width(model, layout)
+    if width is not None:
+        facts.append(f"`{layout.features}` produces {width} features per sample")
+    facts += [f"`{a}` is {getattr(model, a)}" for a in layout.metadata if hasattr(model, a)]
+    facts += [f"auxiliary head `{p}` emits {u.out_width(m)} classes" for _, p, m in _aux_heads(model, layout)]
+    return facts
+
+
+def _cause(problem: Problem, failed_in: str) -> Cause:
+    """A lint problem as a cause: most likely when the forward failed in or around its module."""
+    near = (
+        not failed_in or problem.module.startswith(failed_in) or failed_in.startswith(problem.module or "\0")
+    )
+    return Cause(
+        summary=problem.summary,
+        confidence=0.9 if near else 0.7,
+        module=problem.module,
+        attribute=problem.attribute,
+        fix=problem.fix,
+    )
