@@ -54,6 +54,36 @@ def ratio_fact(big: int, small: int) -> str | None:
     return f"{big} / {small} = {big / small:.3g} (not a whole multiple)"
 
 
+_DTYPES = {
+    "float": "float32",
+    "double": "float64",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "long": "int64",
+    "int": "int32",
+    "short": "int16",
+    "char": "int8",
+    "byte": "uint8",
+    "bool": "bool",
+    "complexfloat": "complex64",
+    "complexdouble": "complex128",
+}
+
+
+def dtype_name(text: str) -> str:
+    """torch's spellings of a dtype ('Float', 'c10::Half', 'torch.cuda.HalfTensor', 'double') -> 'float16' etc."""
+    word = text.strip().removeprefix("c10::").removeprefix("torch.").removeprefix("cuda.")
+    word = word.removesuffix("Tensor").lower()
+    if (
+        word.startswith("float")
+        and word[5:].isdigit()
+        or word.startswith(("int", "uint"))
+        and word[-1].isdigit()
+    ):
+        return word
+    return _DTYPES.get(word, word)
+
+
 def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 

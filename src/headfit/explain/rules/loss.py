@@ -1,0 +1,303 @@
+"""Classification and BCE loss errors: HF109 batch sizes, HF110 labels out of range (and the CUDA
+device-side assert they become on a GPU), HF111 multi-target, HF112 BCE target size / dtype."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from headfit.diagnosis import Cause, Diagnosis
+from headfit.explain.arith import fmt, shape_str
+from headfit.explain.engine import rule
+from headfit.explain.parse import ParsedError
+from headfit.explain.rules._support import diagnose, dtype_name, frames_mention, size_list
+
+_BATCH = re.compile(r"Expected input batch_size \((\d+)\) to match target batch_size \((\d+)\)")
+_TARGET = re.compile(r"Target (-?\d+) is out of bounds")
+_CUDA_ASSERT = re.compile(
+    r"device-side assert triggered|Assertion `t >= 0 && t < n_classes` failed|srcIndex < srcSelectDimSize"
+)
+_MULTI_TARGET = re.compile(r"multi-target not supported")
+_BCE_SIZE = re.compile(
+    r"(?:Using a target size|Target size) \(torch\.Size\(\[([\d, ]*)\]\)\) (?:that is different to|must be the same as) "
+    r"(?:the )?input size \(torch\.Size\(\[([\d, ]*)\]\)\)"
+)
+_RESULT_CAST = re.compile(r"result type (\w+) can't be cast to the desired output type (\w+)")
+
+CUDA_ASYNC_FACT = (
+    "CUDA errors are asynchronous: the line in the traceback is often not the one that failed; "
+    "rerun with CUDA_LAUNCH_BLOCKING=1 or on the CPU to get the real message"
+)
+
+
+# --- HF109 ---------------------------------------------------------------------------------------
+
+
+@rule("HF109", priority=60)
+def batch_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    m = _BATCH.search(parsed.message)
+    if not m:
+        return None
+    logits, target = int(m[1]), int(m[2])
+    facts = [f"the logits have {logits} rows, the target has {target} entries"]
+    causes = [
+        Cause(
+            "the logits and the targets come from different batches (e.g. two loaders zipped, or the last batch)",
+            0.25,
+            fix="print(logits.shape, target.shape) right before the loss",
+        )
+    ]
+    if target > 0 and logits > target and logits % target == 0:
+        causes.extend(_merged_into_batch(logits, target, facts))
+    elif logits > 0 and target > logits and target % logits == 0:
+        k = target // logits
+        facts.append(f"{fmt(target)} = {k} x {fmt(logits)}: {k} targets per sample")
+        causes.append(
+            Cause(
+                f"the target has {k} values per sample (one-hot rows of {k} classes, or per-pixel labels) "
+                "and was flattened, while the logits are per sample",
+                0.6,
+                fix="target = target.argmax(1)  # one-hot [N, C] -> class indices [N]",
+            )
+        )
+    return diagnose(
+        "HF109",
+        parsed,
+        f"the loss got {logits} predictions for {target} targets",
+        facts,
+        causes,
+    )
+
+
+def _merged_into_batch(logits: int, target: int, facts: list[str]) -> list[Cause]:
+    """``logits = k * target``: a view(-1, C) folded k spatial positions (or tokens) into the batch."""
+    k = logits // target
+    side = math.isqrt(k)
+    facts.append(f"{fmt(logits)} = {k} x {fmt(target)}: {k} rows of logits per target")
+    causes = []
+    if side * side == k:
+        facts.append(f"{k} = {side}x{side}: a {side}x{side} feature map folded into the batch")
+        causes.append(
+            Cause(
+                f"`x.view(-1, C)` before the classifier merged the {side}x{side} spatial positions into the batch "
+                "instead of flattening them into the features",
+                0.7,
+                fix=f"x = torch.flatten(x, 1)  # [N, C, {side}, {side}] -> [N, C*{k}]; the Linear needs in_features = C*{k}",
+            )
+        )
+    causes.append(
+        Cause(
+            f"per-pixel (segmentation) logits [N, C, H, W] with H*W = {k} were reshaped to rows, but the targets are one label per image",
+            0.45 if side * side == k else 0.55,
+            fix="use one label per pixel (target of shape [N, H, W]) with F.cross_entropy(logits, target), "
+            "or pool the logits to [N, C] first: logits.mean((2, 3))",
+        )
+    )
+    return causes
+
+
+# --- HF110 ---------------------------------------------------------------------------------------
+
+
+@rule("HF110", priority=60)
+def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
+    m = _TARGET.search(parsed.message)
+    if not m:
+        return None
+    label = int(m[1])
+    if label < 0:
+        return diagnose(
+            "HF110",
+            parsed,
+            f"a target label is {label}, below 0",
+            [f"the loss needs labels in 0..C-1; {label} is a marker, not a class"],
+            [
+                Cause(
+                    f"{label} marks pixels/samples to ignore, but the loss ignores -100 by default",
+                    0.75,
+                    fix=f"F.cross_entropy(logits, target, ignore_index={label})  # or nn.CrossEntropyLoss(ignore_index={label})",
+                ),
+                Cause(
+                    "labels were shifted by -1 (1-based dataset labels converted twice, or a 0 class shifted down)",
+                    0.3,
+                    fix="check the label mapping: assert target.min() >= 0",
+                ),
+            ],
+        )
+    facts = [
+        f"a label of {label} needs at least {label + 1} classes (labels run 0..C-1), so the logits have {label} columns or fewer"
+    ]
+    causes = [
+        Cause(
+            f"the labels are 1-based (1..{label}) but the head has {label} outputs for labels 0..{label - 1}",
+            0.45,
+            fix="target = target - 1  # or build the head with num_classes = max label + 1",
+        ),
+        Cause(
+            f"a torchvision detector counts the background as class 0: K real classes need num_classes = K + 1 "
+            f"(label {label} needs num_classes >= {label + 1})",
+            0.4,
+            module="roi_heads.box_predictor",
+            fix=f"model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, {label + 1})",
+        ),
+        Cause(
+            f"the head was built for fewer classes than the dataset has (e.g. re-headed for a subset); it needs >= {label + 1} outputs",
+            0.3,
+            fix=f"headfit adapt MODEL --num-classes {label + 1}",
+        ),
+    ]
+    if frames_mention(parsed, "roi_heads.py", "fastrcnn_loss"):
+        causes[1].confidence = 0.8
+    return diagnose("HF110", parsed, f"target label {label} is not a valid class index", facts, causes)
+
+
+@rule("HF110", priority=60)
+def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
+    m = _CUDA_ASSERT.search(parsed.message)
+    if not m:
+        return None
+    facts = [CUDA_ASYNC_FACT]
+    causes = [
+        Cause(
+            "a class label is >= num_classes or negative (the CUDA form of `Target N is out of bounds`); "
+            "a torchvision detector needs num_classes = K + 1 for the background",
+            0.7,
+            fix="assert target.min() >= 0 and target.max() < num_classes, (target.min(), target.max(), num_classes)",
+        ),
+        Cause(
+            "an index (embedding id, gather/index_select index) is past the end of the tensor it indexes",
+            0.35 if "srcIndex" in m[0] else 0.2,
+            fix="assert idx.max() < embedding.num_embeddings",
+        ),
+        Cause(
+            "-1 used as an 'ignore' label while the loss ignores -100",
+            0.3,
+            fix="F.cross_entropy(logits, target, ignore_index=-1)",
+        ),
+    ]
+    if "srcIndex" in m[0]:
+        causes[0], causes[1] = causes[1], causes[0]
+        causes[0].confidence, causes[1].confidence = 0.6, 0.5
+        facts.append(
+            "`srcIndex < srcSelectDimSize` is index_select/embedding: an index >= the indexed dimension"
+        )
+    elif "n_classes" in m[0]:
+        facts.append("`t >= 0 && t < n_classes` is the NLL/cross-entropy kernel's label check")
+    return diagnose(
+        "HF110", parsed, "a CUDA kernel asserted: almost always a label or index out of range", facts, causes
+    )
+
+
+# --- HF111 ---------------------------------------------------------------------------------------
+
+
+@rule("HF111", priority=60)
+def multi_target(parsed: ParsedError) -> Diagnosis | None:
+    if not _MULTI_TARGET.search(parsed.message):
+        return None
+    facts = [
+        "cross-entropy / NLL take class indices: a target of shape [N] (int64) for logits [N, C]",
+        "a 2D target [N, 1] or a one-hot [N, C] is read as several targets per sample",
+    ]
+    causes = [
+        Cause(
+            "the target has shape [N, 1] (labels read as a column)",
+            0.5,
+            fix="loss = F.cross_entropy(logits, target.squeeze(1))",
+        ),
+        Cause("the target is one-hot [N, C]", 0.45, fix="loss = F.cross_entropy(logits, target.argmax(1))"),
+        Cause(
+            "the task is multi-label (several classes per sample): that is a BCE loss, not cross-entropy",
+            0.2,
+            fix="loss = F.binary_cross_entropy_with_logits(logits, target.float())",
+        ),
+    ]
+    return diagnose(
+        "HF111", parsed, "cross-entropy got a 2D target; it needs one class index per sample", facts, causes
+    )
+
+
+# --- HF112 ---------------------------------------------------------------------------------------
+
+
+@rule("HF112", priority=60)
+def bce_target_size(parsed: ParsedError) -> Diagnosis | None:
+    m = _BCE_SIZE.search(parsed.message)
+    if not m:
+        return None
+    target, logits = size_list(m[1]), size_list(m[2])
+    facts = [f"BCE compares elementwise: target {shape_str(target)} against input {shape_str(logits)}"]
+    return diagnose(
+        "HF112",
+        parsed,
+        f"the BCE target has shape {shape_str(target)} but the input has {shape_str(logits)}",
+        facts,
+        _bce_causes(target, logits, facts),
+    )
+
+
+def _bce_causes(target: list[int], logits: list[int], facts: list[str]) -> list[Cause]:
+    if logits == [*target, 1]:
+        return [
+            Cause(
+                "a single-logit head gives [N, 1] while the labels are [N]",
+                0.8,
+                fix="loss = F.binary_cross_entropy_with_logits(logits, target.unsqueeze(1).float())  # or logits.squeeze(1)",
+            )
+        ]
+    if target == [*logits, 1]:
+        return [
+            Cause(
+                "the labels are a column [N, 1] while the logits are [N]",
+                0.8,
+                fix="target = target.squeeze(1).float()",
+            )
+        ]
+    if len(logits) == 2 and target == logits[:1]:
+        c = logits[1]
+        return [
+            Cause(
+                f"the head has {c} outputs per sample but the target holds one class index per sample",
+                0.6,
+                fix=f"target = F.one_hot(target, num_classes={c}).float()  # multi-label BCE",
+            ),
+            Cause(
+                f"single-label classification over {c} classes is cross-entropy, not BCE",
+                0.5,
+                fix="loss = F.cross_entropy(logits, target)",
+            ),
+        ]
+    if math.prod(target) == math.prod(logits):
+        facts.append(f"both hold {fmt(math.prod(target))} elements")
+        return [Cause("same elements, different layout", 0.6, fix="target = target.view_as(logits).float()")]
+    return [
+        Cause(
+            "the head's output shape is not the target's (another class count, or logits from another batch)",
+            0.4,
+            fix="print(logits.shape, target.shape) before the loss and make the head emit the target's shape",
+        )
+    ]
+
+
+@rule("HF112", priority=60)
+def bce_integer_target(parsed: ParsedError) -> Diagnosis | None:
+    m = _RESULT_CAST.search(parsed.message)
+    if not m:
+        return None
+    result, output = m[1], m[2]
+    facts = [f"the computation produces {result} but writes into a {output} tensor"]
+    causes = [
+        Cause(
+            f"BCE with integer ({output}) targets: `binary_cross_entropy_with_logits` needs float targets",
+            0.6,
+            fix="loss = F.binary_cross_entropy_with_logits(logits, target.float())",
+        ),
+        Cause(
+            f"an in-place op (`+=`, `*=`, `add_`) on a {output} tensor with a {result} operand",
+            0.35,
+            fix=f"x = x.to(torch.{dtype_name(result)}) before the in-place op, or use the out-of-place form: x = x + y",
+        ),
+    ]
+    return diagnose(
+        "HF112", parsed, f"a {result} result cannot be stored in a {output} tensor", facts, causes
+    )
