@@ -208,13 +208,13 @@ def feature_width(model: nn.Module, layout: Layout) -> int | None:
     return width
 
 
-def _is_head_layer(module: nn.Module) -> bool:
+def is_head_layer(module: nn.Module) -> bool:
     from torch import nn
 
     return isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
 
 
-def _chain(model: nn.Module, container_path: str) -> list[tuple[str, nn.Module]]:
+def classifier_chain(model: nn.Module, container_path: str) -> list[tuple[str, nn.Module]]:
     """The layers in the classifier, in forward order (Sequentials flattened)."""
     from torch import nn
 
@@ -223,7 +223,7 @@ def _chain(model: nn.Module, container_path: str) -> list[tuple[str, nn.Module]]
         return [(container_path, container)]
     layers: list[tuple[str, nn.Module]] = []
     for name in dict(container.named_children()):
-        layers.extend(_chain(model, f"{container_path}.{name}"))
+        layers.extend(classifier_chain(model, f"{container_path}.{name}"))
     return layers
 
 
@@ -231,7 +231,7 @@ def main_head(model: nn.Module, layout: Layout) -> tuple[str, nn.Module] | None:
     """(path, layer) of the last Linear or conv in the classifier container."""
     if not u.has_module(model, layout.classifier):
         return None
-    heads = [(p, m) for p, m in _chain(model, layout.classifier) if _is_head_layer(m)]
+    heads = [(p, m) for p, m in classifier_chain(model, layout.classifier) if is_head_layer(m)]
     return heads[-1] if heads else None
 
 
@@ -247,17 +247,18 @@ def _aux_heads(model: nn.Module, layout: Layout) -> list[tuple[Aux, str, nn.Modu
 # --- lint ----------------------------------------------------------------------------------------------
 
 
-def _width_problems(
-    model: nn.Module, source: str, width: int | None, chain: list[tuple[str, nn.Module]], prefix: str
+def width_problems(
+    source: str, width: int | None, chain: list[tuple[str, nn.Module]], prefix: str
 ) -> list[Problem]:
     """Each layer of ``chain`` whose input width is not the width that reaches it (HF220)."""
     problems: list[Problem] = []
     origin = source
     for path, layer in chain:
-        expected = u.in_width(layer)
+        opaque = next(layer.children(), None) is not None  # a block such as DeepLab's ASPP
+        expected = u.first_width(layer) if opaque else u.in_width(layer)
         if width is not None and expected is not None and expected != width:
             problems.append(_width_problem(path, layer, origin, width, expected, prefix))
-        produced = u.out_width(layer)
+        produced = u.last_width(layer, _concat_width) if opaque else u.out_width(layer)
         if produced is not None:
             width, origin = produced, path
     return problems
@@ -268,8 +269,10 @@ def _width_problem(
 ) -> Problem:
     attribute = _in_attribute(layer)
     target = u.module_expr(prefix, path)
-    if _is_head_layer(layer):
+    if is_head_layer(layer):
         fix = f"{target} = {u.layer_code(layer, width, u.out_width(layer))}"
+    elif next(layer.children(), None) is not None:
+        fix = f"rebuild `{target}` for {width} input features"
     else:
         fix = f"{target} = {type(layer).__name__}({width})"
     return Problem(
@@ -319,7 +322,7 @@ def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str, pre
     for aux, path, layer in _aux_heads(model, layout):
         chain = [(p, u.get_module(model, p)) for p in aux.chain]
         width = u.last_width(u.get_module(model, aux.source)) if u.has_module(model, aux.source) else None
-        problems += _width_problems(model, aux.source, width and width * aux.spatial, chain, prefix)
+        problems += width_problems(aux.source, width and width * aux.spatial, chain, prefix)
         aux_outputs = u.out_width(layer)
         if aux_outputs != outputs:
             problems.append(
@@ -343,9 +346,8 @@ def lint_classifier(model: nn.Module, layout: Layout, prefix: str = "model") -> 
         return []
     path, layer = head
     outputs = u.out_width(layer)
-    problems = _width_problems(
-        model, layout.features, feature_width(model, layout), _chain(model, layout.classifier), prefix
-    )
+    features = feature_width(model, layout)
+    problems = width_problems(layout.features, features, classifier_chain(model, layout.classifier), prefix)
     problems += _metadata_problems(model, layout, outputs, path, prefix)
     problems += _aux_problems(model, layout, outputs, path, prefix)
     return problems
@@ -354,7 +356,7 @@ def lint_classifier(model: nn.Module, layout: Layout, prefix: str = "model") -> 
 # --- adapt -----------------------------------------------------------------------------------------------
 
 
-def _replace_head(
+def replace_head(
     model: nn.Module, path: str, num_classes: int, init: u.Init | None, keep: list[int] | None
 ) -> None:
     from torch import nn
@@ -456,10 +458,10 @@ class TorchvisionClassification(Family):
 
             raise UsageError(f"{layout.name} has no Linear or conv layer in `{layout.classifier}` to re-head")
         rows = u.check_keep(keep, num_classes, u.out_width(head[1]))
-        _replace_head(model, head[0], num_classes, layout.init, rows)
+        replace_head(model, head[0], num_classes, layout.init, rows)
         replaced = [head[0]]
         for aux, path, _ in _aux_heads(model, layout):
-            _replace_head(model, path, num_classes, aux.init, rows)
+            replace_head(model, path, num_classes, aux.init, rows)
             replaced.append(path)
         attributes = {a: num_classes for a in layout.metadata if hasattr(model, a)}
         for attribute, value in attributes.items():
@@ -488,14 +490,14 @@ class TorchvisionClassification(Family):
         """Cross-entropy on the logits; auxiliary logits (GoogLeNet/Inception train mode) weigh 0.3."""
         from torch.nn import functional as F
 
-        logits, *aux = _logit_tensors(output)
+        logits, *aux = logit_tensors(output)
         loss = F.cross_entropy(logits, batch.targets)
         for extra in aux:
             loss = loss + 0.3 * F.cross_entropy(extra, batch.targets)
         return loss
 
     def output_classes(self, model: nn.Module, output: Any) -> int | None:
-        logits = _logit_tensors(output)[0]
+        logits = logit_tensors(output)[0]
         return int(logits.shape[1])
 
     def explain_failure(
@@ -506,11 +508,11 @@ class TorchvisionClassification(Family):
         if head is None:
             return Evidence()
         facts = _live_facts(model, layout, head)
-        causes = [_cause(p, module_path) for p in lint_classifier(model, layout, prefix)]
+        causes = [cause_from(p, module_path) for p in lint_classifier(model, layout, prefix)]
         return Evidence(facts=facts, causes=causes)
 
 
-def _logit_tensors(output: Any) -> list[Any]:
+def logit_tensors(output: Any) -> list[Any]:
     """The logits tensors of an output: a Tensor, or GoogLeNetOutputs/InceptionOutputs (aux may be None)."""
     if isinstance(output, tuple):
         return [t for t in output if t is not None]
@@ -543,15 +545,18 @@ def _live_facts(model: nn.Module, layout: Layout, head: tuple[str, nn.Module]) -
     return facts
 
 
-def _cause(problem: Problem, failed_in: str) -> Cause:
-    """A lint problem as a cause: most likely when the forward failed in or around its module."""
-    near = (
-        not failed_in or problem.module.startswith(failed_in) or failed_in.startswith(problem.module or "\0")
-    )
+def cause_from(problem: Problem, failed_in: str) -> Cause:
+    """A lint problem as a cause: most likely when the forward failed in, above or below its module."""
     return Cause(
         summary=problem.summary,
-        confidence=0.9 if near else 0.7,
+        confidence=0.9 if _related(problem.module, failed_in) else 0.7,
         module=problem.module,
         attribute=problem.attribute,
         fix=problem.fix,
     )
+
+
+def _related(module: str, failed_in: str) -> bool:
+    if not module or not failed_in:
+        return True  # the root: a metadata attribute, or a failure outside any submodule
+    return module == failed_in or module.startswith(failed_in + ".") or failed_in.startswith(module + ".")
