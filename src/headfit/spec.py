@@ -28,7 +28,11 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
     """Build the model a spec names, with ``num_classes`` passed to the builder where it takes one.
 
     ``device="meta"`` builds without allocating parameter memory (for sweeps and size probing).
+    A path to weights written by ``headfit adapt`` (``out.safetensors`` with ``out.safetensors.json``)
+    rebuilds that adapted model.
     """
+    if _names_adapted_weights(spec):
+        return _rebuild_adapted(spec, num_classes, device)
     source, sep, name = spec.partition(":")
     if not sep or not source or not name:
         raise ModelSpecError(f"cannot read the model spec {spec!r}. {_EXAMPLES}")
@@ -44,6 +48,26 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
 
     with torch.device(device):
         return _checked(build(), spec)
+
+
+def _names_adapted_weights(spec: str) -> bool:
+    from headfit.adapt import is_adapted_weights
+
+    return is_adapted_weights(spec)
+
+
+def _rebuild_adapted(spec: str, num_classes: int | None, device: str | None) -> nn.Module:
+    from headfit.adapt import rebuild
+    from headfit.families import family_for
+
+    model = rebuild(spec, device=device)
+    built = family_for(model).num_classes(model)
+    if num_classes is not None and built is not None and num_classes != built:
+        raise ModelSpecError(
+            f"{spec!r} was adapted for {built} classes, not {num_classes}: drop --num-classes, "
+            f"or adapt again with `headfit adapt ... --num-classes {num_classes}`"
+        )
+    return model
 
 
 def _checked(model: Any, spec: str) -> nn.Module:
