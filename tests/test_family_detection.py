@@ -170,3 +170,117 @@ def test_explain_failure_names_the_culprit_with_the_users_prefix():
         "num_classes",
         "net.head.classification_head.num_classes = 2",
     )
+
+
+# --- R-CNN ---------------------------------------------------------------------------------------------
+
+
+def test_rcnn_cls_score_replaced_alone():
+    model = build("fasterrcnn_resnet50_fpn")
+    model.roi_heads.box_predictor.cls_score = nn.Linear(1024, 4, device="meta")
+    problem = only(family_for(model).lint(model), "HF206")
+    assert (problem.module, problem.attribute) == ("roi_heads.box_predictor", "bbox_pred")
+    assert problem.fix == (
+        "model.roi_heads.box_predictor = torchvision.models.detection.faster_rcnn.FastRCNNPredictor(1024, 4)"
+    )
+
+
+def test_rcnn_class_agnostic_box_head_is_only_fine_for_two_classes():
+    model = build("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=2)
+    assert family_for(model).lint(model) == []  # 8 = 4 * 2
+    model.roi_heads.box_predictor.cls_score = nn.Linear(1024, 3, device="meta")
+    assert only(family_for(model).lint(model), "HF206").attribute == "bbox_pred"
+
+
+def test_half_adapted_mask_rcnn_is_flagged():
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    model = build("maskrcnn_resnet50_fpn")
+    with torch.device("meta"):
+        model.roi_heads.box_predictor = FastRCNNPredictor(1024, 4)
+    problem = only(family_for(model).lint(model), "HF207")
+    assert (problem.module, problem.attribute) == ("roi_heads.mask_predictor", "mask_fcn_logits")
+    assert problem.fix.endswith("MaskRCNNPredictor(256, 256, 4)")
+
+
+def test_keypoint_predictor_out_channels_stale():
+    model = build("keypointrcnn_resnet50_fpn")
+    model.roi_heads.keypoint_predictor.kps_score_lowres = nn.ConvTranspose2d(512, 5, 4, 2, 1, device="meta")
+    problem = only(family_for(model).lint(model), "HF208")
+    assert (problem.module, problem.attribute, problem.fix) == (
+        "roi_heads.keypoint_predictor",
+        "out_channels",
+        "model.roi_heads.keypoint_predictor.out_channels = 5",
+    )
+
+
+def test_box_predictor_wider_than_box_head():
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    model = build("fasterrcnn_resnet50_fpn_v2")
+    with torch.device("meta"):
+        model.roi_heads.box_predictor = FastRCNNPredictor(2048, 4)
+    problem = only(family_for(model).lint(model), "HF209")
+    assert (problem.module, problem.attribute) == ("roi_heads.box_predictor.cls_score", "in_features")
+
+
+def test_rpn_head_vs_custom_anchor_generator():
+    model = build("fasterrcnn_resnet50_fpn_v2")
+    model.rpn.anchor_generator = AnchorGenerator(
+        ((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0, 4.0),) * 5
+    )
+    problem = only(family_for(model).lint(model), "HF203")
+    assert (problem.module, problem.attribute) == ("rpn.head", "cls_logits")
+    assert problem.fix == "model.rpn.head = torchvision.models.detection.rpn.RPNHead(256, 4, conv_depth=2)"
+
+
+def test_user_assembled_faster_rcnn_with_one_feature_map():
+    import torchvision
+    from torchvision.models.detection import FasterRCNN
+
+    with torch.device("meta"):
+        backbone = torchvision.models.mobilenet_v2(weights=None).features
+        backbone.out_channels = 1280
+        model = FasterRCNN(backbone, num_classes=2)
+    problem = only(family_for(model).lint(model), "HF204")
+    assert (problem.module, problem.attribute) == ("rpn.anchor_generator", "sizes")
+    assert "sizes=((32,),), aspect_ratios=((0.5, 1.0, 2.0),) * 1" in problem.fix
+    with torch.device("meta"):
+        model = FasterRCNN(
+            backbone,
+            num_classes=2,
+            rpn_anchor_generator=AnchorGenerator(((32, 64),), ((1.0,),)),
+            box_roi_pool=torchvision.ops.MultiScaleRoIAlign(["0"], 7, 2),
+        )
+    assert family_for(model).lint(model) == []  # the tutorial recipe: one level, RPN head built for it
+
+
+# --- SSD -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ssd300_vgg16", "ssdlite320_mobilenet_v3_large"])
+def test_ssd_convs_swapped_and_num_columns_left(name):
+    model = build(name)
+    family = family_for(model)
+    family.adapt(model, 3)
+    model.head.classification_head.num_columns = 91
+    problem = only(family.lint(model), "HF211")
+    assert (problem.module, problem.attribute, problem.fix) == (
+        "head.classification_head",
+        "num_columns",
+        "model.head.classification_head.num_columns = 4",
+    )
+
+
+def test_ssd_regression_conv_for_other_anchors():
+    model = build("ssd300_vgg16")
+    model.head.regression_head.module_list[0] = nn.Conv2d(512, 24, 3, padding=1, device="meta")
+    problem = only(family_for(model).lint(model), "HF212")
+    assert (problem.module, problem.attribute) == ("head.regression_head.module_list.0", "out_channels")
+
+
+def test_ssd_levels_disagree():
+    model = build("ssd300_vgg16")
+    model.anchor_generator.aspect_ratios = model.anchor_generator.aspect_ratios[:5]
+    problem = only(family_for(model).lint(model), "HF213")
+    assert (problem.module, problem.attribute) == ("anchor_generator", "aspect_ratios")

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+from torchvision.models.detection.ssd import SSDFeatureExtractorVGG
+from torchvision.models.detection.ssdlite import SSDLiteFeatureExtractorMobileNet
 from torchvision.ops.feature_pyramid_network import (
     FeaturePyramidNetwork,
     LastLevelMaxPool,
@@ -41,6 +43,10 @@ def feature_map_count(backbone: nn.Module) -> int | None:
         extra = {type(None): 0, LastLevelMaxPool: 1, LastLevelP6P7: 2}.get(type(fpn.extra_blocks))
         if extra is not None:
             return len(fpn.inner_blocks) + extra
+    if isinstance(backbone, SSDFeatureExtractorVGG):  # conv4_3 (after L2Norm), then one map per extra block
+        return 1 + len(backbone.extra)
+    if isinstance(backbone, SSDLiteFeatureExtractorMobileNet):  # C4 and C5 stages, then the extra blocks
+        return len(backbone.features) + len(backbone.extra)
     return probe_feature_maps(backbone)
 
 
