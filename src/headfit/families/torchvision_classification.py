@@ -268,19 +268,20 @@ def _width_problem(
     path: str, layer: nn.Module, origin: str, width: int, expected: int, prefix: str
 ) -> Problem:
     attribute = _in_attribute(layer)
+    unit = "channels" if attribute == "in_channels" else "features"
     target = u.module_expr(prefix, path)
     if is_head_layer(layer):
         fix = f"{target} = {u.layer_code(layer, width, u.out_width(layer))}"
     elif next(layer.children(), None) is not None:
-        fix = f"rebuild `{target}` for {width} input features"
+        fix = f"rebuild `{target}` for {width} input {unit}"
     else:
         fix = f"{target} = {type(layer).__name__}({width})"
     return Problem(
         code=WIDTH_MISMATCH,
         module=path,
         attribute=attribute,
-        summary=f"`{path}` expects {expected} input features but `{origin}` produces {width}",
-        facts=[f"`{origin}` produces {width} features per sample", f"`{path}.{attribute}` is {expected}"],
+        summary=f"`{path}` expects {expected} input {unit} but `{origin}` produces {width}",
+        facts=[f"`{origin}` produces {width} {unit} per sample", f"`{path}.{attribute}` is {expected}"],
         fix=fix,
     )
 
