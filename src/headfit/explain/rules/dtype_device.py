@@ -1,0 +1,236 @@
+"""HF123 dtype mismatches (labels as float, Half vs Float, float64 from numpy) and HF124 device mismatches
+(inputs or a new head left on another device)."""
+
+from __future__ import annotations
+
+import re
+
+from headfit.diagnosis import Cause, Diagnosis
+from headfit.explain.engine import rule
+from headfit.explain.parse import ParsedError
+from headfit.explain.rules._support import diagnose, dtype_name
+
+INTEGER = ("int64", "int32", "int16", "int8", "uint8", "bool")
+REDUCED = ("float16", "bfloat16")
+
+_EXPECTED_FOUND = re.compile(r"expected scalar type (\w+) but found (\w+)")
+_SAME_DTYPE = re.compile(r"expected m1 and m2 to have the same dtype, but got: ([\w:]+) != ([\w:]+)")
+_MAT_DTYPE = re.compile(r"mat1 and mat2 must have the same dtype, but got (\w+) and (\w+)")
+_FOUND_EXPECTED = re.compile(r"Found dtype (\w+) but expected (\w+)")
+_TARGET_DTYPE = re.compile(r"expected target dtype to be Long or Byte, but got (\w+)")
+_NOT_IMPLEMENTED = re.compile(r"\"(\w+)\" not implemented for '(\w+)'")
+_INDICES = re.compile(
+    r"(?:argument #\d+ 'indices' to have one of the following scalar types: Long, Int; but got (torch\.\w+)|tensors used as indices must be long, int, byte or bool tensors)"
+)
+_INPUT_WEIGHT = re.compile(
+    r"Input type \(([\w.:]+)\) and (weight|bias) type \(([\w.:]+)\) should be the same"
+)
+_DEVICES = re.compile(
+    r"Expected all tensors to be on the same device, but (?:found at least two devices, ([\w:]+) and ([\w:]+)|got (\w+) is on ([\w:]+), different from other tensors on ([\w:]+))"
+)
+_EXPECTED_DEVICE = re.compile(r"Tensor on device ([\w:]+) is not on the expected device ([\w:]+)")
+
+
+# --- HF123 ---------------------------------------------------------------------------------------
+
+
+@rule("HF123", priority=60)
+def expected_scalar_type(parsed: ParsedError) -> Diagnosis | None:
+    m = _EXPECTED_FOUND.search(parsed.message) or _TARGET_DTYPE.search(parsed.message)
+    if not m:
+        return None
+    if m.re is _TARGET_DTYPE:
+        expected, found = "int64", dtype_name(m[1])
+    else:
+        expected, found = dtype_name(m[1]), dtype_name(m[2])
+    return _dtype_diagnosis(parsed, expected, found)
+
+
+@rule("HF123", priority=60)
+def operands_dtype(parsed: ParsedError) -> Diagnosis | None:
+    m = _SAME_DTYPE.search(parsed.message) or _MAT_DTYPE.search(parsed.message)
+    if not m:
+        return None
+    # m1/mat1 is the input, m2/mat2 the weight: the weight's dtype is the one to match
+    return _dtype_diagnosis(parsed, dtype_name(m[2]), dtype_name(m[1]))
+
+
+@rule("HF123", priority=60)
+def loss_target_dtype(parsed: ParsedError) -> Diagnosis | None:
+    m = _FOUND_EXPECTED.search(parsed.message)
+    if not m:
+        return None
+    return _dtype_diagnosis(parsed, dtype_name(m[2]), dtype_name(m[1]))
+
+
+@rule("HF123", priority=60)
+def not_implemented_for_dtype(parsed: ParsedError) -> Diagnosis | None:
+    m = _NOT_IMPLEMENTED.search(parsed.message)
+    if not m:
+        return None
+    kernel, dtype = m[1], dtype_name(m[2])
+    facts = [f"the kernel `{kernel}` has no {dtype} implementation on this device"]
+    if dtype in REDUCED:
+        causes = [
+            Cause(
+                f"a {dtype} model or input runs on the CPU, where many kernels are float32 only",
+                0.7,
+                fix="model.float(); x = x.float()  # or run on the GPU: model.cuda(); x = x.cuda()",
+            ),
+            Cause(
+                "mixed precision done by hand: let autocast pick the dtype per op",
+                0.4,
+                fix="with torch.autocast(device_type='cuda', dtype=torch.float16): out = model(x)",
+            ),
+        ]
+    else:
+        causes = [
+            Cause(f"a {dtype} tensor reached an op that needs floating point", 0.6, fix="x = x.float()")
+        ]
+    return diagnose("HF123", parsed, f"`{kernel}` is not implemented for {dtype}", facts, causes)
+
+
+@rule("HF123", priority=60)
+def index_dtype(parsed: ParsedError) -> Diagnosis | None:
+    m = _INDICES.search(parsed.message)
+    if not m:
+        return None
+    found = dtype_name(m[1]) if m[1] else "a floating dtype"
+    return diagnose(
+        "HF123",
+        parsed,
+        f"indices must be integers, got {found}",
+        ["embedding ids and tensor indices must be int64/int32 (or bool masks)"],
+        [
+            Cause(
+                "ids or labels were built as floats (e.g. from numpy or torch.tensor of floats)",
+                0.75,
+                fix="idx = idx.long()",
+            )
+        ],
+    )
+
+
+def _dtype_diagnosis(parsed: ParsedError, expected: str, found: str) -> Diagnosis:
+    facts = [f"expected {expected}, found {found}"]
+    return diagnose(
+        "HF123", parsed, f"expected dtype {expected} but found {found}", facts, _dtype_causes(expected, found)
+    )
+
+
+def _dtype_causes(expected: str, found: str) -> list[Cause]:
+    if expected == "int64":
+        return [
+            Cause(
+                "class labels are float (e.g. built from a float array) but cross-entropy / NLL take int64 indices",
+                0.75,
+                fix="loss = F.cross_entropy(logits, target.long())",
+            )
+        ]
+    if found in INTEGER:
+        return [
+            Cause(
+                f"{found} targets or inputs where {expected} is needed (BCE/MSE targets, or raw integer pixels into a layer)",
+                0.7,
+                fix=f"target = target.to(torch.{expected})  # e.g. F.binary_cross_entropy_with_logits(logits, target.float())",
+            )
+        ]
+    if expected in REDUCED or found in REDUCED:
+        return [
+            Cause(
+                "part of the computation is half precision and part float32 (a model.half() with float inputs, or the reverse)",
+                0.6,
+                fix="with torch.autocast(device_type='cuda', dtype=torch.float16): out = model(x)",
+            ),
+            Cause(
+                f"the input's dtype differs from the weights' ({expected})",
+                0.5,
+                fix=f"x = x.to(torch.{expected})  # or x.to(next(model.parameters()).dtype)",
+            ),
+        ]
+    if "float64" in (expected, found):
+        return [
+            Cause(
+                "float64 data (numpy arrays default to float64) meets float32 weights",
+                0.7,
+                fix="x = torch.from_numpy(array).float()  # or x = x.to(torch.float32)",
+            )
+        ]
+    return [Cause(f"a {found} tensor where {expected} is needed", 0.5, fix=f"x = x.to(torch.{expected})")]
+
+
+@rule("HF123", priority=60)
+def input_weight_dtype(parsed: ParsedError) -> Diagnosis | None:
+    """``Input type (X) and weight type (Y)``: HF123 when the dtypes differ, HF124 when only the devices do."""
+    m = _INPUT_WEIGHT.search(parsed.message)
+    if not m:
+        return None
+    input_dtype, weight_dtype = dtype_name(m[1]), dtype_name(m[3])
+    input_device, weight_device = _device_of(m[1]), _device_of(m[3])
+    if input_device != weight_device and input_device and weight_device:
+        return _device_diagnosis(parsed, input_device, weight_device, input_first=True)
+    if input_dtype == weight_dtype:
+        return None
+    return _dtype_diagnosis(parsed, weight_dtype, input_dtype)
+
+
+def _device_of(type_text: str) -> str | None:
+    """'torch.cuda.HalfTensor' -> 'cuda', 'torch.FloatTensor' -> 'cpu', 'c10::Half' -> None (not said)."""
+    if type_text.startswith("torch.cuda."):
+        return "cuda"
+    if type_text.startswith("torch.") and type_text.endswith("Tensor"):
+        return "cpu"
+    return None
+
+
+# --- HF124 ---------------------------------------------------------------------------------------
+
+
+@rule("HF124", priority=60)
+def device_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    m = _DEVICES.search(parsed.message)
+    if m:
+        if m[1]:
+            return _device_diagnosis(parsed, m[1], m[2])
+        return _device_diagnosis(parsed, m[4], m[5], argument=m[3])
+    m = _EXPECTED_DEVICE.search(parsed.message)
+    if m:
+        return _device_diagnosis(parsed, m[1], m[2])
+    return None
+
+
+def _device_diagnosis(
+    parsed: ParsedError, first: str, second: str, *, input_first: bool = False, argument: str | None = None
+) -> Diagnosis:
+    facts = [
+        f"one operand is on `{first}`, another on `{second}`"
+        + (f" (`{argument}` is on `{first}`)" if argument else "")
+    ]
+    if input_first:
+        facts.append(f"the input is on `{first}`, the layer's weights on `{second}`")
+    if "meta" in (first, second):
+        facts.append(
+            "`meta` tensors have shapes but no data: a model on the meta device needs meta inputs (or `model.to_empty(device=...)`)"
+        )
+    causes = [
+        Cause(
+            "the inputs or targets were not moved to the model's device",
+            0.6,
+            fix="device = next(model.parameters()).device; x, target = x.to(device), target.to(device)",
+        ),
+        Cause(
+            "a head was replaced after `model.to(device)`: the new layer was created on the CPU",
+            0.5,
+            fix="model.to(device)  # again, after replacing the head; then build the optimizer",
+        ),
+        Cause(
+            "the optimizer was built before the head swap or the move, so it holds the old parameters",
+            0.2,
+            fix="optimizer = torch.optim.SGD(model.parameters(), lr=...)  # after the swap and .to(device)",
+        ),
+    ]
+    if input_first and first == "cuda" and second == "cpu":
+        causes[0].confidence, causes[1].confidence = 0.3, 0.7
+    return diagnose(
+        "HF124", parsed, f"tensors on `{first}` and `{second}` meet in one operation", facts, causes
+    )
