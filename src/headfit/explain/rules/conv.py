@@ -1,0 +1,205 @@
+"""HF104 (a convolution receives another channel count than its weight takes) and HF105 (a layer
+receives a tensor of the wrong rank: a missing batch dimension, an extra one).
+
+The channel story is read from the shapes: 1 channel where 3 are expected is a grayscale image, 4 is
+RGBA, a last dimension equal to the expected count is a channels-last (HWC) image, anything else is a
+feature map that reached the wrong layer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from headfit.diagnosis import Cause, Diagnosis
+from headfit.explain.arith import parse_ints, shape_str
+from headfit.explain.build import make_diagnosis
+from headfit.explain.engine import rule
+from headfit.explain.parse import ParsedError
+
+_CONV = re.compile(
+    r"Given (?:groups=(?P<groups>\d+)|transposed=1), weight of size \[(?P<weight>[\d, ]+)\], "
+    r"expected input\[(?P<input>[\d, ]+)\] to have (?P<expected>\d+) channels, but got (?P<got>\d+) channels"
+)
+_CONV_RANK = re.compile(
+    r"Expected (?P<unbatched>\d)D \(unbatched\) or (?P<batched>\d)D \(batched\) input to (?P<op>\w+), "
+    r"but got input of size: \[(?P<dims>[\d, ]*)\]"
+)
+_NORM_RANK = re.compile(r"expected (?P<wanted>\d)D(?: or (?P<wanted2>\d)D)? input \(got (?P<got>\d)D input\)")
+_POOL_RANK = re.compile(
+    r"non-empty (?P<unbatched>\d)D or (?P<batched>\d)D \(batch mode\) tensor expected for input"
+)
+
+# --- HF104 ---------------------------------------------------------------------------------------------
+
+
+@rule("HF104", priority=40)
+def conv_channel_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    match = _CONV.search(parsed.message)
+    if match is None:
+        return None
+    weight, dims = parse_ints(match["weight"]), parse_ints(match["input"])
+    expected, got = int(match["expected"]), int(match["got"])
+    groups = int(match["groups"] or 1)
+    facts = [
+        f"the conv's weight {shape_str(weight)} is [out_channels, in_channels/groups, *kernel]: "
+        f"it takes {expected} input channels" + (f" ({weight[1]}*{groups} groups)" if groups > 1 else ""),
+        f"the input {shape_str(dims)} has {got} channels in dim 1",
+    ]
+    causes = _channel_causes(dims, expected, got, weight)
+    summary = f"a convolution built for {expected} input channels receives {got}"
+    return make_diagnosis(parsed, "HF104", summary, facts, causes)
+
+
+def _channel_causes(dims: list[int], expected: int, got: int, weight: list[int]) -> list[Cause]:
+    causes = []
+    if len(dims) >= 3 and dims[-1] in (expected, 4 if expected == 3 else expected) and dims[1] != dims[-1]:
+        order = "(0, 3, 1, 2)" if len(dims) == 4 else "(0, 4, 1, 2, 3)" if len(dims) == 5 else "(2, 0, 1)"
+        causes.append(
+            Cause(
+                f"the image is channels-last ({shape_str(dims)}: channels in the last dim, the conv reads dim 1)",
+                0.9,
+                fix=f"x = x.permute{order}  # HWC -> CHW; torchvision.transforms.ToTensor() does this for images",
+            )
+        )
+        if dims[-1] == 4 and expected == 3:
+            causes.append(
+                Cause("the channels-last image is RGBA", 0.6, fix='img.convert("RGB")  # drop alpha')
+            )
+    elif got == 1 and expected == 3:
+        causes.extend(_grayscale_causes())
+    elif got == 4 and expected == 3:
+        causes.append(
+            Cause(
+                "the image is RGBA (4 channels) and the model takes RGB",
+                0.85,
+                fix='img.convert("RGB")  # or x[:, :3]',
+            )
+        )
+    elif got == 3 and expected == 1:
+        causes.append(
+            Cause(
+                "an RGB image reaches a model built for 1 channel",
+                0.8,
+                fix='img.convert("L")  # or x.mean(1, keepdim=True)',
+            )
+        )
+    causes.append(
+        Cause(
+            f"a {got}-channel tensor reaches a layer built for {expected} channels (a layer was skipped, "
+            f"reordered or replaced)",
+            0.5 if causes else 0.7,
+            attribute="in_channels",
+            fix=f"nn.Conv2d({got}, {weight[0]}, kernel_size={weight[2] if len(weight) > 2 else 1})  # in_channels = {got}",
+        )
+    )
+    return causes
+
+
+def _grayscale_causes() -> list[Cause]:
+    return [
+        Cause(
+            "the images are grayscale (1 channel) and the model takes RGB",
+            0.85,
+            fix='x = x.expand(-1, 3, -1, -1)  # or x.repeat(1, 3, 1, 1); for PIL: img.convert("RGB")',
+        ),
+        Cause(
+            "the model should take 1 channel: adapt its stem",
+            0.5,
+            attribute="in_channels",
+            fix="conv.weight = nn.Parameter(conv.weight.sum(dim=1, keepdim=True)); conv.in_channels = 1"
+            "  # timm: create_model(name, in_chans=1)",
+        ),
+    ]
+
+
+# --- HF105 ---------------------------------------------------------------------------------------------
+
+
+@rule("HF105", priority=40)
+def input_rank_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    match = _CONV_RANK.search(parsed.message)
+    if match is not None:
+        dims = parse_ints(match["dims"])
+        return _rank_diagnosis(parsed, match["op"], int(match["unbatched"]), int(match["batched"]), dims)
+    match = _NORM_RANK.search(parsed.message)
+    if match is not None:
+        wanted = int(match["wanted2"] or match["wanted"])
+        got = int(match["got"])
+        return _rank_diagnosis(parsed, "batch_norm", wanted - 1, wanted, None, got_rank=got)
+    match = _POOL_RANK.search(parsed.message)
+    if match is not None:
+        return _rank_diagnosis(parsed, "pooling", int(match["unbatched"]), int(match["batched"]), None)
+    return None
+
+
+def _rank_diagnosis(
+    parsed: ParsedError,
+    op: str,
+    unbatched: int,
+    batched: int,
+    dims: list[int] | None,
+    got_rank: int | None = None,
+) -> Diagnosis:
+    rank = len(dims) if dims is not None else got_rank
+    facts = [f"`{op}` takes {unbatched}D (unbatched) or {batched}D (batched) input"]
+    if rank is not None:
+        facts.append(
+            f"the input has {rank} dimension{'s' if rank != 1 else ''}"
+            + (f": {shape_str(dims)}" if dims else "")
+        )
+    causes = _rank_causes(rank, unbatched, batched, dims)
+    if op == "batch_norm" and rank is not None and rank > batched and 3 <= rank <= 5:
+        causes.insert(
+            0,
+            Cause(
+                f"a BatchNorm{batched - 2}d normalises {rank}D feature maps",
+                0.8,
+                fix=f"nn.BatchNorm{rank - 2}d(num_features)  # in place of nn.BatchNorm{batched - 2}d",
+            ),
+        )
+    got = f"{rank}D" if rank is not None else "a tensor of another rank"
+    summary = f"`{op}` expects a {batched}D batch but receives {got}"
+    return make_diagnosis(parsed, "HF105", summary, facts, causes)
+
+
+def _rank_causes(rank: int | None, unbatched: int, batched: int, dims: list[int] | None) -> list[Cause]:
+    if rank is None:
+        return [
+            Cause(
+                "the input has the wrong number of dimensions",
+                0.6,
+                fix="print(x.shape)  # then unsqueeze(0) or squeeze",
+            )
+        ]
+    if rank < unbatched:
+        missing = batched - rank
+        index = ", ".join(["None"] * missing)
+        return [
+            Cause(
+                f"{missing} leading dimension{'s are' if missing > 1 else ' is'} missing: "
+                f"the batch dim{' and the channel dim' if missing > 1 else ''}",
+                0.8,
+                fix=f"x = x[{index}]  # {shape_str(dims or [])} -> {shape_str([1] * missing + (dims or []))}",
+            )
+        ]
+    if rank == unbatched:
+        return [
+            Cause(
+                "the batch dimension is missing (a single sample)",
+                0.8,
+                fix="x = x.unsqueeze(0)  # add the batch dim",
+            )
+        ]
+    extra = rank - batched
+    ones = [i for i, d in enumerate(dims or []) if d == 1]
+    if ones and extra == 1:
+        return [
+            Cause(f"dimension {ones[0]} has size 1 and is one too many", 0.8, fix=f"x = x.squeeze({ones[0]})")
+        ]
+    return [
+        Cause(
+            f"{extra} dimension{'s' if extra > 1 else ''} too many: a batch of batches (e.g. stacked lists of samples)",
+            0.6,
+            fix=f"x = x.flatten(0, {extra})  # merge the leading dims into one batch",
+        )
+    ]
