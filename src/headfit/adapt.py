@@ -359,6 +359,8 @@ class _preserved:
         self.modes = {m: m.training for m in self.model.modules()}
         self.buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
         self.grads = {p: p.grad for p in self.model.parameters()}
+        for p in self.model.parameters():
+            p.grad = None  # backward would otherwise accumulate into the user's gradient tensors
 
     def __exit__(self, *exc: object) -> None:
         import torch
