@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 WIDTH_MISMATCH = "HF220"
 METADATA_MISMATCH = "HF221"
 AUX_MISMATCH = "HF222"
+SMOKE_SIZE = 64  # every torchvision CNN classifier runs a train step at 64x64 (AlexNet needs >= 63)
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,18 @@ def _video_clip(model: nn.Module) -> tuple[int, int, int]:
     return 16, 224, 224
 
 
+def _smoke_shape(model: nn.Module) -> tuple[int, ...]:
+    """One sample for a real CPU train step: as small as the model allows (CNNs: 64x64)."""
+    from torchvision.models.inception import Inception3
+    from torchvision.models.maxvit import MaxVit
+
+    if layout_of(model).video:
+        return (3, *_video_clip(model))
+    exact = isinstance(getattr(model, "image_size", None), int) or isinstance(model, (Inception3, MaxVit))
+    size = _image_size(model) if exact else SMOKE_SIZE
+    return (3, size, size)
+
+
 def _image_size(model: nn.Module) -> int:
     from torchvision.models.inception import Inception3
 
@@ -480,12 +493,10 @@ class TorchvisionClassification(Family):
     def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
         import torch
 
-        (spec,) = self.default_inputs(model)
         device = next(model.parameters()).device
-        shape = (2, *spec.shapes[0][1:])
-        return SmokeBatch(
-            args=(torch.randn(shape, device=device),), targets=torch.randint(num_classes, (2,), device=device)
-        )
+        shape = (2, *_smoke_shape(model))
+        images = torch.randn(shape, device=device)
+        return SmokeBatch(args=(images,), targets=torch.randint(num_classes, (2,), device=device))
 
     def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
         """Cross-entropy on the logits; auxiliary logits (GoogLeNet/Inception train mode) weigh 0.3."""
