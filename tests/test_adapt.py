@@ -298,7 +298,7 @@ def test_placeholder_names_are_not_classes():
 
 def test_ambiguous_names_ask_for_an_id():
     names = ["cat", "crane", "dog", "crane"]
-    with pytest.raises(UsageError, match=r"'crane' is ambiguous .* ids 1, 3"):
+    with pytest.raises(UsageError, match=r"'crane' is ambiguous in this head \(ids 1, 3\)"):
         resolve_keep(["crane"], names, 4, counts_background=False)
 
 
