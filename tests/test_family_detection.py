@@ -284,3 +284,156 @@ def test_ssd_levels_disagree():
     model.anchor_generator.aspect_ratios = model.anchor_generator.aspect_ratios[:5]
     problem = only(family_for(model).lint(model), "HF213")
     assert (problem.module, problem.attribute) == ("anchor_generator", "aspect_ratios")
+
+
+# --- adapt on real CPU models: shapes, attributes, bit-identical rest, keep rows, one train step ---------
+
+
+def _adapt_and_compare(name: str, **options):
+    torch.manual_seed(0)
+    model = build(name, device="cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    family = family_for(model)
+    summary = family.adapt(model, 3, **options)
+    after = model.state_dict()
+    replaced = tuple(f"{path}." for path in summary.replaced)
+    for key, value in before.items():
+        if not key.startswith(replaced):
+            assert torch.equal(after[key], value), key
+    changed = {k for k in after if k.startswith(replaced)}
+    assert changed and all(after[k].shape != before[k].shape for k in changed if k in before)
+    assert family.lint(model) == []
+    assert family.num_classes(model) == 3
+    return model, family, summary, before
+
+
+FAST = ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large", "fcos_resnet50_fpn"]
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_adapt_changes_only_the_heads(name):
+    _adapt_and_compare(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(BUILDERS) - set(FAST)))
+def test_adapt_changes_only_the_heads_every_builder(name):
+    options = {"num_keypoints": 5} if name.startswith("keypoint") else {}
+    model, _, summary, _ = _adapt_and_compare(name, **options)
+    if name.startswith("maskrcnn"):
+        assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4
+    if name.startswith("keypoint"):
+        kp = model.roi_heads.keypoint_predictor
+        assert (kp.kps_score_lowres.out_channels, kp.out_channels) == (5, 5)
+
+
+def test_rcnn_adapt_shapes_notes_and_keep_rows():
+    model, _, summary, before = _adapt_and_compare("fasterrcnn_mobilenet_v3_large_320_fpn", keep=[1, 3, 18])
+    box = model.roi_heads.box_predictor
+    assert (box.cls_score.out_features, box.bbox_pred.out_features) == (4, 16)
+    assert summary.head_outputs == 4 and summary.kept_rows == [0, 1, 3, 18]
+    assert "counts background: the box predictor now has 4 outputs for your 3 classes" in summary.notes[0]
+    old_cls, old_box = (
+        before["roi_heads.box_predictor.cls_score.weight"],
+        before["roi_heads.box_predictor.bbox_pred.weight"],
+    )
+    for new_row, src in enumerate([0, 1, 3, 18]):
+        assert torch.equal(box.cls_score.weight[new_row], old_cls[src])
+        assert torch.equal(
+            box.bbox_pred.weight[4 * new_row : 4 * new_row + 4], old_box[4 * src : 4 * src + 4]
+        )
+
+
+def test_ssd_adapt_keeps_background_and_rows_per_anchor():
+    model, _, summary, before = _adapt_and_compare("ssdlite320_mobilenet_v3_large", keep=[5, 2, 7])
+    conv = model.head.classification_head.module_list[0][1]
+    assert model.head.classification_head.num_columns == 4 and conv.out_channels == 6 * 4
+    old = before["head.classification_head.module_list.0.1.weight"]
+    for a in range(6):
+        for i, src in enumerate([0, 5, 2, 7]):
+            assert torch.equal(conv.weight[a * 4 + i], old[a * 91 + src])
+
+
+def test_rcnn_keep_rejects_the_background_row():
+    model = build("fasterrcnn_mobilenet_v3_large_320_fpn")
+    with pytest.raises(UsageError, match="background"):
+        family_for(model).adapt(model, 2, keep=[0, 1])
+    with pytest.raises(UsageError, match="num_keypoints"):
+        family_for(model).adapt(model, 2, num_keypoints=3)
+
+
+@pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large"])
+def test_one_train_step_and_eval_after_adapt(name):
+    torch.manual_seed(0)
+    model = build(name, device="cpu")
+    family = family_for(model)
+    family.adapt(model, 3)
+    batch = family.smoke_batch(model, 3)
+    model.train()
+    loss = family.smoke_loss(model, model(*batch.args, **batch.kwargs), batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert (
+        model.roi_heads.box_predictor.cls_score.weight.grad is not None
+        if hasattr(model, "roi_heads")
+        else True
+    )
+    model.eval()
+    with torch.no_grad():
+        assert family.output_classes(model, model(*batch.args)) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_one_train_step_every_builder(name):
+    torch.manual_seed(0)
+    model = build(name, device="cpu")
+    model.transform.min_size, model.transform.max_size = (128,), 128  # keep the CPU forward tiny
+    if model.transform.fixed_size is not None:
+        model.transform.fixed_size = (128, 128)
+    family = family_for(model)
+    family.adapt(model, 3, **({"num_keypoints": 4} if name.startswith("keypoint") else {}))
+    batch = family.smoke_batch(model, 3)
+    loss = family.smoke_loss(model, model.train()(*batch.args, **batch.kwargs), batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+# --- live evidence and targets ------------------------------------------------------------------------
+
+
+def test_check_targets_finds_label_box_and_shape_mistakes():
+    from headfit.families.torchvision_detection import check_targets
+
+    model = build("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4)
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([7])},
+        {"boxes": torch.tensor([[10.0, 20.0, 5.0, 8.0]]), "labels": torch.tensor([0])},
+        {"boxes": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
+    causes = check_targets(model, targets).causes
+    summaries = " | ".join(c.summary for c in causes)
+    assert "label 7 but the head has 4 classes: valid labels are 1..3 (0 is the background)" in summaries
+    assert "label 0" in summaries and "(x, y, w, h)" in summaries and "need [N, 4]" in summaries
+    assert any(c.fix == "target['boxes'] = torch.zeros((0, 4))" for c in causes)
+
+
+def test_explain_failure_reads_a_real_target_out_of_bounds():
+    model = build("retinanet_resnet50_fpn", num_classes=3)
+    with pytest.raises(IndexError) as raised:
+        torch.nn.functional.cross_entropy(torch.zeros(1, 4), torch.tensor([5]))
+    diagnosis = Diagnosis("HF1xx", "index", "IndexError", str(raised.value), "")
+    causes = family_for(model).explain_failure(model, "", diagnosis).causes
+    assert any("label is 5 but the head has 3 classes: valid labels are 0..2" in c.summary for c in causes)
+
+
+def test_explain_failure_on_rcnn_postprocess_names_bbox_pred():
+    model = build("fasterrcnn_resnet50_fpn")
+    model.roi_heads.box_predictor.cls_score = nn.Linear(1024, 4, device="meta")
+    diagnosis = Diagnosis(
+        "HF1xx", "index", "IndexError", "index 3 is out of bounds for dimension 1 with size 0", ""
+    )
+    evidence = family_for(model).explain_failure(model, "roi_heads", diagnosis, prefix="det")
+    top = max(evidence.causes, key=lambda c: c.confidence)
+    assert (top.module, top.attribute) == ("roi_heads.box_predictor", "bbox_pred")
+    assert top.fix.startswith("det.roi_heads.box_predictor = ")

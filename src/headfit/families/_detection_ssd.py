@@ -61,6 +61,7 @@ class SSDFamily(DetectionFamily):
     name = "torchvision-ssd"
     priority = 10
     counts_background = True
+    smoke_images = 2  # SSDlite's last extra block is 1x1: BatchNorm in train mode needs two images
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, SSD)

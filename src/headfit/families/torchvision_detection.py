@@ -43,6 +43,7 @@ class DetectionFamily(Family):
 
     kind: ClassVar[str] = "detector"
     adapt_options: ClassVar[tuple[str, ...]] = ("keep",)
+    smoke_images: ClassVar[int] = 1
 
     def head_outputs(self, model: nn.Module) -> int:
         """Columns of the classification head now (background included where the family counts it)."""
@@ -64,16 +65,21 @@ class DetectionFamily(Family):
         return common.size_rule(model)
 
     def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
-        """One 3x128x128 image with one box of the first class (label 1 where 0 is the background)."""
+        """``smoke_images`` 3x128x128 images, each with one box of the first class (label 1 where 0 is
+        the background)."""
         param = next(model.parameters())
-        image = torch.rand(3, 128, 128, device=param.device, dtype=param.dtype)
         label = 1 if self.counts_background else min(1, num_classes - 1)
-        target = {
-            "boxes": torch.tensor([[16.0, 24.0, 96.0, 112.0]], device=param.device, dtype=param.dtype),
-            "labels": torch.tensor([label], device=param.device),
-        }
-        target.update(self.extra_targets(model, target, image))
-        return SmokeBatch(args=([image], [target]), targets=[target])
+        images, targets = [], []
+        for _ in range(self.smoke_images):
+            image = torch.rand(3, 128, 128, device=param.device, dtype=param.dtype)
+            target = {
+                "boxes": torch.tensor([[16.0, 24.0, 96.0, 112.0]], device=param.device, dtype=param.dtype),
+                "labels": torch.tensor([label], device=param.device),
+            }
+            target.update(self.extra_targets(model, target, image))
+            images.append(image)
+            targets.append(target)
+        return SmokeBatch(args=(images, targets), targets=targets)
 
     def extra_targets(self, model: nn.Module, target: dict, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-family additions to the smoke target (masks, keypoints)."""
