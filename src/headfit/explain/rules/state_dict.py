@@ -1,0 +1,264 @@
+"""HF106 (a checkpoint's tensors have other shapes than the model's: usually a head for another class
+count) and HF107 (keys missing/unexpected: a ``module.``-style prefix, a whole training checkpoint,
+BatchNorm counters).
+
+``load_state_dict`` lists every problem key in its message, so the diagnosis is computed from the key
+names and shapes alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from headfit.diagnosis import Cause, Diagnosis
+from headfit.explain.arith import fmt, parse_ints, shape_str
+from headfit.explain.build import make_diagnosis
+from headfit.explain.engine import rule
+from headfit.explain.parse import ParsedError
+
+_HEADER = re.compile(r"Error\(s\) in loading state_dict for (?P<model>[\w.]+)")
+_SIZE = re.compile(
+    r"size mismatch for (?P<key>\S+): copying a param with shape torch\.Size\(\[(?P<ckpt>[\d, ]*)\]\) "
+    r"from checkpoint, the shape in current model is torch\.Size\(\[(?P<model>[\d, ]*)\]\)"
+)
+_MISSING = re.compile(r"Missing key\(s\) in state_dict: (?P<keys>.*)")
+_UNEXPECTED = re.compile(r"Unexpected key\(s\) in state_dict: (?P<keys>.*)")
+_KEY = re.compile(r'"([^"]+)"')
+
+# a module whose first output dimension is the class count (torchvision/timm/common names)
+CLASS_LAYERS = (
+    "fc",
+    "classifier",
+    "head",
+    "cls_score",
+    "cls_logits",
+    "mask_fcn_logits",
+    "logits",
+    "last_linear",
+)
+BOX_LAYERS = ("bbox_pred",)  # 4 * classes (background included in torchvision's R-CNN)
+COCO_WITH_BACKGROUND = 91
+WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.", "backbone.", "ema.", "model_ema.", "net.", "encoder.")
+CHECKPOINT_ENTRIES = ("model", "state_dict", "model_state_dict", "model_ema", "ema", "net", "weights")
+TRAINING_ENTRIES = ("optimizer", "epoch", "scheduler", "lr_scheduler", "args", "scaler", "step", "config")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    key: str
+    checkpoint: list[int]
+    model: list[int]
+
+    @property
+    def module(self) -> str:
+        return self.key.rsplit(".", 1)[0]
+
+    @property
+    def layer(self) -> str:
+        return self.module.rsplit(".", 1)[-1]
+
+    def classes(self) -> tuple[int, int] | None:
+        """(checkpoint classes, model classes) that this key's first dimension encodes, if any."""
+        if not self.checkpoint or not self.model:
+            return None
+        if any(part in CLASS_LAYERS for part in self.module.split(".")) and self.layer not in BOX_LAYERS:
+            return self.checkpoint[0], self.model[0]
+        if self.layer in BOX_LAYERS and self.checkpoint[0] % 4 == 0 and self.model[0] % 4 == 0:
+            return self.checkpoint[0] // 4, self.model[0] // 4
+        return None
+
+
+def _model_name(message: str) -> str:
+    match = _HEADER.search(message)
+    return match["model"] if match else "the model"
+
+
+# --- HF106 ---------------------------------------------------------------------------------------------
+
+
+@rule("HF106", priority=30)
+def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    mismatches = [
+        Mismatch(m["key"], parse_ints(m["ckpt"]), parse_ints(m["model"]))
+        for m in _SIZE.finditer(parsed.message)
+    ]
+    if not mismatches:
+        return None
+    facts = [
+        f"`{m.key}`: checkpoint {shape_str(m.checkpoint)}, model {shape_str(m.model)}" for m in mismatches
+    ]
+    head = [m for m in mismatches if m.classes() is not None]
+    other = [m for m in mismatches if m.classes() is None]
+    causes = []
+    if head:
+        ckpt_classes, model_classes = _class_counts(head, facts)
+        causes.extend(_head_causes(head, ckpt_classes, model_classes))
+        summary = f"the checkpoint's head is for {ckpt_classes} classes, the model's for {model_classes}"
+    else:
+        summary = f"{len(mismatches)} tensor{'s' if len(mismatches) > 1 else ''} of the checkpoint do not fit {_model_name(parsed.message)}"
+    if other:
+        causes.append(
+            Cause(
+                f"{len(other)} non-head tensor{'s' if len(other) > 1 else ''} differ (e.g. `{other[0].key}`): the "
+                "checkpoint is from another architecture or width",
+                0.7 if not head else 0.4,
+                module=other[0].module,
+                fix="load a checkpoint of the same architecture (the same builder and variant)",
+            )
+        )
+    return make_diagnosis(parsed, "HF106", summary, facts, causes)
+
+
+def _class_counts(head: list[Mismatch], facts: list[str]) -> tuple[int, int]:
+    primary = next((m for m in head if m.layer not in BOX_LAYERS), head[0])
+    ckpt_classes, model_classes = primary.classes() or (0, 0)
+    for m in {m.module: m for m in head}.values():
+        if m.layer in BOX_LAYERS:
+            facts.append(
+                f"`{m.key}` has 4*(K+1) outputs: {fmt(m.checkpoint[0])} = 4*{m.checkpoint[0] // 4} in the checkpoint, "
+                f"{fmt(m.model[0])} = 4*{m.model[0] // 4} in the model"
+            )
+    facts.append(f"the checkpoint's head has {fmt(ckpt_classes)} outputs, the model's {fmt(model_classes)}")
+    if ckpt_classes == COCO_WITH_BACKGROUND:
+        facts.append("91 = torchvision's COCO classes with background (90 categories + 1)")
+    return ckpt_classes, model_classes
+
+
+def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) -> list[Cause]:
+    prefixes = sorted({m.module + "." for m in head})
+    keep = ", ".join(f'"{p}"' for p in prefixes)
+    module = head[0].module
+    # torchvision's R-CNN heads count background; `headfit adapt --num-classes` takes object classes
+    with_background = ckpt_classes == COCO_WITH_BACKGROUND or any(m.layer in BOX_LAYERS for m in head)
+    objects = model_classes - 1 if with_background else model_classes
+    return [
+        Cause(
+            f"the checkpoint was trained for {ckpt_classes} classes; the model has a new head for {model_classes}: "
+            "load everything but the head",
+            0.9,
+            module=module,
+            fix=(
+                f"state = {{k: v for k, v in state.items() if not k.startswith(({keep},))}}; "
+                "model.load_state_dict(state, strict=False)"
+            ),
+        ),
+        Cause(
+            "let headfit load what fits and re-head the model",
+            0.7,
+            module=module,
+            fix=f"headfit adapt MODEL --num-classes {objects} --weights CKPT -o OUT"
+            + (f"  # {model_classes} outputs = {objects} classes + background" if with_background else ""),
+        ),
+        Cause(
+            f"build the model for {ckpt_classes} classes, load the checkpoint strictly, then re-head it",
+            0.5,
+            module=module,
+            fix=f"model = builder(num_classes={ckpt_classes}); model.load_state_dict(state); "
+            f"headfit.adapt(model, {objects})",
+        ),
+    ]
+
+
+# --- HF107 ---------------------------------------------------------------------------------------------
+
+
+@rule("HF107", priority=31)
+def state_dict_key_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    missing, unexpected = _keys(_MISSING, parsed.message), _keys(_UNEXPECTED, parsed.message)
+    if not missing and not unexpected:
+        return None
+    facts = [
+        f"{len(missing)} missing key(s), {len(unexpected)} unexpected key(s) in {_model_name(parsed.message)}"
+    ]
+    facts.extend(
+        f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected))
+        if keys
+    )
+    causes = _key_causes(missing, unexpected, facts)
+    summary = _key_summary(missing, unexpected)
+    return make_diagnosis(parsed, "HF107", summary, facts, causes)
+
+
+def _keys(pattern: re.Pattern[str], message: str) -> list[str]:
+    match = pattern.search(message)
+    return _KEY.findall(match["keys"]) if match else []
+
+
+def _key_summary(missing: list[str], unexpected: list[str]) -> str:
+    if missing and unexpected:
+        return f"the checkpoint's keys do not match the model's ({len(missing)} missing, {len(unexpected)} unexpected)"
+    if missing:
+        return f"the checkpoint lacks {len(missing)} key(s) the model has"
+    return f"the checkpoint has {len(unexpected)} key(s) the model does not"
+
+
+def _key_causes(missing: list[str], unexpected: list[str], facts: list[str]) -> list[Cause]:
+    causes = []
+    entries = [k for k in unexpected if "." not in k]
+    if entries and set(entries) & set(CHECKPOINT_ENTRIES + TRAINING_ENTRIES):
+        entry = next((e for e in CHECKPOINT_ENTRIES if e in entries), entries[0])
+        causes.append(
+            Cause(
+                f"the file is a training checkpoint (entries {', '.join(entries[:4])}), not a state_dict",
+                0.9,
+                fix=f'model.load_state_dict(torch.load(path, weights_only=True)["{entry}"])',
+            )
+        )
+    prefix = _shared_prefix(unexpected, missing)
+    if prefix is not None:
+        facts.append(
+            f"without the prefix `{prefix}`, {_matched(unexpected, missing, prefix)} of the {len(missing)} missing keys match"
+        )
+        causes.append(
+            Cause(
+                f"the checkpoint's keys carry a `{prefix}` prefix (saved from a wrapper: DataParallel, torch.compile, EMA, ...)",
+                0.9,
+                fix=f'state = {{k.removeprefix("{prefix}"): v for k, v in state.items()}}',
+            )
+        )
+    prefix = _shared_prefix(missing, unexpected)
+    if prefix is not None:
+        causes.append(
+            Cause(
+                f"the model's keys carry a `{prefix}` prefix the checkpoint lacks (it was saved from the inner module)",
+                0.85,
+                fix=f'state = {{"{prefix}" + k: v for k, v in state.items()}}',
+            )
+        )
+    every = missing + unexpected
+    if every and all(k.endswith("num_batches_tracked") for k in every):
+        causes.append(
+            Cause(
+                "only BatchNorm `num_batches_tracked` counters differ (another torch version, or FrozenBatchNorm2d "
+                "which has none): harmless",
+                0.9,
+                fix="model.load_state_dict(state, strict=False)",
+            )
+        )
+    if not causes:
+        causes.append(
+            Cause(
+                "the checkpoint is from another architecture or variant",
+                0.6,
+                fix="load the checkpoint into the model it was saved from, or use `headfit adapt MODEL --weights CKPT`",
+            )
+        )
+    return causes
+
+
+def _shared_prefix(source: list[str], target: list[str]) -> str | None:
+    """A prefix on ``source`` keys whose removal turns them into (most of) the ``target`` keys."""
+    if not source or not target:
+        return None
+    candidates = list(WRAPPER_PREFIXES) + sorted({k.split(".", 1)[0] + "." for k in source if "." in k})
+    for prefix in dict.fromkeys(candidates):
+        if _matched(source, target, prefix) >= max(1, (len(target) * 9) // 10):
+            return prefix
+    return None
+
+
+def _matched(source: list[str], target: list[str], prefix: str) -> int:
+    stripped = {k[len(prefix) :] for k in source if k.startswith(prefix)}
+    return len(stripped & set(target))
