@@ -18,6 +18,9 @@ _CUDA_ASSERT = re.compile(
     r"device-side assert triggered|Assertion `t >= 0 && t < n_classes` failed|srcIndex < srcSelectDimSize"
 )
 _MULTI_TARGET = re.compile(r"multi-target not supported")
+_PROBABILITY_TARGET = re.compile(
+    r"Expected floating point type for target with class probabilities, got (\w+)"
+)
 _BCE_SIZE = re.compile(
     r"(?:Using a target size|Target size) \(torch\.Size\(\[([\d, ]*)\]\)\) (?:that is different to|must be the same as) "
     r"(?:the )?input size \(torch\.Size\(\[([\d, ]*)\]\)\)"
@@ -214,6 +217,36 @@ def multi_target(parsed: ParsedError) -> Diagnosis | None:
     ]
     return diagnose(
         "HF111", parsed, "cross-entropy got a 2D target; it needs one class index per sample", facts, causes
+    )
+
+
+@rule("HF111", priority=60)
+def integer_one_hot_target(parsed: ParsedError) -> Diagnosis | None:
+    m = _PROBABILITY_TARGET.search(parsed.message)
+    if not m:
+        return None
+    facts = [
+        "a target with the logits' shape [N, C] is read as class probabilities, which must be float",
+        f"this one is {dtype_name(m[1])}: one-hot rows of integers",
+    ]
+    causes = [
+        Cause(
+            "the target is one-hot [N, C]; cross-entropy wants class indices",
+            0.7,
+            fix="loss = F.cross_entropy(logits, target.argmax(1))",
+        ),
+        Cause(
+            "the target really is a distribution (soft labels, mixup)",
+            0.3,
+            fix="loss = F.cross_entropy(logits, target.float())",
+        ),
+    ]
+    return diagnose(
+        "HF111",
+        parsed,
+        "cross-entropy got an integer target of the logits' shape (one-hot rows)",
+        facts,
+        causes,
     )
 
 
