@@ -13,13 +13,25 @@ from typing import TYPE_CHECKING, Any
 
 from headfit.diagnosis import Cause, Diagnosis, Problem
 from headfit.errors import UsageError
+from headfit.families._util import (
+    check_keep,
+    check_num_classes,
+    copy_rows,
+    in_width,
+    layer_code,
+    module_expr,
+    new_conv_like,
+    new_linear_like,
+    out_width,
+    reject_options,
+    set_module,
+)
 from headfit.families.base import AdaptSummary, Evidence, Family, HeadInfo, SizeRule, register_family
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from headfit.families.base import SmokeBatch
     from headfit.inputs import InputSpec
 
 _INPUT_SIZE = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \((\d+)\)")
@@ -42,7 +54,7 @@ class TimmFamily(Family):
     def heads(self, model: nn.Module) -> list[HeadInfo]:
         attributes = {"num_classes": getattr(model, "num_classes", None)}
         return [
-            HeadInfo(path, _head_kind(i, path), _out_width(layer), dict(attributes))
+            HeadInfo(path, _head_kind(i, path), out_width(layer), dict(attributes))
             for i, (path, layer) in enumerate(classifier_layers(model))
         ]
 
@@ -51,7 +63,7 @@ class TimmFamily(Family):
         if isinstance(value, int):
             return value
         layers = classifier_layers(model)
-        return _out_width(layers[0][1]) if layers else None
+        return out_width(layers[0][1]) if layers else None
 
     # -- lint -----------------------------------------------------------------------------------------
 
@@ -95,11 +107,10 @@ class TimmFamily(Family):
         self, model: nn.Module, num_classes: int, *, keep: list[int] | None = None, **options: Any
     ) -> AdaptSummary:
         """``reset_classifier(K)`` as timm does, keeping every tensor outside the classifier layers."""
-        _check_options(options)
-        _check_num_classes(num_classes)
+        reject_options(self.name, options)
+        check_num_classes(num_classes)
         old_layers = classifier_layers(model)
         kept = _check_keep(keep, num_classes, old_layers)
-        old_rows = {path: _rows_of(layer) for path, layer in old_layers}
         old_tensors = dict(model.state_dict(keep_vars=True))
         old_count = self.num_classes(model)
         how = _reset(model, num_classes, old_layers)
@@ -108,7 +119,7 @@ class TimmFamily(Family):
         _match_old_layers(new_layers, dict(old_layers), model)
         _restore_outside(model, replaced, old_tensors)
         if kept:
-            _copy_kept_rows(new_layers, old_rows, kept)
+            _copy_kept_rows(new_layers, dict(old_layers), kept)
         attributes = _set_count_attributes(model, num_classes, replaced)
         return AdaptSummary(
             family=self.name,
@@ -119,18 +130,6 @@ class TimmFamily(Family):
             notes=_adapt_notes(how, replaced, num_classes, old_count),
             kept_rows=kept,
         )
-
-    # -- smoke step: distilled and auxiliary heads return tuples in train mode --------------------------
-
-    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
-        from headfit.smoke import default_smoke_loss
-
-        return default_smoke_loss(self, model, _main_logits(output), batch)
-
-    def output_classes(self, model: nn.Module, output: Any) -> int | None:
-        from headfit.smoke import default_output_classes
-
-        return default_output_classes(self, model, _main_logits(output))
 
     # -- live evidence --------------------------------------------------------------------------------
 
@@ -209,14 +208,6 @@ def _is_class_layer(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d))
 
 
-def _out_width(layer: nn.Module) -> int:
-    return layer.out_features if hasattr(layer, "out_features") else layer.out_channels
-
-
-def _in_width(layer: nn.Module) -> int:
-    return layer.in_features if hasattr(layer, "in_features") else layer.in_channels
-
-
 def _head_kind(index: int, path: str) -> str:
     if index == 0:
         return "classifier"
@@ -239,7 +230,7 @@ def _feature_widths(model: nn.Module, path: str) -> set[int]:
     widths = {_expected_width(model)} - {None}
     previous = _previous_layer(model, path)
     if previous is not None:
-        widths.add(_out_width(previous))
+        widths.add(out_width(previous))
     return widths
 
 
@@ -254,7 +245,7 @@ def _branch_width(model: nn.Module, path: str) -> int | None:
     embed = getattr(model, "embed_dim", None)
     if isinstance(embed, (list, tuple)) and int(index) < len(embed):
         return int(embed[int(index)])
-    return _in_width(model.get_submodule(path))
+    return in_width(model.get_submodule(path))
 
 
 def _previous_layer(model: nn.Module, path: str) -> nn.Module | None:
@@ -272,11 +263,11 @@ def _previous_layer(model: nn.Module, path: str) -> nn.Module | None:
 
 def _width_problem(model: nn.Module, path: str, layer: nn.Module, prefix: str) -> Problem | None:
     widths = _feature_widths(model, path)
-    width_in = _in_width(layer)
+    width_in = in_width(layer)
     if not widths or width_in in widths:
         return None
     expected = _branch_width(model, path) or _expected_width(model)
-    out = _out_width(layer)
+    out = out_width(layer)
     what = "features" if hasattr(layer, "in_features") else "channels"
     return Problem(
         code="HF230",
@@ -293,7 +284,7 @@ def _width_problem(model: nn.Module, path: str, layer: nn.Module, prefix: str) -
             ),
             f"the forward pass will fail at `{path}` with a {expected} vs {width_in} size mismatch",
         ],
-        fix=f"{expr(prefix, path)} = {_layer_code(layer, expected, out)}",
+        fix=f"{module_expr(prefix, path)} = {layer_code(layer, expected, out)}",
     )
 
 
@@ -310,7 +301,7 @@ def _count_problems(model: nn.Module, layers: list[tuple[str, nn.Module]], prefi
     if not layers:
         return []
     declared = getattr(model, "num_classes", None)
-    outs = {path: _out_width(layer) for path, layer in layers}
+    outs = {path: out_width(layer) for path, layer in layers}
     if len(set(outs.values())) > 1:
         return [_heads_disagree(model, outs, declared, prefix)]
     out = next(iter(outs.values()))
@@ -352,25 +343,7 @@ def _heads_disagree(model: nn.Module, outs: dict[str, int], declared: Any, prefi
 
 
 def _layer_text(layer: nn.Module) -> str:
-    return f"`{type(layer).__name__}({_in_width(layer)}, {_out_width(layer)})`"
-
-
-def _layer_code(layer: nn.Module, width_in: int, out: int) -> str:
-    bias = "" if layer.bias is not None else ", bias=False"
-    if hasattr(layer, "in_features"):
-        return f"nn.Linear({width_in}, {out}{bias})"
-    return f"nn.{type(layer).__name__}({width_in}, {out}, kernel_size=1{bias})"
-
-
-def expr(prefix: str, path: str) -> str:
-    """``head.0.fc`` -> ``model.head[0].fc``: a module path as pasteable Python."""
-    text = prefix
-    for part in path.split(".") if path else []:
-        text += f"[{part}]" if part.isdigit() else f".{part}"
-    return text
-
-
-# -- sizes ------------------------------------------------------------------------------------------------
+    return f"`{type(layer).__name__}({in_width(layer)}, {out_width(layer)})`"
 
 
 def _cfg(model: nn.Module) -> dict[str, Any]:
@@ -449,45 +422,15 @@ def _size_facts(rule: SizeRule | None) -> list[str]:
 # -- adapt ------------------------------------------------------------------------------------------------
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    if options:
-        names = ", ".join(f"`{k}`" for k in sorted(options))
-        raise UsageError(
-            f"the timm family does not understand the option(s) {names}: timm models are re-headed with "
-            "`reset_classifier`, which needs only the number of classes (and `keep=[...]` to start rows "
-            "from pretrained classes)."
-        )
-
-
-def _check_num_classes(num_classes: Any) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise UsageError(
-            f"num_classes must be a whole number >= 1 (the number of classes you have), got {num_classes!r}."
-        )
-
-
 def _check_keep(keep: list[int] | None, num_classes: int, layers: list[tuple[str, nn.Module]]) -> list[int]:
     if keep is None:
         return []
-    keep = list(keep)
     if not layers:
         raise UsageError(
-            "keep=[...] needs a pretrained classifier to copy rows from, but this model has none (num_classes is 0)."
+            "`keep` needs a pretrained classifier to copy rows from, but this model has none "
+            "(`num_classes` is 0 and the head is an `Identity`)"
         )
-    source = _out_width(layers[0][1])
-    if len(keep) != num_classes:
-        raise UsageError(
-            f"keep lists {len(keep)} source classes but you asked for {num_classes} classes: give one source "
-            f"class index (0..{source - 1}) per new class, in the order of your classes."
-        )
-    bad = [k for k in keep if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < source]
-    if bad:
-        raise UsageError(f"keep indices {bad} are outside the source classifier's classes 0..{source - 1}.")
-    return keep
-
-
-def _rows_of(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return layer.weight.detach().clone(), None if layer.bias is None else layer.bias.detach().clone()
+    return check_keep(keep, num_classes, out_width(layers[0][1])) or []
 
 
 def _reset(model: nn.Module, num_classes: int, old_layers: list[tuple[str, nn.Module]]) -> str:
@@ -498,7 +441,7 @@ def _reset(model: nn.Module, num_classes: int, old_layers: list[tuple[str, nn.Mo
         _replace_layers(model, old_layers, num_classes)
         return "replaced"
     layers = classifier_layers(model)
-    if layers and all(_out_width(layer) == num_classes for _, layer in layers):
+    if layers and all(out_width(layer) == num_classes for _, layer in layers):
         return "reset_classifier"
     _replace_layers(model, layers or old_layers, num_classes)
     return "replaced"
@@ -515,25 +458,19 @@ def _reset_kwargs(model: nn.Module) -> dict[str, Any]:
 
 def _replace_layers(model: nn.Module, layers: list[tuple[str, nn.Module]], num_classes: int) -> None:
     for path, layer in layers:
-        _set_submodule(model, path, _like(layer, num_classes))
+        set_module(model, path, _like(layer, num_classes))
 
 
 def _like(layer: nn.Module, num_classes: int) -> nn.Module:
-    """A fresh layer with ``num_classes`` outputs, default init as timm's ``reset_classifier`` builds it."""
+    """A fresh layer with ``num_classes`` outputs and PyTorch's default init, as ``reset_classifier`` has."""
     from torch import nn
 
-    factory = {"device": layer.weight.device, "dtype": layer.weight.dtype}
-    bias = layer.bias is not None
-    if isinstance(layer, nn.Linear):
-        new = nn.Linear(layer.in_features, num_classes, bias=bias, **factory)
-    else:
-        new = type(layer)(layer.in_channels, num_classes, kernel_size=1, bias=bias, **factory)
+    new = (
+        new_linear_like(layer, num_classes)
+        if isinstance(layer, nn.Linear)
+        else new_conv_like(layer, num_classes)
+    )
     return new.train(layer.training)
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
 
 
 def _match_old_layers(
@@ -565,20 +502,15 @@ def _restore_outside(model: nn.Module, replaced: list[str], old_tensors: dict[st
             tensor.requires_grad_(old.requires_grad)
 
 
-def _copy_kept_rows(layers: list[tuple[str, nn.Module]], old_rows: dict[str, Any], keep: list[int]) -> None:
-    """Row i of every new classifier starts from row keep[i] of the same (or the main) old classifier."""
-    import torch
-
-    fallback = next(iter(old_rows.values()))
-    index = torch.tensor(keep)
-    with torch.no_grad():
-        for path, layer in layers:
-            weight, bias = old_rows.get(path, fallback)
-            if weight.shape[1:] != layer.weight.shape[1:]:
-                continue
-            layer.weight.copy_(weight[index.to(weight.device)])
-            if bias is not None and layer.bias is not None:
-                layer.bias.copy_(bias[index.to(bias.device)])
+def _copy_kept_rows(
+    new_layers: list[tuple[str, nn.Module]], old: dict[str, nn.Module], keep: list[int]
+) -> None:
+    """Row i of every new classifier starts from row keep[i] of the old one at the same path."""
+    main = next(iter(old.values()))
+    for path, layer in new_layers:
+        source = old.get(path, main)
+        if source.weight.shape[1:] == layer.weight.shape[1:]:
+            copy_rows(layer, source, keep)
 
 
 def _set_count_attributes(model: nn.Module, num_classes: int, replaced: list[str]) -> dict[str, int]:
@@ -606,13 +538,6 @@ def _adapt_notes(how: str, replaced: list[str], num_classes: int, old: int | Non
             f"this model has {len(replaced)} classifier heads; all of them now emit {num_classes} classes"
         )
     return notes
-
-
-def _main_logits(output: Any) -> Any:
-    """Distilled (DeiT, LeViT) and token-labelling (VOLO) models return a tuple in train mode."""
-    while isinstance(output, (tuple, list)) and output:
-        output = output[0]
-    return output
 
 
 # -- live evidence ----------------------------------------------------------------------------------------
