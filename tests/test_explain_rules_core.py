@@ -160,3 +160,151 @@ def test_non_contiguous_view():
     assert (d.code, d.category) == ("HF102", "view_non_contiguous")
     assert any(".reshape(" in c.fix for c in d.causes)
     assert any(".contiguous().view(" in c.fix for c in d.causes)
+
+
+# --- HF103 -------------------------------------------------------------------------------------------------
+
+
+def test_linear_names_backbones_for_both_widths():
+    from torchvision.models import resnet50
+
+    with torch.device("meta"):
+        model = resnet50(weights=None)
+        model.fc = nn.Linear(512, 10)
+        r = raised(lambda: model(torch.empty(2, 3, 64, 64)))
+    d = explain(r.text)
+    assert (d.code, d.category) == ("HF103", "linear_shape_mismatch")
+    facts = "\n".join(d.facts)
+    assert "in_features = 512, out_features = 10" in facts
+    assert "2,048 = the feature width of resnet50, resnet101, resnet152" in facts
+    assert "512 = the feature width of resnet18, resnet34" in facts
+    assert d.causes[0].fix.startswith("nn.Linear(2048, 10)")
+
+
+def test_linear_after_unpooled_feature_map():
+    head = nn.Sequential(nn.Flatten(), nn.Linear(512, 10))
+    r = raised(lambda: head(torch.zeros(2, 512, 7, 7)))
+    d = explain(r.message)
+    assert "25,088 = 512*7*7" in d.facts
+    assert "AdaptiveAvgPool2d(1)" in d.causes[0].fix
+
+
+def test_linear_input_size_differs_from_the_build_size():
+    from torchvision.models import vgg16
+
+    with torch.device("meta"):
+        model = vgg16(weights=None)
+        model.avgpool = nn.Identity()
+        r = raised(lambda: model(torch.empty(1, 3, 448, 448)))
+    d = explain(r.text)
+    assert any("512*14*14 and 25,088 = 512*7*7" in f for f in d.facts)
+    assert d.causes[0].summary.startswith("the input image is 2 times larger per side")
+
+
+# --- HF104 / HF105 -----------------------------------------------------------------------------------------
+
+
+def test_grayscale_into_rgb_stem():
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None)  # on CPU: the meta conv kernel says only "Invalid channel dimensions"
+    r = raised(lambda: model(torch.zeros(2, 1, 32, 32)))
+    d = explain(r.text)
+    assert (d.code, d.category) == ("HF104", "conv_channel_mismatch")
+    assert d.location.module_type == "Conv2d"
+    assert "expand(-1, 3, -1, -1)" in d.causes[0].fix
+    assert any("in_chans=1" in c.fix for c in d.causes)
+
+
+def test_channels_last_image():
+    r = raised(lambda: nn.Conv2d(3, 8, 3)(torch.zeros(2, 64, 64, 3)))
+    d = explain(r.message)
+    assert "permute(0, 3, 1, 2)" in d.causes[0].fix
+
+
+def test_rgba_image():
+    r = raised(lambda: nn.Conv2d(3, 8, 3)(torch.zeros(2, 4, 64, 64)))
+    assert 'convert("RGB")' in explain(r.message).causes[0].fix
+
+
+@pytest.mark.parametrize(
+    "make, fix",
+    [
+        (lambda: nn.Conv2d(3, 8, 3)(torch.zeros(64, 64)), "x[None, None]"),
+        (lambda: nn.BatchNorm2d(3)(torch.zeros(3, 8, 8)), "unsqueeze(0)"),
+        (lambda: nn.Conv2d(3, 8, 3)(torch.zeros(1, 2, 3, 8, 8)), "squeeze(0)"),
+        (lambda: nn.BatchNorm1d(3)(torch.zeros(2, 3, 8, 8)), "nn.BatchNorm2d"),
+    ],
+)
+def test_input_rank(make, fix):
+    d = explain(raised(make).text)
+    assert (d.code, d.category) == ("HF105", "input_rank_mismatch")
+    assert fix in d.causes[0].fix
+
+
+# --- HF106 / HF107 -----------------------------------------------------------------------------------------
+
+
+def test_state_dict_head_for_other_class_count():
+    from torchvision.models import resnet18
+
+    with torch.device("meta"):
+        pretrained = resnet18(weights=None).state_dict()
+        model = resnet18(weights=None, num_classes=10)
+    d = explain(raised(lambda: model.load_state_dict(pretrained)).text)
+    assert (d.code, d.category) == ("HF106", "state_dict_size_mismatch")
+    assert "`fc.weight`: checkpoint [1000, 512], model [10, 512]" in d.facts
+    assert d.summary == "the checkpoint's head is for 1000 classes, the model's for 10"
+    assert 'k.startswith(("fc.",))' in d.causes[0].fix and "strict=False" in d.causes[0].fix
+    assert d.causes[1].fix == "headfit adapt MODEL --num-classes 10 --weights CKPT -o OUT"
+
+
+def test_state_dict_coco_detection_head_counts_background():
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    with torch.device("meta"):
+        coco = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+        model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3)
+    d = explain(raised(lambda: model.load_state_dict(coco)).text)
+    assert d.summary == "the checkpoint's head is for 91 classes, the model's for 3"
+    assert any("364 = 4*91" in f and "12 = 4*3" in f for f in d.facts)
+    assert d.causes[1].fix.startswith("headfit adapt MODEL --num-classes 2 ")
+
+
+def test_state_dict_module_prefix():
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    state = nn.DataParallel(net).state_dict()
+    d = explain(raised(lambda: net.load_state_dict(state)).text)
+    assert (d.code, d.category) == ("HF107", "state_dict_key_mismatch")
+    assert d.causes[0].fix == 'state = {k.removeprefix("module."): v for k, v in state.items()}'
+
+
+def test_state_dict_whole_training_checkpoint():
+    net = nn.Linear(2, 3)
+    d = explain(raised(lambda: net.load_state_dict({"model": net.state_dict(), "epoch": 3})).text)
+    assert '["model"]' in d.causes[0].fix
+
+
+# --- locate ------------------------------------------------------------------------------------------------
+
+
+def test_locate_maps_library_files_to_modules():
+    from headfit.explain.locate import owner_of
+    from headfit.explain.parse import Frame
+
+    def owner(path, func, source=""):
+        return owner_of(Frame(f"/v/site-packages/{path}", 1, func, source))
+
+    assert (
+        owner(
+            "torchvision/models/detection/fcos.py",
+            "forward",
+            "bbox_regression = bbox_regression.view(N, -1, 4, H, W)",
+        ).module
+        == "head.regression_head"
+    )
+    assert owner("torchvision/models/detection/roi_heads.py", "postprocess_detections").module == "roi_heads"
+    assert owner("torchvision/models/detection/transform.py", "resize").module == "transform"
+    assert owner("torchvision/models/detection/anchor_utils.py", "forward").module == "anchor_generator"
+    assert owner("timm/layers/patch_embed.py", "forward").module == "patch_embed"
+    assert owner("torchvision/models/detection/_utils.py", "decode") is None

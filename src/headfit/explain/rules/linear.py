@@ -21,7 +21,10 @@ from headfit.explain.build import make_diagnosis
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
 
-_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+_MATMUL = re.compile(
+    r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"
+    r"|a and b must have same reduction dim, but got \[(\d+), (\d+)\] X \[(\d+), (\d+)\]"  # meta/fake tensors
+)
 WIDTHS_FILE = Path(__file__).resolve().parents[2] / "data" / "backbone_widths.json"
 _NAMES_SHOWN = 6
 _FAMILIAR = ("resnet", "efficientnet_b", "mobilenet", "vit_b", "vit_", "convnext", "swin", "densenet", "vgg")
@@ -68,7 +71,7 @@ def linear_shape_mismatch(parsed: ParsedError) -> Diagnosis | None:
     match = _MATMUL.search(parsed.message)
     if match is None:
         return None
-    rows, arriving, in_features, out_features = (int(g) for g in match.groups())
+    rows, arriving, in_features, out_features = (int(g) for g in match.groups() if g is not None)
     if arriving == in_features:
         return None
     facts = [
