@@ -6,6 +6,8 @@ Importing headfit does not import torch; each function imports what it needs whe
 
 from __future__ import annotations
 
+import sys as _sys
+import types as _types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -78,3 +80,24 @@ def unload_ipython_extension(ipython: Any) -> None:
     from headfit.live import unload_ipython_extension as _unload
 
     _unload(ipython)
+
+
+_FUNCTIONS = {name: globals()[name] for name in __all__ if callable(globals().get(name))}
+
+
+class _CallableModule(_types.ModuleType):
+    """A submodule named like a public function (``headfit.check``, ``headfit.explain``) that also
+    answers calls with that function: importing the submodule rebinds the package attribute to it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _FUNCTIONS[self.__name__.rpartition(".")[2]](*args, **kwargs)
+
+
+class _Package(_types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS and type(value) is _types.ModuleType:
+            value.__class__ = _CallableModule
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
