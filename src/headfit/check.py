@@ -1,0 +1,183 @@
+"""``check``: the pre-flight of a model. The family's head lint plus a shape trace on the meta device.
+
+Nothing here changes the user's model: the lint reads attributes, the trace runs on a meta replica
+(see ``trace.py``), and size probing (``sizes.py``) runs only when the trace failed for no head reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from headfit.diagnosis import Diagnosis, Problem
+from headfit.errors import UsageError
+from headfit.inputs import InputSpec
+from headfit.trace import TraceResult, trace
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from headfit.sizes import SizeAnswer
+
+
+@dataclass
+class CheckReport:
+    """The answer of ``check``; ``to_dict()`` is the check document of the contract."""
+
+    model: str
+    family: str
+    inputs: list[str]  # the positional inputs traced, in --input syntax
+    problems: list[Problem] = field(default_factory=list)
+    trace: TraceResult = field(default_factory=lambda: TraceResult(False))
+    depth: int | None = None  # modules deeper than this are left out of the document
+    sizes: SizeAnswer | None = None  # when the trace failed on a size the model does not accept
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def diagnosis(self) -> Diagnosis | None:
+        return self.trace.diagnosis
+
+    def to_dict(self) -> dict[str, Any]:
+        trace_doc = self.trace.to_dict()
+        trace_doc["modules"] = [m for m in trace_doc["modules"] if within_depth(m["module"], self.depth)]
+        trace_doc["notes"] = list(self.trace.notes)
+        return {
+            "model": self.model,
+            "ok": self.ok,
+            "family": self.family,
+            "inputs": self.inputs,
+            "problems": [p.to_dict() for p in self.problems],
+            "trace": trace_doc,
+            "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
+            "sizes": self.sizes.to_dict() if self.sizes else None,
+        }
+
+
+def check(
+    model: nn.Module, inputs: Any = None, *, depth: int | None = None, name: str | None = None
+) -> CheckReport:
+    """Lint ``model``'s heads and trace it on the meta device at ``inputs``.
+
+    ``inputs``: None (the family's usual input), an InputSpec or spec string (``2x3x224x224``,
+    ``[3x800x1333]x2``), a tensor (its shape is used), a list of images (tensors) for a detector, or a
+    tuple of any of these for a model with several positional inputs. A list of spec strings or
+    InputSpecs is several positional inputs too.
+    """
+    from headfit.families import family_for
+
+    family = family_for(model)
+    args, shown = positional_inputs(inputs, family.default_inputs(model) if inputs is None else None)
+    report = CheckReport(name or type(model).__name__, family.name, shown, depth=depth)
+    report.problems = list(family.lint(model))
+    head_paths = [h.path for h in family.heads(model)]
+    report.trace = trace(model, args, head_paths=head_paths)
+    if report.trace.failed:
+        report.problems.append(_trace_problem(model, report, args))
+    return report
+
+
+def positional_inputs(
+    inputs: Any, defaults: list[InputSpec] | None = None
+) -> tuple[tuple[Any, ...], list[str]]:
+    """The positional arguments of the trace (meta tensors or the user's tensors) and how to show them."""
+    if defaults is not None:
+        inputs = tuple(defaults)
+    if isinstance(inputs, list) and inputs and all(isinstance(i, (str, InputSpec)) for i in inputs):
+        inputs = tuple(inputs)
+    if not isinstance(inputs, tuple):
+        inputs = (inputs,)
+    args = tuple(_one_input(i) for i in inputs)
+    return args, [_shown(i) for i in args]
+
+
+def within_depth(path: str, depth: int | None) -> bool:
+    """Whether a module path is at most ``depth`` levels below the model (the model itself is level 0)."""
+    return depth is None or path == "" or path.count(".") < depth
+
+
+def _one_input(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, str):
+        value = InputSpec.parse(value)
+    if isinstance(value, InputSpec):
+        return value.make("meta")
+    if isinstance(value, (torch.Tensor, list, dict)) or _is_tuple_of_tensors(value):
+        return value
+    raise UsageError(
+        f"cannot trace with an input of type {type(value).__name__}. Give a spec string such as "
+        "`2x3x224x224` or `[3x800x1333,3x600x900]`, an InputSpec, a tensor, a list of image tensors, "
+        "or a tuple of these for several positional inputs."
+    )
+
+
+def _is_tuple_of_tensors(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value)
+
+
+def _shown(value: Any) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return "x".join(map(str, value.shape))
+    if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
+        return "[" + ",".join("x".join(map(str, v.shape)) for v in value) + "]"
+    return type(value).__name__
+
+
+def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem:
+    """HF240 for a forward that raised; HF241 when the input size is one the model does not accept."""
+    result = report.trace
+    size_problem = _size_problem(model, report, args) if not report.problems else None
+    if size_problem is not None:
+        return size_problem
+    diagnosis = result.diagnosis
+    top = diagnosis.causes[0] if diagnosis and diagnosis.causes else None
+    where = f"`{result.stopped_at}`" if result.stopped_at else "the model's own forward"
+    facts = [result.reason or "the forward raised"]
+    call = result.stopped_call()
+    if call is not None:
+        facts.append(f"{where} ({call.type}) received {_shapes_text(call.input_shapes)}")
+    if top is not None:
+        facts.append(f"most likely: {top.summary}")
+    return Problem(
+        code="HF240",
+        module=result.stopped_at or "",
+        attribute=top.attribute if top else None,
+        summary=f"the shape trace raised in {where}",
+        facts=facts,
+        fix=top.fix if top else None,
+    )
+
+
+def _size_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem | None:
+    """When the lint is clean, ask ``sizes`` whether the traced H x W is one the model rejects."""
+    from headfit.sizes import input_hw, sizes
+
+    hw = input_hw(args)
+    if hw is None:
+        return None
+    answer = sizes(model, args)
+    result = report.trace
+    if not answer.accepted_any or answer.accepts(*hw):
+        return None
+    report.sizes = answer
+    good_h, good_w = answer.nearest(*hw)
+    return Problem(
+        code="HF241",
+        module=result.stopped_at or "",
+        summary=f"the model does not accept {hw[0]}x{hw[1]} inputs",
+        facts=[result.reason or "the forward raised", f"accepted sizes: {answer.summary}"],
+        fix=f"x = torch.nn.functional.interpolate(x, size=({good_h}, {good_w}))  # or crop/pad to {good_h}x{good_w}",
+    )
+
+
+def _shapes_text(shapes: list[list[int]]) -> str:
+    if not shapes:
+        return "no tensors"
+    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes)

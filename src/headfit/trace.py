@@ -1,0 +1,436 @@
+"""A shape trace on the meta device: run a model's forward without memory and without touching it.
+
+The trace runs on a *replica*: ``copy.deepcopy`` with a memo that maps every parameter, buffer and
+tensor attribute of the user's model to a meta tensor of the same shape, dtype and ``requires_grad``,
+so the copy shares no storage and allocates none. Hooks on every submodule of the replica record what
+each call received and returned; a stack of running modules names the innermost one when the forward
+raises. The user's model is only read.
+
+Detection post-processing selects boxes by value (``nonzero``, boolean masks, NMS), which meta tensors
+cannot do. During the trace ``nonzero`` and NMS keep every candidate (an upper bound on the real
+sizes), and an op that needs values (``.item()``, ``.tolist()``) raised after every head ran ends the
+trace as completed, with a note.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from headfit.diagnosis import Diagnosis
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+DATA_DEPENDENT_NOTE = "post-processing is data-dependent and was not traced"
+
+# Fragments of the errors meta tensors raise when an op needs the values, not just the shapes.
+_DATA_DEPENDENT_SIGNS = (
+    "cannot be called on meta tensors",
+    "cannot copy out of meta tensor",
+    "aten::nonzero",
+    "torch.nonzero()",
+    "data-dependent",
+    "data dependent",
+    "with meta tensors (as opposed to faketensors)",
+)
+
+
+@dataclass
+class ModuleCall:
+    """One call of one submodule during the trace."""
+
+    module: str  # path in the user's model.named_modules(); "" is the model itself
+    type: str
+    input_shapes: list[list[int]] = field(default_factory=list)
+    output_shapes: list[list[int]] = field(default_factory=list)
+    params: int = 0  # the module's own parameters, not its children's
+    returned: bool = False  # False when the forward raised inside this call
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "module": self.module,
+            "type": self.type,
+            "input_shapes": self.input_shapes,
+            "output_shapes": self.output_shapes,
+            "params": self.params,
+        }
+
+
+@dataclass
+class TraceResult:
+    """What the trace saw. ``error`` is set when the forward raised something other than post-processing."""
+
+    completed: bool
+    calls: list[ModuleCall] = field(default_factory=list)
+    stopped_at: str | None = None
+    reason: str | None = None
+    error: BaseException | None = None
+    diagnosis: Diagnosis | None = None
+    notes: list[str] = field(default_factory=list)
+    output: Any = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def stopped_call(self) -> ModuleCall | None:
+        """The call of ``stopped_at`` that was running when the forward raised."""
+        for call in reversed(self.calls):
+            if call.module == self.stopped_at and not call.returned:
+                return call
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "completed": self.completed,
+            "stopped_at": self.stopped_at,
+            "reason": self.reason,
+            "modules": [c.to_dict() for c in self.calls],
+        }
+
+
+def meta_replica(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose tensors are all on the meta device; it shares and allocates no storage."""
+    memo: dict[int, Any] = {}
+    for tensor in _model_tensors(model):
+        if tensor is not None and id(tensor) not in memo:
+            memo[id(tensor)] = _meta_like(tensor)
+    replica = copy.deepcopy(model, memo)
+    _metafy_script_modules(replica)
+    return replica
+
+
+def trace(
+    model: nn.Module,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    train: bool = False,
+    head_paths: list[str] | None = None,
+    replica: nn.Module | None = None,
+    diagnose: bool = True,
+) -> TraceResult:
+    """Run ``model(*args, **kwargs)`` on a meta replica and record every submodule call.
+
+    Tensors in ``args``/``kwargs`` may live anywhere: only their shapes and dtypes are used.
+    ``head_paths`` are the class-dependent layers: a data-dependent op raised after all of them ran
+    completes the trace; one raised before leaves it incomplete (still not an error of the model).
+    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing); ``diagnose=False``
+    skips ``explain`` on a failure.
+    """
+    replica = replica if replica is not None else meta_replica(model)
+    replica.train(train)
+    paths = {id(m): name for name, m in replica.named_modules()}
+    meta_args, meta_kwargs = _to_meta((tuple(args), dict(kwargs or {})))
+    heads = head_paths or []
+    run = _run(replica, paths, meta_args, meta_kwargs, simulate=False)
+    if run.error is not None and _needs_simulation(run, heads):
+        run = _run(replica, paths, meta_args, meta_kwargs, simulate=True)
+    if run.error is not None:
+        return _result_of_failure(run.error, model if diagnose else None, run.recorder, run.notes, heads)
+    return TraceResult(True, run.recorder.calls, notes=run.notes, output=run.output)
+
+
+@dataclass
+class _Run:
+    recorder: _Recorder
+    notes: list[str]
+    output: Any = None
+    error: Exception | None = None
+
+
+def _run(replica: nn.Module, paths: dict[int, str], args: tuple, kwargs: dict, simulate: bool) -> _Run:
+    """One hooked forward of the replica; ``simulate`` adds the dispatch mode (slower, see below)."""
+    import torch
+
+    recorder = _Recorder(paths)
+    run = _Run(recorder, recorder.attach(replica))
+    try:
+        with torch.no_grad(), _keep_all_candidates(simulate):
+            run.output = replica(*args, **kwargs)
+    except Exception as exc:  # the model's own error: that is what the trace is for
+        run.error = exc
+    finally:
+        recorder.detach()
+    return run
+
+
+def _needs_simulation(run: _Run, head_paths: list[str]) -> bool:
+    """Rerun with value-selecting ops simulated when they stopped the trace before a head ran, or when
+    the forward mixed a device-less tensor with meta ones."""
+    text = str(run.error).lower()
+    if "device" in text and "meta" in text and "cpu" in text:
+        return True
+    return is_data_dependent(run.error) and any(not _ran(p, run.recorder.calls) for p in head_paths)
+
+
+def is_data_dependent(exc: BaseException) -> bool:
+    """Whether ``exc`` is meta's refusal to compute something that depends on tensor values."""
+    if not isinstance(exc, (NotImplementedError, RuntimeError)):
+        return False
+    text = str(exc).lower()
+    return any(sign in text for sign in _DATA_DEPENDENT_SIGNS)
+
+
+def shapes_of(value: Any) -> list[list[int]]:
+    """The shapes of every tensor in a nested value (tuples, lists, dicts, namedtuples, ImageList)."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    shapes = []
+    for leaf in tree_leaves(value):
+        leaf = getattr(leaf, "tensors", leaf)  # torchvision's ImageList holds the batched images
+        if isinstance(leaf, torch.Tensor):
+            shapes.append(list(leaf.shape))
+    return shapes
+
+
+class _Recorder:
+    """Forward pre/post hooks on every submodule; a stack of the calls that are running."""
+
+    def __init__(self, paths: dict[int, str]) -> None:
+        self.paths = paths
+        self.calls: list[ModuleCall] = []
+        self.running: list[ModuleCall] = []
+        self.handles: list[Any] = []
+
+    def attach(self, replica: nn.Module) -> list[str]:
+        """Hook every submodule; return notes for the ones that refuse hooks (TorchScript)."""
+        skipped = []
+        for module in replica.modules():
+            try:
+                self.handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+                self.handles.append(module.register_forward_hook(self._post, with_kwargs=True))
+            except RuntimeError:  # ScriptModules do not take Python hooks
+                skipped.append(self.paths.get(id(module), "?"))
+        outermost = [p for p in skipped if not any(p.startswith(q + ".") for q in skipped if q != p)]
+        return [
+            f"`{p or '<model>'}` is TorchScript: its insides were run but not recorded" for p in outermost
+        ]
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        call = ModuleCall(
+            module=self.paths.get(id(module), "?"),
+            type=type(module).__name__,
+            input_shapes=shapes_of((args, kwargs)),
+            params=sum(p.numel() for p in module.parameters(recurse=False)),
+        )
+        self.calls.append(call)
+        self.running.append(call)
+
+    def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        path = self.paths.get(id(module), "?")
+        # pop to this module's call: a child that raised inside a try/except never posted
+        while self.running:
+            call = self.running.pop()
+            if call.module == path:
+                call.output_shapes = shapes_of(output)
+                call.returned = True
+                break
+
+    def innermost(self) -> ModuleCall | None:
+        return self.running[-1] if self.running else None
+
+
+def _result_of_failure(
+    exc: BaseException, model: nn.Module | None, recorder: _Recorder, notes: list[str], head_paths: list[str]
+) -> TraceResult:
+    running = recorder.innermost()
+    stopped_at = running.module if running else ""
+    if is_data_dependent(exc):
+        missing = [p for p in head_paths if not _ran(p, recorder.calls)]
+        if not missing:
+            return TraceResult(True, recorder.calls, notes=[*notes, DATA_DEPENDENT_NOTE])
+        reason = f"{DATA_DEPENDENT_NOTE}; it runs before {', '.join(f'`{p}`' for p in missing)}"
+        return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, notes=notes)
+    input_shapes = running.input_shapes if running else None
+    diagnosis = _diagnose(exc, model, stopped_at, input_shapes) if model is not None else None
+    reason = f"{type(exc).__name__}: {_first_line(str(exc))}"
+    return TraceResult(
+        False,
+        recorder.calls,
+        stopped_at=stopped_at,
+        reason=reason,
+        error=exc,
+        diagnosis=diagnosis,
+        notes=notes,
+    )
+
+
+def _ran(path: str, calls: list[ModuleCall]) -> bool:
+    return any(c.returned and (c.module == path or c.module.startswith(path + ".")) for c in calls)
+
+
+def _diagnose(
+    exc: BaseException, model: nn.Module, module_path: str, input_shapes: list[list[int]] | None
+) -> Diagnosis:
+    """``explain``'s diagnosis of the error, enriched with what the live model says about the module."""
+    from headfit.enrich import enrich
+
+    diagnosis = _explained(exc)
+    if diagnosis.user_location and _is_headfit_file(diagnosis.user_location.file):
+        diagnosis.user_location = None  # the "user" frame would be the trace itself
+    try:
+        return enrich(diagnosis, model, module_path, input_shapes=input_shapes)
+    except Exception:  # a family's evidence must never hide the user's own error
+        return diagnosis
+
+
+def _is_headfit_file(path: str | None) -> bool:
+    from pathlib import Path
+
+    return path is not None and Path(__file__).parent in Path(path).resolve().parents
+
+
+def _explained(exc: BaseException) -> Diagnosis:
+    from headfit.explain import explain
+
+    try:
+        diagnosis = explain(exc)
+    except Exception:  # the message parser may not know this error: keep the plain facts
+        diagnosis = None
+    if diagnosis is not None and diagnosis.recognised:
+        return diagnosis
+    return Diagnosis(
+        code="HF240",
+        category="trace_failed",
+        error_type=type(exc).__name__,
+        message=str(exc),
+        summary="the forward pass raised during the shape trace",
+    )
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+@contextmanager
+def _keep_all_candidates(simulate: bool) -> Iterator[None]:
+    """Let meta ``nonzero`` (boolean masks, ``torch.where``) keep every candidate; with ``simulate``
+    also ``unique`` and NMS, and let device-less tensors join meta ones (a Python dispatch mode: ~30%
+    slower, so only when a first run needed it)."""
+    from torch.fx.experimental import _config as fx_config
+
+    with fx_config.patch(meta_nonzero_assume_all_nonzero=True):
+        if not simulate:
+            yield
+            return
+        with _meta_simulation():
+            yield
+
+
+def _meta_simulation() -> Any:
+    """A dispatch mode for the trace: value-selecting ops keep everything; CPU operands join meta ones.
+
+    A model whose forward makes a tensor without a device (``torch.arange(n)``) and combines it with a
+    parameter would run on any one device; on meta it would mix devices, so such operands become meta.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten, tree_map
+
+    keep_all = {torch.ops.aten._unique2.default: _unique_all}
+    if "torchvision" in sys.modules:  # never import torchvision just for this
+        keep_all[torch.ops.torchvision.nms.default] = _nms_all
+
+    def to_meta(leaf: Any) -> Any:
+        if isinstance(leaf, torch.Tensor) and not leaf.is_meta:
+            return torch.empty_like(leaf, device="meta")
+        return leaf
+
+    class MetaSimulation(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            if any(t.is_meta for t in tensors):
+                if func in keep_all:
+                    return keep_all[func](*args, **kwargs)
+                if not all(t.is_meta for t in tensors):
+                    args, kwargs = tree_map(to_meta, (args, kwargs))
+            return func(*args, **kwargs)
+
+    return MetaSimulation()
+
+
+def _nms_all(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """NMS that suppresses nothing: the most boxes a real NMS can keep."""
+    import torch
+
+    return torch.arange(boxes.shape[0], device="meta")
+
+
+def _unique_all(
+    x: torch.Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.unique`` as if every element were equal, so loops over the distinct values run once
+    (per-class NMS loops over its classes) while the masks built from it still keep everything."""
+    values = x.new_empty((1,))
+    inverse = x.new_empty(x.shape if return_inverse else (0,), dtype=_long())
+    counts = x.new_empty((1,) if return_counts else (0,), dtype=_long())
+    return values, inverse, counts
+
+
+def _long() -> Any:
+    import torch
+
+    return torch.long
+
+
+def _model_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    """Parameters, buffers and plain tensor attributes (and lists of them, e.g. cached anchors)."""
+    import torch
+
+    for module in model.modules():
+        yield from module._parameters.values()
+        yield from module._buffers.values()
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor):
+                yield value
+            elif isinstance(value, (list, tuple)):
+                yield from (v for v in value if isinstance(v, torch.Tensor))
+
+
+def _meta_like(tensor: torch.Tensor | None) -> Any:
+    import torch
+    from torch import nn
+
+    if tensor is None:
+        return None
+    meta = torch.empty_like(tensor, device="meta")
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(meta, requires_grad=tensor.requires_grad)
+    return meta
+
+
+def _metafy_script_modules(replica: nn.Module) -> None:
+    """TorchScript copies its own tensors: swap them for meta ones (they are small next to the model)."""
+    import torch
+
+    for module in replica.modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            for name, tensor in list(module.named_parameters(recurse=False)):
+                setattr(module, name, _meta_like(tensor))
+            for name, tensor in list(module.named_buffers(recurse=False)):
+                setattr(module, name, _meta_like(tensor))
+
+
+def _to_meta(value: Any) -> Any:
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def to_meta(leaf: Any) -> Any:
+        if isinstance(leaf, torch.Tensor) and not leaf.is_meta:
+            return torch.empty_like(leaf, device="meta")
+        return leaf
+
+    return tree_map(to_meta, value)
