@@ -69,8 +69,17 @@ def _first_match(parsed: ParsedError) -> Diagnosis | None:
     return None
 
 
+# A short text with no error words may still be a message copied without its type (forum posts often
+# quote only "running_mean should contain 128 elements not 64"): let the rules have a look at it.
+_BARE_MESSAGE_LIMIT = 2000
+
+
 def diagnose_text(text: str) -> Diagnosis:
     parsed = parse_error(text)
     if isinstance(parsed, str):  # a reason why this is not an error at all
+        if text.strip() and len(text) <= _BARE_MESSAGE_LIMIT and "prose" in parsed:
+            diagnosis = diagnose_parsed(ParsedError(None, text.strip(), raw=text))
+            if diagnosis.recognised:
+                return diagnosis
         return unrecognised(text[:200], parsed)
     return diagnose_parsed(parsed)
