@@ -290,6 +290,12 @@ def test_bad_adapt_arguments_are_usage_errors(keep, options, words):
         family_for(model).adapt(model, 3, keep=keep, **options)
 
 
+def test_converted_quantized_model_asks_for_the_float_one():
+    model = build("quantized_resnet18", device="cpu", quantize=True)
+    with pytest.raises(UsageError, match="quantize=False"):
+        family_for(model).adapt(model, 3)
+
+
 def test_adapt_keeps_dtype():
     model = build("resnet18", device="cpu").to(torch.float64)
     family_for(model).adapt(model, 3)

@@ -390,6 +390,17 @@ def _video_clip(model: nn.Module) -> tuple[int, int, int]:
     return 16, 224, 224
 
 
+def _no_head_message(model: nn.Module, layout: Layout) -> str:
+    container = u.get_module(model, layout.classifier) if u.has_module(model, layout.classifier) else None
+    found = type(container).__name__
+    if container is not None and ".quantized." in type(container).__module__:
+        return (
+            f"`{layout.classifier}` of this {layout.name} is a converted quantized `{found}`, which cannot be "
+            "re-headed: build the float model (`quantize=False`), adapt it, fine-tune, then quantize"
+        )
+    return f"{layout.name} has no Linear or conv layer in `{layout.classifier}` to re-head (found `{found}`)"
+
+
 def _smoke_shape(model: nn.Module) -> tuple[int, ...]:
     """One sample for a real CPU train step: as small as the model allows (CNNs: 64x64)."""
     from torchvision.models.inception import Inception3
@@ -470,7 +481,7 @@ class TorchvisionClassification(Family):
         if head is None:
             from headfit.errors import UsageError
 
-            raise UsageError(f"{layout.name} has no Linear or conv layer in `{layout.classifier}` to re-head")
+            raise UsageError(_no_head_message(model, layout))
         rows = u.check_keep(keep, num_classes, u.out_width(head[1]))
         replace_head(model, head[0], num_classes, layout.init, rows)
         replaced = [head[0]]
