@@ -388,9 +388,11 @@ def test_one_train_step_and_eval_after_adapt(name):
 def test_one_train_step_every_builder(name):
     torch.manual_seed(0)
     model = build(name, device="cpu")
-    model.transform.min_size, model.transform.max_size = (128,), 128  # keep the CPU forward tiny
-    if model.transform.fixed_size is not None:
-        model.transform.fixed_size = (128, 128)
+    if model.transform.fixed_size is None:  # keep the CPU forward tiny (SSD300's VGG needs its 300x300)
+        model.transform.min_size, model.transform.max_size = (128,), 128
+    if hasattr(model, "roi_heads"):  # fewer proposals and sampled RoIs: same code path, less work
+        model.rpn._pre_nms_top_n = model.rpn._post_nms_top_n = {"training": 64, "testing": 64}
+        model.roi_heads.fg_bg_sampler.batch_size_per_image = 16
     family = family_for(model)
     family.adapt(model, 3, **({"num_keypoints": 4} if name.startswith("keypoint") else {}))
     batch = family.smoke_batch(model, 3)
