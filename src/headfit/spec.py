@@ -6,10 +6,12 @@ paragraph that says what was wrong and what to do (the CLI turns it into exit co
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +46,55 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
         build = lambda: _build_callable(source, name, num_classes, spec)  # noqa: E731
     if device is None:
         return _checked(build(), spec)
+    if str(device) == "meta":
+        return _checked(_build_on_meta(build), spec)
     import torch
 
     with torch.device(device):
         return _checked(build(), spec)
+
+
+def _build_on_meta(build: Any) -> nn.Module:
+    """Build with every parameter and buffer on the meta device (no memory, no init time).
+
+    Most builders run under ``torch.device("meta")``. A few compute with real tensors while building
+    (torchvision's RegNet derives its widths with ``torch.arange``); for those, run the builder on the
+    CPU but register each parameter and buffer on meta as it is created, as accelerate's
+    ``init_empty_weights`` does.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return build()
+    except ModelSpecError as exc:
+        if "meta" not in str(exc).lower():
+            raise
+    with _parameters_on_meta():
+        return build()
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    from torch import nn
+
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def on_meta_parameter(module, name, param):
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def on_meta_buffer(module, name, tensor, persistent=True):
+        if tensor is not None:
+            tensor = tensor.to("meta")
+        register_buffer(module, name, tensor, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = on_meta_parameter, on_meta_buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def _names_adapted_weights(spec: str) -> bool:
@@ -148,7 +195,9 @@ def _load_attribute(source: str, attr: str, spec: str) -> Any:
     if source.endswith(".py") or "/" in source or "\\" in source:
         path = Path(source)
         if not path.is_file():
-            raise ModelSpecError(f"the model file {source!r} of the spec {spec!r} does not exist. {_EXAMPLES}")
+            raise ModelSpecError(
+                f"the model file {source!r} of the spec {spec!r} does not exist. {_EXAMPLES}"
+            )
         module = _import_file(path, spec)
     else:
         try:
