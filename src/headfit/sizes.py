@@ -93,7 +93,8 @@ def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> Size
     prober = _Prober(model, args, max_probes, [h.path for h in family.heads(model)])
     rule = family.size_rule(model)
     answer = _from_rule(prober, rule, reference) or _search(prober, reference)
-    answer.notes = [*(rule.notes if rule else []), *answer.notes]
+    rule_notes = [n for n in (rule.notes if rule else []) if n not in answer.summary]
+    answer.notes = [*rule_notes, *answer.notes]
     answer.probes = list(prober.results.items_list())
     return answer
 

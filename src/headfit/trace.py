@@ -238,15 +238,31 @@ class _Recorder:
                 call.returned = True
                 break
 
-    def innermost(self) -> ModuleCall | None:
-        return self.running[-1] if self.running else None
+    def innermost_in(self, exc: BaseException) -> str:
+        """The path of the innermost module whose ``__call__`` the traceback of ``exc`` passes through.
+
+        The traceback is exact even when the forward caught an earlier error of a child (which left
+        that child's call unfinished on the stack); the stack answers when no frame is found.
+        """
+        from torch.nn import Module
+
+        innermost = None
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code is Module._call_impl.__code__ and id(frame.f_locals.get("self")) in self.paths:
+                innermost = self.paths[id(frame.f_locals["self"])]
+            tb = tb.tb_next
+        if innermost is not None:
+            return innermost
+        return self.running[-1].module if self.running else ""
 
 
 def _result_of_failure(
     exc: BaseException, model: nn.Module | None, recorder: _Recorder, notes: list[str], head_paths: list[str]
 ) -> TraceResult:
-    running = recorder.innermost()
-    stopped_at = running.module if running else ""
+    stopped_at = recorder.innermost_in(exc)
+    running = next((c for c in reversed(recorder.calls) if c.module == stopped_at and not c.returned), None)
     if is_data_dependent(exc):
         missing = [p for p in head_paths if not _ran(p, recorder.calls)]
         if not missing:
