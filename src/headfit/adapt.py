@@ -291,6 +291,11 @@ def _run_check(model: nn.Module, family: Family, check: Verification) -> None:
 
 
 def _smoke_step(model: nn.Module, family: Family, report: AdaptReport, check: Verification) -> None:
+    with family.smoke_context(model):
+        _smoke_train_and_eval(model, family, report, check)
+
+
+def _smoke_train_and_eval(model: nn.Module, family: Family, report: AdaptReport, check: Verification) -> None:
     import torch
 
     model.train()

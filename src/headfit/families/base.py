@@ -8,6 +8,7 @@ Each family lives in its own module in ``headfit/families/`` and registers itsel
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,7 +27,9 @@ class HeadInfo:
     path: str  # module path in model.named_modules()
     kind: str  # "classifier", "aux_classifier", "box_classifier", "box_regressor", "mask", "keypoint", ...
     outputs: int  # classes (or keypoints) the layer produces now, background included where counted
-    attributes: dict[str, Any] = field(default_factory=dict)  # e.g. {"head.classification_head.num_classes": 91}
+    attributes: dict[str, Any] = field(
+        default_factory=dict
+    )  # e.g. {"head.classification_head.num_classes": 91}
 
 
 @dataclass
@@ -109,6 +112,10 @@ class Family:
         from headfit.smoke import default_smoke_batch
 
         return default_smoke_batch(self, model, num_classes)
+
+    def smoke_context(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        """Temporary settings for the smoke step (e.g. a detector's resize to 800 px made small)."""
+        return contextlib.nullcontext()
 
     def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
         """The scalar loss of a train-mode ``output`` for ``batch`` (a torch scalar tensor)."""
