@@ -306,6 +306,16 @@ def tensor_fact(scene: Scene, limit: int = 6) -> str | None:
     return f"tensors in `{where}`: {shown}"
 
 
+def _forward_frame(scene: Scene, module: nn.Module) -> FrameType | None:
+    """The outermost frame running ``module``'s own code (its forward), not ``nn.Module.__call__``."""
+    from headfit.live import MODULE_CALL_FUNCTIONS
+
+    for frame in scene.frames:
+        if frame.f_locals.get("self") is module and frame.f_code.co_name not in MODULE_CALL_FUNCTIONS:
+            return frame
+    return None
+
+
 def _failing_method_frame(scene: Scene) -> FrameType | None:
     if scene.module_frame is None:
         return None
@@ -324,6 +334,7 @@ def data_evidence(scene: Scene, exc: BaseException, diagnosis: Diagnosis) -> Liv
     """Everything the values in the frames add: each finder returns LiveEvidence or None."""
     found = LiveEvidence()
     for finder in (
+        _last_batch_of_one,
         _loss_input,
         _embedding_index,
         _targets,
@@ -351,6 +362,44 @@ _LOSS_FUNCTIONS = {
     "l1_loss",
     "smooth_l1_loss",
 }
+
+
+def _last_batch_of_one(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    """A BatchNorm in train mode got one sample: find the DataLoader whose last batch has one."""
+    from torch.utils.data import DataLoader
+
+    module = scene.module
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm) or not module.training:
+        return None
+    for name, loader in _user_values(scene, DataLoader):
+        size, batch = len(loader.dataset), loader.batch_size
+        if batch and not loader.drop_last and size % batch == 1:
+            fact = f"`{name}` has {size} samples in batches of {batch}: {size} = {size // batch}*{batch} + 1, so its last batch has one sample"
+            fix = f"{name} = DataLoader({name}.dataset, batch_size={batch}, drop_last=True)  # keep your other arguments"
+            cause = Cause(
+                f"the last batch of `{name}` has one sample and `{scene.module_path}` is in train mode",
+                0.95,
+                scene.module_path,
+                "training",
+                fix,
+            )
+            return LiveEvidence([fact], [cause], None)
+    return None
+
+
+def _user_values(scene: Scene, kind: type) -> list[tuple[str, Any]]:
+    """(name, value) of every ``kind`` in the user's frames, innermost first."""
+    from headfit.live import is_library, names_in
+
+    found, seen = [], set()
+    for frame in reversed(scene.frames):
+        if is_library(frame):
+            continue
+        for name, value in names_in(frame).items():
+            if isinstance(value, kind) and id(value) not in seen and not name.startswith("_"):
+                seen.add(id(value))
+                found.append((name, value))
+    return found
 
 
 def _loss_frame(scene: Scene) -> FrameType | None:
@@ -655,7 +704,10 @@ def _label_range(target, i: int, name: str, classes, scene) -> Evidence | None:
 
 
 def _prefixed_state_dict(scene: Scene, exc: BaseException) -> LiveEvidence | None:
-    for frame in reversed(scene.frames):
+    from headfit.live import is_library
+
+    user_first = sorted(reversed(scene.frames), key=is_library)  # the user's own name for it, if any
+    for frame in user_first:
         for name, value in frame.f_locals.items():
             prefix = _common_prefix(value)
             if prefix is None:
@@ -721,7 +773,7 @@ def _skip_connection(scene: Scene, exc: BaseException) -> LiveEvidence | None:
 
 def _working_size(scene: Scene) -> tuple[Any, str | None]:
     """The smallest H, W at least the input's that a meta-device forward accepts (tried for small models)."""
-    root_frame = next((f for f in scene.frames if f.f_locals.get("self") is scene.model), None)
+    root_frame = _forward_frame(scene, scene.model)
     inputs = frame_inputs(root_frame)
     if not inputs or sum(p.numel() for p in scene.model.parameters()) > 50_000_000:
         return None, None
@@ -755,7 +807,7 @@ def _grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     inputs = frame_inputs(_failing_method_frame(scene))
     if not inputs or inputs[0][1].dim() < 3 or inputs[0][1].shape[-3] != 1:
         return None
-    root_frame = next((f for f in scene.frames if f.f_locals.get("self") is scene.model), None)
+    root_frame = _forward_frame(scene, scene.model)
     model_inputs = frame_inputs(root_frame)
     name = _name(scene, model_inputs[0][1], None) if model_inputs else None
     if name is None:

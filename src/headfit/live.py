@@ -31,7 +31,7 @@ _LIBRARY_DIRS = tuple(
     {str(Path(p).resolve()) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])}
     | {str(Path(sysconfig.get_paths()["platlib"]).resolve()), _HEADFIT_DIR}
 )
-_MODULE_CALL_FUNCTIONS = {"_call_impl", "_wrapped_call_impl", "__call__"}
+MODULE_CALL_FUNCTIONS = {"_call_impl", "_wrapped_call_impl", "__call__"}
 LIVE_CODE = "HF130"  # the message alone is not recognised, but the live objects name the culprit
 
 
@@ -148,7 +148,7 @@ class Scene:
 def _diagnose(exc: BaseException) -> Diagnosis:
     diagnosis = _message_diagnosis(exc)
     frames = _frames(exc.__traceback__)
-    user = _innermost(frames, lambda f: not _is_library(f))
+    user = _innermost(frames, lambda f: not is_library(f))
     if user is not None:
         diagnosis.user_location = _location_of(user)
     if "torch" not in sys.modules or not frames:
@@ -189,7 +189,7 @@ def _frames(tb: TracebackType | None) -> list[FrameType]:
     return [frame for frame, _ in traceback.walk_tb(tb)]
 
 
-def _is_library(frame: FrameType) -> bool:
+def is_library(frame: FrameType) -> bool:
     filename = frame.f_code.co_filename
     if filename.startswith("<") and not filename.startswith(("<ipython-input", "<string>", "<stdin>")):
         return True
@@ -215,11 +215,11 @@ def read_scene(frames: list[FrameType]) -> Scene:
     from torch import nn
 
     scene = Scene(frames=frames)
-    scene.user_frame = _innermost(frames, lambda f: not _is_library(f))
+    scene.user_frame = _innermost(frames, lambda f: not is_library(f))
     on_stack: list[tuple[Any, FrameType]] = []
     for frame in frames:
         owner = frame.f_locals.get("self")
-        if isinstance(owner, nn.Module) and frame.f_code.co_name not in _MODULE_CALL_FUNCTIONS:
+        if isinstance(owner, nn.Module) and frame.f_code.co_name not in MODULE_CALL_FUNCTIONS:
             on_stack.append((owner, frame))
     scene.modules_on_stack = _unique([m for m, _ in on_stack])
     models = [m for m in scene.modules_on_stack if not _is_loss(m)]
@@ -256,15 +256,15 @@ def _model_in_user_frames(frames: list[FrameType]) -> Any:
     from torch import nn
 
     for frame in reversed(frames):
-        if _is_library(frame):
+        if is_library(frame):
             continue
-        found = [v for v in _names_in(frame).values() if isinstance(v, nn.Module) and not _is_loss(v)]
+        found = [v for v in names_in(frame).values() if isinstance(v, nn.Module) and not _is_loss(v)]
         if found:
             return max(found, key=lambda m: sum(p.numel() for p in m.parameters()))
     return None
 
 
-def _names_in(frame: FrameType) -> dict[str, Any]:
+def names_in(frame: FrameType) -> dict[str, Any]:
     names = dict(frame.f_globals) if frame.f_code.co_name == "<module>" else {}
     names.update(frame.f_locals)
     if frame.f_code.co_name != "<module>":
@@ -276,9 +276,9 @@ def _names_in(frame: FrameType) -> dict[str, Any]:
 def _user_name(frames: list[FrameType], obj: Any) -> str | None:
     """The name the user's code gives ``obj``, from the innermost user frame that holds it."""
     for frame in reversed(frames):
-        if _is_library(frame):
+        if is_library(frame):
             continue
-        for name, value in _names_in(frame).items():
+        for name, value in names_in(frame).items():
             if value is obj and name != "self" and not name.startswith("_"):
                 return name
     return None
@@ -356,7 +356,11 @@ def _name_live_diagnosis(diagnosis: Diagnosis, code: str | None) -> None:
 def _note_disagreement(diagnosis: Diagnosis, message_top: Cause) -> None:
     """When the live objects overrule what the message alone suggested, the facts say so."""
     live = diagnosis.causes[0]
-    if live is message_top or (live.module, live.attribute) == (message_top.module, message_top.attribute):
+    if (
+        message_top.module is None
+        or live is message_top
+        or (live.module, live.attribute) == (message_top.module, message_top.attribute)
+    ):
         return
     note = (
         f"the message alone suggests {_where(message_top)}, but the live objects show {_where(live)}: "

@@ -1,0 +1,3 @@
+"""Imported by succeeds.py from the script's own folder."""
+
+VALUE = 42
