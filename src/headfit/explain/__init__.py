@@ -7,7 +7,7 @@ registers its functions with ``@rule`` and is picked up automatically.
 from __future__ import annotations
 
 from headfit.diagnosis import Diagnosis
-from headfit.explain.engine import diagnose_text, diagnose_parsed, rule
+from headfit.explain.engine import diagnose_parsed, diagnose_text, rule
 from headfit.explain.parse import Frame, ParsedError, parse_error
 
 __all__ = ["explain", "diagnose_text", "diagnose_parsed", "rule", "Frame", "ParsedError", "parse_error"]

@@ -1,0 +1,123 @@
+"""Which rule module may diagnose which message: per module, the literal needles of its rules.
+
+Generated from the ``needs=`` of every ``@rule``: rewrite it with ``python -m headfit.explain.rule_index``
+after adding or changing a rule (``tests/test_explain_index.py`` checks that it is up to date). A module
+not listed here still works: it is imported for every message, which only costs start-up time.
+"""
+
+from __future__ import annotations
+
+NEEDLES: dict[str, tuple[str, ...]] = {
+    "conv": (
+        "channels, but got",
+        "(unbatched) or",
+        "D input (got ",
+        "(batch mode) tensor expected for input",
+    ),
+    "detection": (
+        "Expected target boxes to be a tensor of shape",
+        "Expected target boxes to be of type Tensor",
+        "All bounding boxes should have positive height and width",
+        "targets should not be none when in training mode",
+        "The parameter '",
+        "Anchors should be Tuple[Tuple[int]]",
+        "split_with_sizes expects split_sizes to sum exactly to",
+        "is out of bounds for dimension",
+    ),
+    "dtype_device": (
+        "expected scalar type ",
+        "expected target dtype to be Long or Byte",
+        "to have the same dtype",
+        "must have the same dtype",
+        "Found dtype ",
+        "\" not implemented for '",
+        "'indices' to have one of the following scalar types",
+        "tensors used as indices must be",
+        "Input type (",
+        "Expected all tensors to be on the same device",
+        "is not on the expected device",
+    ),
+    "einops_errors": ('-reduction pattern "',),
+    "linear": (
+        "mat1 and mat2 shapes cannot be multiplied",
+        "must have same reduction dim",
+    ),
+    "loss": (
+        "to match target batch_size",
+        "is out of bounds",
+        "device-side assert triggered",
+        "Assertion `t >= 0 && t < n_classes` failed",
+        "srcIndex < srcSelectDimSize",
+        "multi-target not supported",
+        "Expected floating point type for target with class probabilities",
+        "input size (torch.Size(",
+        "can't be cast to the desired output type",
+    ),
+    "norm": (
+        "Expected more than 1 value per channel when training",
+        "should contain",
+    ),
+    "pooling": (
+        "Kernel size can't be greater than actual input size",
+        "Output size is too small",
+        "Invalid computed output size",
+    ),
+    "reshape": (
+        "is invalid for input of size",
+        "don't multiply up to the size of dim",
+        "only one dimension can be inferred",
+        "view size is not compatible with input tensor's size and stride",
+    ),
+    "state_dict": (
+        "size mismatch for ",
+        "key(s) in state_dict: ",
+    ),
+    "tensors": (
+        "must match the size of tensor b",
+        "Attempting to broadcast a dimension",
+        "Sizes of tensors must match except in dimension",
+        "stack expects each tensor to be equal size",
+        "The expanded size of the tensor",
+    ),
+    "vit": (
+        "Wrong image ",
+        "doesn't match model (",
+        "must match the size of tensor b",
+        "Attempting to broadcast a dimension",
+    ),
+}
+
+
+def _write() -> None:
+    """Rewrite this file's ``NEEDLES`` from the rules themselves."""
+    from pathlib import Path
+
+    from headfit.explain.engine import needles_by_module
+
+    path = Path(__file__)
+    head, marker, tail = path.read_text(encoding="utf-8").partition("NEEDLES: dict[str, tuple[str, ...]] = ")
+    _, _, rest = tail.partition("\n\n\n")
+    path.write_text(f"{head}{marker}{_source(needles_by_module())}\n\n\n{rest}", encoding="utf-8")
+
+
+def _source(index: dict[str, tuple[str, ...]]) -> str:
+    """The dict as ruff would format it: one needle a line."""
+    lines = ["{"]
+    for module, needles in index.items():
+        if len(needles) <= 1:  # ruff keeps () and (x,) on one line
+            lines.append(f"    {_quote(module)}: ({''.join(_quote(n) + ',' for n in needles)}),")
+            continue
+        lines.append(f"    {_quote(module)}: (")
+        lines.extend(f"        {_quote(needle)}," for needle in needles)
+        lines.append("    ),")
+    return "\n".join([*lines, "}"])
+
+
+def _quote(text: str) -> str:
+    if '"' in text and "'" not in text:
+        return repr(text)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+if __name__ == "__main__":
+    _write()
