@@ -83,7 +83,7 @@ def _head_kinds(location: Location | None, height: int) -> list[HeadKind]:
     return [HeadKind("FCOS", 1, "num_classes"), HeadKind("RetinaNet", 9, "num_classes")]
 
 
-@rule("HF101", priority=10)
+@rule("HF101", priority=10, needs=("is invalid for input of size", "don't multiply up to the size of dim"))
 def detection_head_view(parsed: ParsedError) -> Diagnosis | None:
     req = view_request(parsed.message)
     if req is None or req.op != "view" or len(req.dims) != 5 or req.dims[1] != -1 or -1 in req.dims[2:]:
@@ -221,7 +221,7 @@ def _regression_view(
 # --- YOLO detect layers: [bs, na, no, ny, nx] with no = nc + 5 ------------------------------------------
 
 
-@rule("HF101", priority=20)
+@rule("HF101", priority=20, needs=("is invalid for input of size", "don't multiply up to the size of dim"))
 def yolo_detect_view(parsed: ParsedError) -> Diagnosis | None:
     req = view_request(parsed.message)
     if req is None or req.inferred or len(req.dims) != 5:
@@ -261,7 +261,15 @@ def yolo_detect_view(parsed: ParsedError) -> Diagnosis | None:
 # --- any other view / reshape / unflatten -------------------------------------------------------------
 
 
-@rule("HF101", priority=60)
+@rule(
+    "HF101",
+    priority=60,
+    needs=(
+        "is invalid for input of size",
+        "don't multiply up to the size of dim",
+        "only one dimension can be inferred",
+    ),
+)
 def general_view(parsed: ParsedError) -> Diagnosis | None:
     req = view_request(parsed.message)
     if req is None:
@@ -357,7 +365,7 @@ def _two_inferred(parsed: ParsedError) -> Diagnosis:
 # --- HF102: view on a non-contiguous tensor --------------------------------------------------------------
 
 
-@rule("HF102", priority=50)
+@rule("HF102", priority=50, needs="view size is not compatible with input tensor's size and stride")
 def non_contiguous_view(parsed: ParsedError) -> Diagnosis | None:
     if not _NON_CONTIGUOUS.search(parsed.message):
         return None
