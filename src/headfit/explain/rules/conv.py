@@ -32,7 +32,7 @@ _POOL_RANK = re.compile(
 # --- HF104 ---------------------------------------------------------------------------------------------
 
 
-@rule("HF104", priority=40)
+@rule("HF104", priority=40, needs="channels, but got")
 def conv_channel_mismatch(parsed: ParsedError) -> Diagnosis | None:
     match = _CONV.search(parsed.message)
     if match is None:
@@ -115,7 +115,9 @@ def _grayscale_causes() -> list[Cause]:
 # --- HF105 ---------------------------------------------------------------------------------------------
 
 
-@rule("HF105", priority=40)
+@rule(
+    "HF105", priority=40, needs=("(unbatched) or", "D input (got ", "(batch mode) tensor expected for input")
+)
 def input_rank_mismatch(parsed: ParsedError) -> Diagnosis | None:
     match = _CONV_RANK.search(parsed.message)
     if match is not None:
