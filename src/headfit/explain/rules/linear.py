@@ -66,7 +66,9 @@ def square_side(n: int) -> int | None:
     return side if side > 1 and side * side == n else None
 
 
-@rule("HF103", priority=40)
+@rule(
+    "HF103", priority=40, needs=("mat1 and mat2 shapes cannot be multiplied", "must have same reduction dim")
+)
 def linear_shape_mismatch(parsed: ParsedError) -> Diagnosis | None:
     match = _MATMUL.search(parsed.message)
     if match is None:
