@@ -77,7 +77,7 @@ def _model_name(message: str) -> str:
 # --- HF106 ---------------------------------------------------------------------------------------------
 
 
-@rule("HF106", priority=30)
+@rule("HF106", priority=30, needs="size mismatch for ")
 def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     mismatches = [
         Mismatch(m["key"], parse_ints(m["ckpt"]), parse_ints(m["model"]))
@@ -163,7 +163,7 @@ def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) ->
 # --- HF107 ---------------------------------------------------------------------------------------------
 
 
-@rule("HF107", priority=31)
+@rule("HF107", priority=31, needs="key(s) in state_dict: ")
 def state_dict_key_mismatch(parsed: ParsedError) -> Diagnosis | None:
     missing, unexpected = _keys(_MISSING, parsed.message), _keys(_UNEXPECTED, parsed.message)
     if not missing and not unexpected:
