@@ -25,7 +25,7 @@ _EXPAND = re.compile(
 )
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs=("must match the size of tensor b", "Attempting to broadcast a dimension"))
 def broadcast_mismatch(parsed: ParsedError) -> Diagnosis | None:
     found = parse_broadcast(parsed.message)
     if found is None:
@@ -85,7 +85,7 @@ def _broadcast_causes(found: Broadcast) -> list[Cause]:
     return causes
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs="Sizes of tensors must match except in dimension")
 def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
     m = _CAT.search(parsed.message)
     if not m:
@@ -130,7 +130,7 @@ def _unet_skip(expected: int, got: int) -> str | None:
     return None
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs="stack expects each tensor to be equal size")
 def stack_mismatch(parsed: ParsedError) -> Diagnosis | None:
     m = _STACK.search(parsed.message)
     if not m:
@@ -194,7 +194,7 @@ def _stack_causes(first: list[int], second: list[int]) -> list[Cause]:
     return causes
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs="The expanded size of the tensor")
 def expand_mismatch(parsed: ParsedError) -> Diagnosis | None:
     m = _EXPAND.search(parsed.message)
     if not m:
