@@ -18,7 +18,7 @@ _TIMM = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \((\d+)\
 _HF = re.compile(r"Input image size \((\d+)\*(\d+)\) doesn't match model \((\d+)\*(\d+)\)")
 
 
-@rule(CODE, priority=40)
+@rule(CODE, priority=40, needs="Wrong image ")
 def torchvision_vit_size(parsed: ParsedError) -> Diagnosis | None:
     m = _TORCHVISION.search(parsed.message)
     if not m:
@@ -42,7 +42,7 @@ def torchvision_vit_size(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule(CODE, priority=40)
+@rule(CODE, priority=40, needs="doesn't match model (")
 def timm_vit_size(parsed: ParsedError) -> Diagnosis | None:
     m = _TIMM.search(parsed.message)
     if not m:
@@ -65,7 +65,7 @@ def timm_vit_size(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule(CODE, priority=40)
+@rule(CODE, priority=40, needs="doesn't match model (")
 def hf_vit_size(parsed: ParsedError) -> Diagnosis | None:
     m = _HF.search(parsed.message)
     if not m:
@@ -88,7 +88,7 @@ def hf_vit_size(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule(CODE, priority=40)
+@rule(CODE, priority=40, needs=("must match the size of tensor b", "Attempting to broadcast a dimension"))
 def position_embedding_size(parsed: ParsedError) -> Diagnosis | None:
     """``x + pos_embed`` with token counts that are both square patch grids plus a class token."""
     found = parse_broadcast(parsed.message)
