@@ -36,7 +36,7 @@ CUDA_ASYNC_FACT = (
 # --- HF109 ---------------------------------------------------------------------------------------
 
 
-@rule("HF109", priority=60)
+@rule("HF109", priority=60, needs="to match target batch_size")
 def batch_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     m = _BATCH.search(parsed.message)
     if not m:
@@ -102,7 +102,7 @@ def _merged_into_batch(logits: int, target: int, facts: list[str]) -> list[Cause
 # --- HF110 ---------------------------------------------------------------------------------------
 
 
-@rule("HF110", priority=60)
+@rule("HF110", priority=60, needs="is out of bounds")
 def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
     m = _TARGET.search(parsed.message)
     if not m:
@@ -154,7 +154,15 @@ def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
     return diagnose("HF110", parsed, f"target label {label} is not a valid class index", facts, causes)
 
 
-@rule("HF110", priority=60)
+@rule(
+    "HF110",
+    priority=60,
+    needs=(
+        "device-side assert triggered",
+        "Assertion `t >= 0 && t < n_classes` failed",
+        "srcIndex < srcSelectDimSize",
+    ),
+)
 def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
     m = _CUDA_ASSERT.search(parsed.message)
     if not m:
@@ -194,7 +202,7 @@ def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
 # --- HF111 ---------------------------------------------------------------------------------------
 
 
-@rule("HF111", priority=60)
+@rule("HF111", priority=60, needs="multi-target not supported")
 def multi_target(parsed: ParsedError) -> Diagnosis | None:
     if not _MULTI_TARGET.search(parsed.message):
         return None
@@ -220,7 +228,7 @@ def multi_target(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule("HF111", priority=60)
+@rule("HF111", priority=60, needs="Expected floating point type for target with class probabilities")
 def integer_one_hot_target(parsed: ParsedError) -> Diagnosis | None:
     m = _PROBABILITY_TARGET.search(parsed.message)
     if not m:
@@ -253,7 +261,7 @@ def integer_one_hot_target(parsed: ParsedError) -> Diagnosis | None:
 # --- HF112 ---------------------------------------------------------------------------------------
 
 
-@rule("HF112", priority=60)
+@rule("HF112", priority=60, needs="input size (torch.Size(")
 def bce_target_size(parsed: ParsedError) -> Diagnosis | None:
     m = _BCE_SIZE.search(parsed.message)
     if not m:
@@ -312,7 +320,7 @@ def _bce_causes(target: list[int], logits: list[int], facts: list[str]) -> list[
     ]
 
 
-@rule("HF112", priority=60)
+@rule("HF112", priority=60, needs="can't be cast to the desired output type")
 def bce_integer_target(parsed: ParsedError) -> Diagnosis | None:
     m = _RESULT_CAST.search(parsed.message)
     if not m:
