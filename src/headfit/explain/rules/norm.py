@@ -17,7 +17,7 @@ _SINGLE_VALUE = re.compile(
 _RUNNING = re.compile(r"running_(mean|var) should contain (\d+) elements not (\d+)")
 
 
-@rule("HF114", priority=60)
+@rule("HF114", priority=60, needs="Expected more than 1 value per channel when training")
 def batchnorm_single_value(parsed: ParsedError) -> Diagnosis | None:
     m = _SINGLE_VALUE.search(parsed.message)
     if not m:
@@ -58,7 +58,7 @@ def batchnorm_single_value(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule("HF115", priority=60)
+@rule("HF115", priority=60, needs="should contain")
 def running_stats_size(parsed: ParsedError) -> Diagnosis | None:
     m = _RUNNING.search(parsed.message)
     if not m:
