@@ -25,7 +25,7 @@ _OUTPUT = re.compile(
 _INVALID_OUTPUT = re.compile(r"(\w+)\(\) Invalid computed output size: (-?\d+)")
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs="Kernel size can't be greater than actual input size")
 def kernel_too_large(parsed: ParsedError) -> Diagnosis | None:
     m = _KERNEL.search(parsed.message)
     if not m:
@@ -49,7 +49,7 @@ def kernel_too_large(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs=("Output size is too small", "Invalid computed output size"))
 def output_too_small(parsed: ParsedError) -> Diagnosis | None:
     m = _OUTPUT.search(parsed.message)
     if m:
