@@ -44,7 +44,7 @@ CLASSIFICATION_HEAD = "head.classification_head"
 # --- HF116 ---------------------------------------------------------------------------------------
 
 
-@rule("HF116", priority=60)
+@rule("HF116", priority=60, needs="Expected target boxes to be a tensor of shape")
 def boxes_shape(parsed: ParsedError) -> Diagnosis | None:
     m = _BOXES_SHAPE.search(parsed.message)
     if not m:
@@ -96,7 +96,7 @@ def _box_shape_causes(shape: list[int]) -> list[Cause]:
     ]
 
 
-@rule("HF116", priority=60)
+@rule("HF116", priority=60, needs="Expected target boxes to be of type Tensor")
 def boxes_type(parsed: ParsedError) -> Diagnosis | None:
     m = _BOXES_TYPE.search(parsed.message)
     if not m:
@@ -116,7 +116,7 @@ def boxes_type(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-@rule("HF116", priority=60)
+@rule("HF116", priority=60, needs="All bounding boxes should have positive height and width")
 def degenerate_box(parsed: ParsedError) -> Diagnosis | None:
     m = _DEGENERATE.search(parsed.message)
     if not m:
@@ -167,7 +167,7 @@ def _num(x: float) -> str:
     return fmt(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-@rule("HF116", priority=60)
+@rule("HF116", priority=60, needs="targets should not be none when in training mode")
 def targets_missing(parsed: ParsedError) -> Diagnosis | None:
     if not _NO_TARGETS.search(parsed.message):
         return None
@@ -195,7 +195,7 @@ def targets_missing(parsed: ParsedError) -> Diagnosis | None:
 # --- HF117 ---------------------------------------------------------------------------------------
 
 
-@rule("HF117", priority=60)
+@rule("HF117", priority=60, needs="The parameter '")
 def builder_pinned_parameter(parsed: ParsedError) -> Diagnosis | None:
     m = _PINNED.search(parsed.message)
     if not m:
@@ -271,7 +271,7 @@ def _pinned_causes(param: str, pinned: str, given: str, builder: str | None) -> 
 # --- HF118 ---------------------------------------------------------------------------------------
 
 
-@rule("HF118", priority=60)
+@rule("HF118", priority=60, needs="Anchors should be Tuple[Tuple[int]]")
 def anchor_feature_map_count(parsed: ParsedError) -> Diagnosis | None:
     if not _ANCHORS.search(parsed.message):
         return None
@@ -305,7 +305,7 @@ def anchor_feature_map_count(parsed: ParsedError) -> Diagnosis | None:
 # --- HF119 ---------------------------------------------------------------------------------------
 
 
-@rule("HF119", priority=60)
+@rule("HF119", priority=60, needs="split_with_sizes expects split_sizes to sum exactly to")
 def split_sizes_mismatch(parsed: ParsedError) -> Diagnosis | None:
     m = _SPLIT.search(parsed.message)
     if not m:
@@ -376,7 +376,7 @@ def _retinanet_cause(actual: int, total: int, facts: list[str], confidence: floa
 # --- HF120 ---------------------------------------------------------------------------------------
 
 
-@rule("HF120", priority=60)
+@rule("HF120", priority=60, needs="is out of bounds for dimension")
 def roi_index_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
     m = _INDEX.search(parsed.message)
     if not m:
