@@ -34,7 +34,7 @@ _EXPECTED_DEVICE = re.compile(r"Tensor on device ([\w:]+) is not on the expected
 # --- HF123 ---------------------------------------------------------------------------------------
 
 
-@rule("HF123", priority=60)
+@rule("HF123", priority=60, needs=("expected scalar type ", "expected target dtype to be Long or Byte"))
 def expected_scalar_type(parsed: ParsedError) -> Diagnosis | None:
     m = _EXPECTED_FOUND.search(parsed.message) or _TARGET_DTYPE.search(parsed.message)
     if not m:
@@ -46,7 +46,7 @@ def expected_scalar_type(parsed: ParsedError) -> Diagnosis | None:
     return _dtype_diagnosis(parsed, expected, found)
 
 
-@rule("HF123", priority=60)
+@rule("HF123", priority=60, needs=("to have the same dtype", "must have the same dtype"))
 def operands_dtype(parsed: ParsedError) -> Diagnosis | None:
     m = _SAME_DTYPE.search(parsed.message) or _MAT_DTYPE.search(parsed.message)
     if not m:
@@ -55,7 +55,7 @@ def operands_dtype(parsed: ParsedError) -> Diagnosis | None:
     return _dtype_diagnosis(parsed, dtype_name(m[2]), dtype_name(m[1]))
 
 
-@rule("HF123", priority=60)
+@rule("HF123", priority=60, needs="Found dtype ")
 def loss_target_dtype(parsed: ParsedError) -> Diagnosis | None:
     m = _FOUND_EXPECTED.search(parsed.message)
     if not m:
@@ -63,7 +63,7 @@ def loss_target_dtype(parsed: ParsedError) -> Diagnosis | None:
     return _dtype_diagnosis(parsed, dtype_name(m[2]), dtype_name(m[1]))
 
 
-@rule("HF123", priority=60)
+@rule("HF123", priority=60, needs="\" not implemented for '")
 def not_implemented_for_dtype(parsed: ParsedError) -> Diagnosis | None:
     m = _NOT_IMPLEMENTED.search(parsed.message)
     if not m:
@@ -90,7 +90,11 @@ def not_implemented_for_dtype(parsed: ParsedError) -> Diagnosis | None:
     return diagnose("HF123", parsed, f"`{kernel}` is not implemented for {dtype}", facts, causes)
 
 
-@rule("HF123", priority=60)
+@rule(
+    "HF123",
+    priority=60,
+    needs=("'indices' to have one of the following scalar types", "tensors used as indices must be"),
+)
 def index_dtype(parsed: ParsedError) -> Diagnosis | None:
     m = _INDICES.search(parsed.message)
     if not m:
@@ -159,7 +163,7 @@ def _dtype_causes(expected: str, found: str) -> list[Cause]:
     return [Cause(f"a {found} tensor where {expected} is needed", 0.5, fix=f"x = x.to(torch.{expected})")]
 
 
-@rule("HF123", priority=60)
+@rule("HF123", priority=60, needs="Input type (")
 def input_weight_dtype(parsed: ParsedError) -> Diagnosis | None:
     """``Input type (X) and weight type (Y)``: HF123 when the dtypes differ, HF124 when only the devices do."""
     m = _INPUT_WEIGHT.search(parsed.message)
@@ -186,7 +190,11 @@ def _device_of(type_text: str) -> str | None:
 # --- HF124 ---------------------------------------------------------------------------------------
 
 
-@rule("HF124", priority=60)
+@rule(
+    "HF124",
+    priority=60,
+    needs=("Expected all tensors to be on the same device", "is not on the expected device"),
+)
 def device_mismatch(parsed: ParsedError) -> Diagnosis | None:
     m = _DEVICES.search(parsed.message)
     if m:
