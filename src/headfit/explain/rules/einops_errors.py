@@ -23,7 +23,7 @@ _ONE_SIDE = re.compile(r"Identifiers only on one side of expression \(should be 
 _NEW_AXES = re.compile(r"Specify sizes for new axes in repeat: (\{[^}]*\})")
 
 
-@rule(CODE, priority=60)
+@rule(CODE, priority=60, needs='-reduction pattern "')
 def einops_pattern(parsed: ParsedError) -> Diagnosis | None:
     m = _HEADER.search(parsed.message)
     if not m:
