@@ -175,6 +175,17 @@ def test_torchscript_children_run_unrecorded_with_a_note():
     assert {c.module for c in result.calls} == {"", "1"}
 
 
+def test_old_style_weight_norm_keeps_its_hook_and_user_hooks_are_dropped():
+    seen = []
+    layer = nn.utils.weight_norm(nn.Linear(4, 3))
+    layer.register_forward_hook(lambda m, i, o: seen.append(o))
+    replica = meta_replica(layer)
+    assert len(replica._forward_pre_hooks) == 1 and len(replica._forward_hooks) == 0
+    assert len(layer._forward_hooks) == 1
+    result = trace(layer, (torch.empty(2, 4),))
+    assert result.completed and result.output.shape == (2, 3) and seen == []
+
+
 def test_dict_and_tuple_inputs():
     class TwoInputs(nn.Module):
         def __init__(self) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+_LIBRARIES = {"torch", "torchvision", "timm"}  # whose forward hooks compute rather than observe
 DATA_DEPENDENT_NOTE = "post-processing is data-dependent and was not traced"
 
 # Fragments of the errors meta tensors raise when an op needs the values, not just the shapes.
@@ -103,6 +104,7 @@ def meta_replica(model: nn.Module) -> nn.Module:
             memo[id(tensor)] = _meta_like(tensor)
     replica = copy.deepcopy(model, memo)
     _metafy_script_modules(replica)
+    _drop_user_hooks(replica)
     return replica
 
 
@@ -426,6 +428,20 @@ def _meta_like(tensor: torch.Tensor | None) -> Any:
     if isinstance(tensor, nn.Parameter):
         return nn.Parameter(meta, requires_grad=tensor.requires_grad)
     return meta
+
+
+def _drop_user_hooks(replica: nn.Module) -> None:
+    """The user's forward hooks must not see the trace (they may record into the user's objects);
+    library hooks (torch's old-style weight norm and spectral norm) are part of the computation and stay."""
+    for module in replica.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for key in [k for k, hook in hooks.items() if not _is_library_hook(hook)]:
+                del hooks[key]
+
+
+def _is_library_hook(hook: Any) -> bool:
+    owner = getattr(hook, "__module__", None) or type(hook).__module__
+    return owner.partition(".")[0] in _LIBRARIES
 
 
 def _metafy_script_modules(replica: nn.Module) -> None:
