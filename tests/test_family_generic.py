@@ -301,3 +301,47 @@ def test_explain_failure_reads_the_failing_module_and_names_the_culprit():
 
 def test_find_classifier_with_head_pointing_nowhere():
     assert find_classifier(mlp(), head="nope") is None
+
+
+class TwoHeads(nn.Module):
+    """A box predictor: `cls_score` and `bbox_pred` read the same features in parallel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(8, 256), nn.ReLU())
+        self.bbox_pred = nn.Linear(256, 20)
+        self.cls_score = nn.Linear(256, 5)
+
+    def forward(self, x):
+        x = self.trunk(x)
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+def test_a_parallel_sibling_is_not_taken_for_the_layer_before_the_head():
+    model = TwoHeads()
+    assert [h.path for h in FAMILY.heads(model)] == ["cls_score"]
+    assert FAMILY.lint(model) == []
+    model(torch.randn(2, 8))
+
+
+def test_modulelist_items_are_parallel():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ModuleList([nn.Linear(8, 3), nn.Linear(8, 3)]))
+    assert FAMILY.lint(model) == []
+
+
+@pytest.mark.slow
+def test_torchvision_zoo_read_as_generic_models_lints_clean_and_adapts():
+    """No false alarm on ~80 real architectures the structure reader has never seen by name."""
+    import warnings
+
+    import torchvision
+
+    for name in torchvision.models.list_models(module=torchvision.models):
+        if name.startswith("regnet"):
+            continue  # the builder copies init values, which meta tensors do not have
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = torchvision.models.get_model(name, weights=None)
+        assert FAMILY.lint(model) == [], name
+        FAMILY.adapt(model, 3)
+        assert FAMILY.num_classes(model) == 3 and FAMILY.lint(model) == [], name

@@ -264,12 +264,17 @@ def _width_reaching(model: nn.Module, path: str) -> tuple[str, int] | None:
 
     Walking back: activations, dropout and pooling keep the width; a ``Flatten`` keeps it only after a
     global pool (to 1x1); a layer or an ``nn.Sequential`` of layers gives it; anything else (a custom
-    block that may concatenate branches) means headfit cannot tell.
+    block that may concatenate branches) means headfit cannot tell. Outside an ``nn.Sequential`` a
+    sibling Linear/conv may be a parallel head (``cls_score`` next to ``bbox_pred``), so only an
+    ``nn.Sequential`` trunk or a norm layer counts there; ModuleList items are parallel by design.
     """
     from torch import nn
 
     parent_path, _, name = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
+    if isinstance(parent, nn.ModuleList | nn.ModuleDict):
+        return None
+    in_order = isinstance(parent, nn.Sequential)
     children = list(parent.named_children())
     index = next(i for i, (n, _) in enumerate(children) if n == name)
     flattened = False
@@ -283,9 +288,11 @@ def _width_reaching(model: nn.Module, path: str) -> tuple[str, int] | None:
             module, nn.modules.pooling._MaxPoolNd | nn.modules.pooling._AvgPoolNd
         ):
             continue
-        else:
+        elif in_order or isinstance(module, nn.Sequential) or norm_width(module) is not None:
             found = _last_layer(module, sibling_path)
             return None if found is None or flattened else found
+        else:
+            return None
     return None
 
 

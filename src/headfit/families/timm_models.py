@@ -98,7 +98,10 @@ class TimmFamily(Family):
         reduction = _max_reduction(model)
         if reduction is None:
             return None
-        note = f"the last feature map is {reduction}x smaller than the input, then pooled globally"
+        note = (
+            f"the last feature map is {reduction}x smaller than the input, then pooled globally: "
+            f"below {reduction}x{reduction} it is padded up from less than one pixel"
+        )
         return SizeRule(minimum=reduction, notes=[note])
 
     # -- adapt ----------------------------------------------------------------------------------------
