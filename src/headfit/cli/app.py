@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,8 @@ def console(stderr: bool = False):  # -> rich.console.Console, imported lazily
 
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
+    import json  # not on the text path of `headfit explain`, which must start fast
+
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
 

@@ -7,7 +7,6 @@ short one (only the tail of a huge paste is read: the error of a log is at its e
 from __future__ import annotations
 
 import re
-import traceback
 from dataclasses import dataclass, field
 
 LIBRARIES = ("torchvision", "torch", "timm", "einops")
@@ -163,6 +162,8 @@ def exception_type_name(exc: BaseException) -> str:
 
 
 def _from_exception(exc: BaseException) -> ParsedError:
+    import traceback  # only live exceptions need it; pasted text must parse fast from a cold start
+
     frames = [
         Frame(s.filename, s.lineno, s.name, (s.line or "").strip() or None)
         for s in traceback.extract_tb(exc.__traceback__)
