@@ -14,12 +14,13 @@ Adding a code means adding one file; nothing else changes.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-CODES_DIR = Path(__file__).with_name("codes")
+# os.path, not pathlib: every diagnosis reads its category here, and `headfit explain` must start fast
+CODES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codes")
 _CODE_RE = re.compile(r"^HF\d{3}$")
 
 
@@ -31,8 +32,9 @@ class CodeInfo:
     text: str  # the Markdown body, without front matter
 
 
-def _parse(path: Path) -> CodeInfo:
-    raw = path.read_text(encoding="utf-8")
+def _parse(path: str) -> CodeInfo:
+    with open(path, encoding="utf-8") as file:
+        raw = file.read()
     meta: dict[str, str] = {}
     body = raw
     if raw.startswith("---\n"):
@@ -41,7 +43,7 @@ def _parse(path: Path) -> CodeInfo:
             key, _, value = line.partition(":")
             meta[key.strip()] = value.strip()
     return CodeInfo(
-        code=meta.get("code", path.stem),
+        code=meta.get("code", os.path.basename(path).removesuffix(".md")),
         category=meta.get("category", ""),
         title=meta.get("title", ""),
         text=body.strip() + "\n",
@@ -50,7 +52,12 @@ def _parse(path: Path) -> CodeInfo:
 
 @cache
 def all_codes() -> dict[str, CodeInfo]:
-    return {info.code: info for info in map(_parse, sorted(CODES_DIR.glob("HF*.md")))}
+    paths = sorted(os.path.join(CODES_DIR, name) for name in os.listdir(CODES_DIR) if _is_code_file(name))
+    return {info.code: info for info in map(_parse, paths)}
+
+
+def _is_code_file(name: str) -> bool:
+    return name.startswith("HF") and name.endswith(".md")
 
 
 def code_info(code: str) -> CodeInfo | None:
@@ -58,7 +65,15 @@ def code_info(code: str) -> CodeInfo | None:
     code = code.strip().upper()
     if not _CODE_RE.match(code):
         return None
-    return all_codes().get(code)
+    return _one_code(code)
+
+
+@cache
+def _one_code(code: str) -> CodeInfo | None:
+    """Read only ``codes/{code}.md`` (a diagnosis needs one category, not the whole catalogue)."""
+    path = os.path.join(CODES_DIR, f"{code}.md")
+    info = _parse(path) if os.path.exists(path) else None
+    return info if info is not None and info.code == code else all_codes().get(code)
 
 
 def category_of(code: str) -> str:
