@@ -15,6 +15,9 @@ from headfit.diagnosis import Cause, Diagnosis, Location, Problem
 if TYPE_CHECKING:
     from rich.console import Console
 
+# every Text.from_markup passes emoji=False: `:name:` in an error message is not an emoji (and loading
+# rich's emoji table would cost `headfit explain` several ms of its start-up)
+
 
 def diagnosis_text(d: Diagnosis) -> Text:
     """``error[HF101]: summary``, the location, ``= note:`` facts, then ranked causes with ``help:``."""
@@ -24,7 +27,7 @@ def diagnosis_text(d: Diagnosis) -> Text:
             lines.append(f"  [blue]=[/] {escape(d.reason)}")
         if d.message:
             lines.append(f"  [blue]=[/] message: {escape(_clip(d.message))}")
-        return Text.from_markup("\n".join(lines))
+        return Text.from_markup("\n".join(lines), emoji=False)
     lines = [f"[bold red]error[{d.code}][/][bold]: {escape(d.summary)}[/]"]
     if d.error_type or d.message:
         lines.append(f"  [blue]-->[/] {escape(d.error_type or 'error')}: {escape(_clip(d.message))}")
@@ -34,7 +37,7 @@ def diagnosis_text(d: Diagnosis) -> Text:
     for fact in d.facts:
         lines.append(f"  [blue]= note:[/] {escape(fact)}")
     lines.extend(_cause_lines(d.causes))
-    return Text.from_markup("\n".join(lines))
+    return Text.from_markup("\n".join(lines), emoji=False)
 
 
 def problem_text(p: Problem) -> Text:
@@ -44,7 +47,7 @@ def problem_text(p: Problem) -> Text:
     lines.extend(f"  [blue]= note:[/] {escape(fact)}" for fact in p.facts)
     if p.fix:
         lines.append(f"  [bold cyan]help:[/] {escape(p.fix)}")
-    return Text.from_markup("\n".join(lines))
+    return Text.from_markup("\n".join(lines), emoji=False)
 
 
 def print_diagnosis(d: Diagnosis, console: Console) -> None:
