@@ -25,6 +25,12 @@ _CONV_RANK = re.compile(
     r"but got input of size: \[(?P<dims>[\d, ]*)\]"
 )
 _NORM_RANK = re.compile(r"expected (?P<wanted>\d)D(?: or (?P<wanted2>\d)D)? input \(got (?P<got>\d)D input\)")
+# torch < 1.11: "... weight [64, 3, 7, 7], but got 3-dimensional input of size [3, 224, 224] instead" (1.0 printed
+# the weight as "64 3 7 7", and some versions omit the input's rank)
+_OLD_CONV_RANK = re.compile(
+    r"Expected (?P<batched>\d)-dimensional input for \d-dimensional weight \[?(?P<weight>[\d, ]+?)\]?, "
+    r"but got (?:\d-dimensional )?input of size \[(?P<dims>[\d, ]*)\]"
+)
 _POOL_RANK = re.compile(
     r"non-empty (?P<unbatched>\d)D or (?P<batched>\d)D \(batch mode\) tensor expected for input"
 )
@@ -116,13 +122,27 @@ def _grayscale_causes() -> list[Cause]:
 
 
 @rule(
-    "HF105", priority=40, needs=("(unbatched) or", "D input (got ", "(batch mode) tensor expected for input")
+    "HF105",
+    priority=40,
+    needs=(
+        "(unbatched) or",
+        "D input (got ",
+        "(batch mode) tensor expected for input",
+        "-dimensional input for ",
+    ),
 )
 def input_rank_mismatch(parsed: ParsedError) -> Diagnosis | None:
     match = _CONV_RANK.search(parsed.message)
     if match is not None:
         dims = parse_ints(match["dims"])
         return _rank_diagnosis(parsed, match["op"], int(match["unbatched"]), int(match["batched"]), dims)
+    match = _OLD_CONV_RANK.search(parsed.message)
+    if match is not None:
+        batched, weight = int(match["batched"]), parse_ints(match["weight"])
+        op = f"conv{batched - 2}d"
+        return _rank_diagnosis(
+            parsed, op, batched - 1, batched, parse_ints(match["dims"]), in_channels=weight[1]
+        )
     match = _NORM_RANK.search(parsed.message)
     if match is not None:
         wanted = int(match["wanted2"] or match["wanted"])
@@ -141,6 +161,7 @@ def _rank_diagnosis(
     batched: int,
     dims: list[int] | None,
     got_rank: int | None = None,
+    in_channels: int | None = None,
 ) -> Diagnosis:
     rank = len(dims) if dims is not None else got_rank
     facts = [f"`{op}` takes {unbatched}D (unbatched) or {batched}D (batched) input"]
@@ -150,6 +171,9 @@ def _rank_diagnosis(
             + (f": {shape_str(dims)}" if dims else "")
         )
     causes = _rank_causes(rank, unbatched, batched, dims)
+    if in_channels is not None and dims and rank == unbatched and dims[0] != in_channels:
+        facts.append(f"the weight takes {in_channels} input channels; dim 0 of the input is {dims[0]}")
+        causes = _missing_channel_causes(dims, in_channels)
     if op == "batch_norm" and rank is not None and rank > batched and 3 <= rank <= 5:
         causes.insert(
             0,
@@ -162,6 +186,38 @@ def _rank_diagnosis(
     got = f"{rank}D" if rank is not None else "a tensor of another rank"
     summary = f"`{op}` expects a {batched}D batch but receives {got}"
     return make_diagnosis(parsed, "HF105", summary, facts, causes)
+
+
+def _missing_channel_causes(dims: list[int], in_channels: int) -> list[Cause]:
+    """An unbatched-rank input whose dim 0 is not the conv's channel count: dim 0 is the batch, dim 1 is off."""
+    causes = []
+    if len(dims) > 1 and dims[1] != in_channels and dims[1] % in_channels == 0:
+        merged = dims[1] // in_channels
+        causes.append(
+            Cause(
+                f"dim 1 holds {dims[1]} = {in_channels}*{merged}: channels merged with another axis "
+                f"(e.g. {merged} frames of a clip)",
+                0.6,
+                fix=f"x = x.view({dims[0]}, {merged}, {in_channels}, *x.shape[2:]).transpose(1, 2)"
+                f"  # -> [{dims[0]}, {in_channels}, {merged}, ...]",
+            )
+        )
+    if in_channels == 1 and dims[1] != 1:
+        causes.append(
+            Cause(
+                "the channel dimension is missing (single-channel images batched as [N, H, W])",
+                0.8,
+                fix=f"x = x.unsqueeze(1)  # {shape_str(dims)} -> {shape_str(dims[:1] + [1] + dims[1:])}",
+            )
+        )
+    causes.append(
+        Cause(
+            f"the batch dimension is missing and dim 0 ({dims[0]}) is not the {in_channels} channels the conv takes",
+            0.3,
+            fix="print(x.shape)  # the conv wants [N, C, ...] with C = " + str(in_channels),
+        )
+    )
+    return causes
 
 
 def _rank_causes(rank: int | None, unbatched: int, batched: int, dims: list[int] | None) -> list[Cause]:
