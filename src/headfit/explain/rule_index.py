@@ -13,6 +13,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "(unbatched) or",
         "D input (got ",
         "(batch mode) tensor expected for input",
+        "-dimensional input for ",
     ),
     "detection": (
         "Expected target boxes to be a tensor of shape",
