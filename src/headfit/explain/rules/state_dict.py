@@ -37,8 +37,15 @@ CLASS_LAYERS = (
     "logits",
     "last_linear",
 )
+# words that mark a class layer in other codebases' names: fc_cls, cls_headers, conv_logits, class_embed
+_CLASS_WORDS = re.compile(r"cls|class|logits")
 BOX_LAYERS = ("bbox_pred",)  # 4 * classes (background included in torchvision's R-CNN)
 COCO_WITH_BACKGROUND = 91
+# class counts of the datasets public checkpoints are trained on: ImageNet-1k/21k, COCO (with and without
+# background, torchvision's 91 and EfficientDet's 90), Pascal VOC (with and without background)
+PRETRAINING_COUNTS = (1000, 21843, 11221, 91, 90, 81, 80, 21, 20)
+# boxes per location of dense detection heads, the most common first: a conv class layer emits A*K channels
+ANCHOR_COUNTS = (1, 9, 6, 4, 3)
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.", "backbone.", "ema.", "model_ema.", "net.", "encoder.")
 CHECKPOINT_ENTRIES = ("model", "state_dict", "model_state_dict", "model_ema", "ema", "net", "weights")
 TRAINING_ENTRIES = ("optimizer", "epoch", "scheduler", "lr_scheduler", "args", "scaler", "step", "config")
@@ -58,12 +65,37 @@ class Mismatch:
     def layer(self) -> str:
         return self.module.rsplit(".", 1)[-1]
 
+    @property
+    def only_outputs_differ(self) -> bool:
+        """Same rank and the same sizes after dim 0: the layer's output count changed, nothing else."""
+        return len(self.checkpoint) == len(self.model) >= 1 and self.checkpoint[1:] == self.model[1:]
+
+    @property
+    def is_class_layer(self) -> bool:
+        parts = self.module.split(".")
+        return self.layer not in BOX_LAYERS and any(
+            p in CLASS_LAYERS or _CLASS_WORDS.search(p) for p in parts
+        )
+
+    @property
+    def anchors(self) -> int | None:
+        """A, when this is a dense head's conv emitting A*K channels per location: the A that makes the
+        checkpoint's K a known dataset's class count, else 9 (RetinaNet/EfficientDet) when it divides both."""
+        if len(self.checkpoint) < 3:
+            return 1
+        ckpt, model = self.checkpoint[0], self.model[0]
+        for a in ANCHOR_COUNTS:
+            if ckpt % a == 0 and model % a == 0 and ckpt // a in PRETRAINING_COUNTS:
+                return a
+        return 9 if ckpt % 9 == 0 and model % 9 == 0 else None
+
     def classes(self) -> tuple[int, int] | None:
         """(checkpoint classes, model classes) that this key's first dimension encodes, if any."""
-        if not self.checkpoint or not self.model:
+        if not self.checkpoint or not self.model or not self.only_outputs_differ:
             return None
-        if any(part in CLASS_LAYERS for part in self.module.split(".")) and self.layer not in BOX_LAYERS:
-            return self.checkpoint[0], self.model[0]
+        if self.is_class_layer:
+            a = self.anchors or 1
+            return self.checkpoint[0] // a, self.model[0] // a
         if self.layer in BOX_LAYERS and self.checkpoint[0] % 4 == 0 and self.model[0] % 4 == 0:
             return self.checkpoint[0] // 4, self.model[0] // 4
         return None
@@ -88,19 +120,21 @@ def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     facts = [
         f"`{m.key}`: checkpoint {shape_str(m.checkpoint)}, model {shape_str(m.model)}" for m in mismatches
     ]
-    head = [m for m in mismatches if m.classes() is not None]
-    other = [m for m in mismatches if m.classes() is None]
+    reshaped = {m.module for m in mismatches if not m.only_outputs_differ}  # a kernel or width differs
+    head = [m for m in mismatches if m.classes() is not None and m.module not in reshaped]
+    other = [m for m in mismatches if m not in head]
     causes = []
     if head:
         ckpt_classes, model_classes = _class_counts(head, facts)
         causes.extend(_head_causes(head, ckpt_classes, model_classes))
-        summary = f"the checkpoint's head is for {ckpt_classes} classes, the model's for {model_classes}"
+        summary = _head_summary(head, ckpt_classes, model_classes)
     else:
         summary = f"{len(mismatches)} tensor{'s' if len(mismatches) > 1 else ''} of the checkpoint do not fit {_model_name(parsed.message)}"
     if other:
         causes.append(
             Cause(
-                f"{len(other)} non-head tensor{'s' if len(other) > 1 else ''} differ (e.g. `{other[0].key}`): the "
+                f"{len(other)} tensor{'s' if len(other) > 1 else ''} differ in more than a class count (e.g. "
+                f"`{other[0].key}`: {shape_str(other[0].checkpoint)} vs {shape_str(other[0].model)}): the "
                 "checkpoint is from another architecture or width",
                 0.7 if not head else 0.4,
                 module=other[0].module,
@@ -110,16 +144,38 @@ def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     return make_diagnosis(parsed, "HF106", summary, facts, causes)
 
 
+def _head_summary(head: list[Mismatch], ckpt_classes: int, model_classes: int) -> str:
+    primary = _primary(head)
+    if primary.is_class_layer and primary.anchors is None:
+        return (
+            f"the checkpoint's class layers emit {primary.checkpoint[0]} channels per location, the model's "
+            f"{primary.model[0]}: a head for another class count (channels = anchors x classes)"
+        )
+    return f"the checkpoint's head is for {ckpt_classes} classes, the model's for {model_classes}"
+
+
+def _primary(head: list[Mismatch]) -> Mismatch:
+    return next((m for m in head if m.layer not in BOX_LAYERS), head[0])
+
+
 def _class_counts(head: list[Mismatch], facts: list[str]) -> tuple[int, int]:
-    primary = next((m for m in head if m.layer not in BOX_LAYERS), head[0])
+    primary = _primary(head)
     ckpt_classes, model_classes = primary.classes() or (0, 0)
     for m in {m.module: m for m in head}.values():
+        a = m.anchors if m.is_class_layer else 1
+        if a is not None and a > 1:
+            facts.append(
+                f"`{m.module}` is a conv emitting A*K channels per location: {fmt(m.checkpoint[0])} = {a}*"
+                f"{m.checkpoint[0] // a} in the checkpoint, {fmt(m.model[0])} = {a}*{m.model[0] // a} in the model "
+                f"({a} anchors)"
+            )
         if m.layer in BOX_LAYERS:
             facts.append(
                 f"`{m.key}` has 4*(K+1) outputs: {fmt(m.checkpoint[0])} = 4*{m.checkpoint[0] // 4} in the checkpoint, "
                 f"{fmt(m.model[0])} = 4*{m.model[0] // 4} in the model"
             )
-    facts.append(f"the checkpoint's head has {fmt(ckpt_classes)} outputs, the model's {fmt(model_classes)}")
+    per = "classes" if (primary.anchors or 1) > 1 else "outputs"
+    facts.append(f"the checkpoint's head has {fmt(ckpt_classes)} {per}, the model's {fmt(model_classes)}")
     if ckpt_classes == COCO_WITH_BACKGROUND:
         facts.append("91 = torchvision's COCO classes with background (90 categories + 1)")
     return ckpt_classes, model_classes
@@ -132,6 +188,8 @@ def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) ->
     # torchvision's R-CNN heads count background; `headfit adapt --num-classes` takes object classes
     with_background = ckpt_classes == COCO_WITH_BACKGROUND or any(m.layer in BOX_LAYERS for m in head)
     objects = model_classes - 1 if with_background else model_classes
+    if ckpt_classes not in PRETRAINING_COUNTS or objects < 1:
+        return _own_checkpoint_causes(module, keep, ckpt_classes, model_classes, objects)
     return [
         Cause(
             f"the checkpoint was trained for {ckpt_classes} classes; the model has a new head for {model_classes}: "
@@ -158,6 +216,42 @@ def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) ->
             f"headfit.adapt(model, {objects})",
         ),
     ]
+
+
+def _own_checkpoint_causes(
+    module: str, keep: str, ckpt_classes: int, model_classes: int, objects: int
+) -> list[Cause]:
+    """A checkpoint for a class count no public dataset has is a fine-tuned model (often the user's own):
+    loading it for inference or to resume needs a model built for that count, not a new head."""
+    causes = [
+        Cause(
+            f"the checkpoint is a model fine-tuned for {ckpt_classes} classes, loaded into a model built for "
+            f"{model_classes}: build the model with the checkpoint's class count",
+            0.85,
+            module=module,
+            fix=f"model = builder(num_classes={ckpt_classes}); model.load_state_dict(state)"
+            "  # the same num_classes as in training",
+        ),
+        Cause(
+            f"the model really should have {model_classes} outputs: load everything but the head",
+            0.5,
+            module=module,
+            fix=(
+                f"state = {{k: v for k, v in state.items() if not k.startswith(({keep},))}}; "
+                "model.load_state_dict(state, strict=False)"
+            ),
+        ),
+    ]
+    if objects >= 1:
+        causes.append(
+            Cause(
+                "let headfit load what fits and re-head the model",
+                0.4,
+                module=module,
+                fix=f"headfit adapt MODEL --num-classes {objects} --weights CKPT -o OUT",
+            )
+        )
+    return causes
 
 
 # --- HF107 ---------------------------------------------------------------------------------------------
