@@ -255,9 +255,7 @@ def verify_adapted(model: nn.Module, report: AdaptReport) -> Verification:
     if _on_meta(model):
         check.steps.append("smoke step skipped: the model is on the meta device")
     elif check.ok:
-        from headfit.smoke import small_detection_transform
-
-        with _preserved(model), small_detection_transform(model):
+        with _preserved(model):
             _smoke_step(model, family, report, check)
     check.seconds = round(time.perf_counter() - start, 3)
     return check

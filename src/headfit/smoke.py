@@ -11,8 +11,6 @@ ViT-like models, 64x64 or the family's minimum otherwise), so verification takes
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headfit.families.base import SmokeBatch
@@ -116,30 +114,3 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
         if p.is_floating_point():
             return p.device, p.dtype
     return torch.device("cpu"), torch.float32
-
-
-SMOKE_DETECTION_SIDE = (
-    128  # torchvision detectors resize every image to 800-1333 px; the smoke step needs no more
-)
-
-
-@contextlib.contextmanager
-def small_detection_transform(model: nn.Module) -> Iterator[None]:
-    """Let a torchvision detector's transform resize to 128 px for the smoke step, then put it back.
-
-    ``GeneralizedRCNNTransform`` resizes every image to ``min_size=800`` (max 1333), which makes one CPU
-    train step of a ResNet-50-FPN detector take a minute; at 128 px it takes a second and exercises the
-    same layers. SSD's ``fixed_size`` transforms are left alone (300/320 px is already small).
-    """
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
-
-    transform = getattr(model, "transform", None)
-    if not isinstance(transform, GeneralizedRCNNTransform) or transform.fixed_size is not None:
-        yield
-        return
-    saved = transform.min_size, transform.max_size
-    transform.min_size, transform.max_size = (SMOKE_DETECTION_SIDE,), SMOKE_DETECTION_SIDE
-    try:
-        yield
-    finally:
-        transform.min_size, transform.max_size = saved
