@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import parse_ints, shape_str
@@ -15,6 +16,15 @@ CODE = "HF108"
 _CAT = re.compile(
     r"Sizes of tensors must match except in dimension (\d+)\. Expected size (\d+) but got size (\d+) "
     r"for tensor number (\d+) in the list"
+)
+# torch <= 1.6: "... except in dimension 1. Got 24 and 23 in dimension 2" (cat dim, then the dim that differs)
+_OLD_CAT = re.compile(
+    r"Sizes of tensors must match except in dimension (\d+)\. Got (\d+) and (\d+) in dimension (\d+)"
+)
+# torch 1.7/1.8: "... except in dimension 2. Got 70 and 71 (The offending index is 0)": here the dimension named
+# is the one whose sizes differ, and the cat dimension is not said
+_OFFENDING_CAT = re.compile(
+    r"Sizes of tensors must match except in dimension (\d+)\. Got (\d+) and (\d+) \(The offending index is (\d+)\)"
 )
 _STACK = re.compile(
     r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) and \[([\d, ]*)\] at entry (\d+)"
@@ -85,16 +95,54 @@ def _broadcast_causes(found: Broadcast) -> list[Cause]:
     return causes
 
 
+@dataclass(frozen=True)
+class CatMismatch:
+    """A failed ``torch.cat``: sizes ``expected`` and ``got`` differ outside the cat dimension."""
+
+    cat_dim: int | None  # None: the message does not say (torch 1.7/1.8)
+    expected: int
+    got: int
+    index: int | None  # the offending tensor's position in the list
+    differing_dim: int | None = None
+
+
+def parse_cat(message: str) -> CatMismatch | None:
+    """Read every torch wording of a ``torch.cat`` size mismatch."""
+    m = _CAT.search(message)
+    if m:
+        return CatMismatch(int(m[1]), int(m[2]), int(m[3]), int(m[4]))
+    m = _OLD_CAT.search(message)
+    if m:
+        return CatMismatch(int(m[1]), int(m[2]), int(m[3]), None, int(m[4]))
+    m = _OFFENDING_CAT.search(message)
+    if m:
+        return CatMismatch(None, int(m[2]), int(m[3]), int(m[4]), int(m[1]))
+    return None
+
+
+def _cat_facts(cat: CatMismatch) -> list[str]:
+    where = f" in dimension {cat.differing_dim}" if cat.differing_dim is not None else ""
+    if cat.cat_dim is None:
+        first = f"`torch.cat` needs equal sizes in every dimension but the one it joins; dimension {cat.differing_dim} differs"
+    else:
+        first = f"`torch.cat` joins along dimension {cat.cat_dim}; every other dimension must be equal"
+    if cat.index is None:
+        return [first, f"one tensor has size {cat.expected} where another has {cat.got}{where}"]
+    if cat.cat_dim is None:
+        return [
+            first,
+            f"sizes {cat.expected} and {cat.got}{where} (tensor {cat.index} of the list is the odd one)",
+        ]
+    return [first, f"tensor 0 has size {cat.expected} where tensor {cat.index} has size {cat.got}{where}"]
+
+
 @rule(CODE, priority=60, needs="Sizes of tensors must match except in dimension")
 def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
-    m = _CAT.search(parsed.message)
-    if not m:
+    cat = parse_cat(parsed.message)
+    if cat is None:
         return None
-    cat_dim, expected, got, index = (int(g) for g in m.groups())
-    facts = [
-        f"`torch.cat` joins along dimension {cat_dim}; every other dimension must be equal",
-        f"tensor 0 has size {expected} where tensor {index} has size {got}",
-    ]
+    cat_dim, expected, got = cat.cat_dim, cat.expected, cat.got
+    facts = _cat_facts(cat)
     causes = [
         Cause(
             "the tensors come from different places in the network (or different inputs) and were never resized to each other",
@@ -103,11 +151,13 @@ def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
         )
     ]
     skip = _unet_skip(expected, got)
-    if cat_dim == 1 and skip is not None:
+    channel_cat = cat_dim == 1 or cat_dim is None and (cat.differing_dim or 0) >= 2
+    if channel_cat and skip is not None:
         facts.append(skip)
         causes.append(
             Cause(
-                "a U-Net style skip connection: an odd feature size was floored by a 2x downsampling, so the upsampled map is 1 pixel short of the skip",
+                "a U-Net style skip connection (or two branches that downsample differently): an odd feature size "
+                "was rounded by a 2x downsampling, so the upsampled map is 1 pixel off the skip",
                 0.7,
                 fix="x = F.interpolate(x, size=skip.shape[-2:]) before the cat, or pad the input to a multiple of 2**depth: "
                 "x = F.pad(x, (0, (-x.shape[-1]) % 16, 0, (-x.shape[-2]) % 16))  # 16 = 2**4 for 4 downsamplings",
@@ -116,17 +166,24 @@ def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
     return diagnose(
         CODE,
         parsed,
-        f"`torch.cat` got tensors of sizes {expected} and {got} outside the cat dimension {cat_dim}",
+        f"`torch.cat` got tensors of sizes {expected} and {got} outside the cat dimension"
+        + (f" {cat_dim}" if cat_dim is not None else ""),
         facts,
         causes,
     )
 
 
 def _unet_skip(expected: int, got: int) -> str | None:
-    """'29 is odd: ...' when one size is the other floored to even (downsample then upsample by 2)."""
+    """'29 is odd: ...' when one size is the other halved and doubled again: floored (pooling) or rounded up
+    (a stride-2 conv with padding, ``ceil_mode`` pooling)."""
     for odd, even in ((expected, got), (got, expected)):
-        if odd % 2 == 1 and even == odd - 1 and odd > 1:
+        if odd % 2 == 1 and odd > 1 and even == odd - 1:
             return f"{odd} is odd: a 2x downsampling gives {odd} // 2 = {odd // 2}, and upsampling that gives {even}, not {odd}"
+        if odd % 2 == 1 and odd > 1 and even == odd + 1:
+            return (
+                f"{odd} is odd: a 2x downsampling that rounds up (stride-2 conv with padding, ceil_mode pooling) gives "
+                f"{odd // 2 + 1}, and upsampling that gives {even}, not {odd}"
+            )
     return None
 
 
