@@ -14,6 +14,14 @@ INTEGER = ("int64", "int32", "int16", "int8", "uint8", "bool")
 REDUCED = ("float16", "bfloat16")
 
 _EXPECTED_FOUND = re.compile(r"expected scalar type (\w+) but found (\w+)")
+# torch < 1.6: "Expected object of scalar type Long but got scalar type Float for argument #2 'target' in call
+# to _thnn_nll_loss_forward"; torch < 1.0: "Expected object of type torch.FloatTensor but found type
+# torch.LongTensor for argument #2 'target'" (pasted with any capitalisation)
+_OLD_EXPECTED_OBJECT = re.compile(
+    r"Expected object of (?:scalar )?type ([\w.]+) but (?:got|found) (?:scalar )?type ([\w.]+)"
+    r"(?: for argument #\d+ '\s*(\w+)')?",
+    re.IGNORECASE,
+)
 _SAME_DTYPE = re.compile(r"expected m1 and m2 to have the same dtype, but got: ([\w:]+) != ([\w:]+)")
 _MAT_DTYPE = re.compile(r"mat1 and mat2 must have the same dtype, but got (\w+) and (\w+)")
 _FOUND_EXPECTED = re.compile(r"Found dtype (\w+) but expected (\w+)")
@@ -43,6 +51,17 @@ def expected_scalar_type(parsed: ParsedError) -> Diagnosis | None:
         expected, found = "int64", dtype_name(m[1])
     else:
         expected, found = dtype_name(m[1]), dtype_name(m[2])
+    return _dtype_diagnosis(parsed, expected, found)
+
+
+@rule("HF123", priority=60, needs="Expected object of ")
+def expected_object_of_type(parsed: ParsedError) -> Diagnosis | None:
+    m = _OLD_EXPECTED_OBJECT.search(parsed.message)
+    if not m:
+        return None
+    expected, found, argument = dtype_name(m[1]), dtype_name(m[2]), m[3]
+    if argument in ("index", "indices"):
+        return _index_diagnosis(parsed, found, argument)
     return _dtype_diagnosis(parsed, expected, found)
 
 
@@ -99,17 +118,22 @@ def index_dtype(parsed: ParsedError) -> Diagnosis | None:
     m = _INDICES.search(parsed.message)
     if not m:
         return None
-    found = dtype_name(m[1]) if m[1] else "a floating dtype"
+    return _index_diagnosis(parsed, dtype_name(m[1]) if m[1] else "a floating dtype")
+
+
+def _index_diagnosis(parsed: ParsedError, found: str, argument: str = "indices") -> Diagnosis:
     return diagnose(
         "HF123",
         parsed,
         f"indices must be integers, got {found}",
-        ["embedding ids and tensor indices must be int64/int32 (or bool masks)"],
+        [
+            f"embedding ids and tensor indices (`{argument}` of gather/scatter/index_select) must be int64/int32 (or bool masks)"
+        ],
         [
             Cause(
                 "ids or labels were built as floats (e.g. from numpy or torch.tensor of floats)",
                 0.75,
-                fix="idx = idx.long()",
+                fix=f"{argument} = {argument}.long()",
             )
         ],
     )
@@ -129,7 +153,12 @@ def _dtype_causes(expected: str, found: str) -> list[Cause]:
                 "class labels are float (e.g. built from a float array) but cross-entropy / NLL take int64 indices",
                 0.75,
                 fix="loss = F.cross_entropy(logits, target.long())",
-            )
+            ),
+            Cause(
+                "another integer tensor (indices, ids, a batch vector) was built as float",
+                0.3,
+                fix="idx = idx.long()  # e.g. torch.tensor(values, dtype=torch.long)",
+            ),
         ]
     if found in INTEGER:
         return [
