@@ -28,6 +28,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     "dtype_device": (
         "expected scalar type ",
         "expected target dtype to be Long or Byte",
+        "Expected object of ",
         "to have the same dtype",
         "must have the same dtype",
         "Found dtype ",
