@@ -1,0 +1,82 @@
+"""The rule index that keeps `headfit explain` fast: it is up to date, every rule names its needles, a
+message imports only the rule modules it can concern, and a rule that matches without its needles is
+caught in STRICT mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import headfit.explain.engine as engine
+from headfit.diagnosis import Diagnosis
+from headfit.explain import diagnose_text
+from headfit.explain.rule_index import NEEDLES
+
+SEED = "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
+
+
+def test_index_matches_the_rules():
+    assert NEEDLES == engine.needles_by_module(), "run `python -m headfit.explain.rule_index`"
+
+
+def test_every_rule_names_its_needles():
+    missing = [f"{r.fn.__module__}.{r.fn.__name__}" for r in engine.all_rules() if not r.needs]
+    assert not missing, f"give these rules needs=... (literal text from their regexes): {missing}"
+
+
+def test_rules_are_tried_in_priority_order_then_module_then_definition():
+    keys = [r.sort_key for r in engine.all_rules()]
+    assert keys == sorted(keys)
+    reshape = [r.fn.__name__ for r in engine.all_rules() if r.module == "reshape" and r.code == "HF101"]
+    assert reshape == ["detection_head_view", "yolo_detect_view", "general_view"]
+
+
+def test_rules_for_keeps_only_rules_whose_needles_are_in_the_message():
+    names = [r.fn.__name__ for r in engine.rules_for(SEED)]
+    assert names == ["detection_head_view", "yolo_detect_view", "general_view"]
+    assert engine.rules_for("RuntimeError: nothing any rule knows") == []
+
+
+def _modules_after(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; return which headfit rule modules and libraries it imported."""
+    report = (
+        "import json, sys\n"
+        "mods = sorted(sys.modules)\n"
+        "print(json.dumps({'rules': [m.rsplit('.', 1)[1] for m in mods if m.startswith('headfit.explain.rules.')],"
+        " 'rich': any(m.split('.')[0] == 'rich' for m in mods), 'code': d.code}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_message_imports_only_the_rule_modules_it_can_concern_and_no_rich():
+    found = _modules_after(f"from headfit.explain import diagnose_text\nd = diagnose_text({SEED!r})\n")
+    assert found == {"rules": ["reshape"], "rich": False, "code": "HF101"}
+
+
+def test_a_rule_module_missing_from_the_index_is_still_used():
+    code = (
+        "import headfit.explain.rule_index as index\n"
+        "index.NEEDLES = {k: v for k, v in index.NEEDLES.items() if k != 'vit'}\n"
+        "from headfit.explain import diagnose_text\n"
+        "d = diagnose_text('AssertionError: Wrong image height! Expected 224 but got 384!')\n"
+    )
+    found = _modules_after(code)
+    assert found["code"] == "HF121" and "vit" in found["rules"]
+
+
+def test_strict_mode_catches_a_rule_that_matches_without_its_needles(monkeypatch):
+    monkeypatch.setattr(engine, "_RULES", engine.all_rules())  # a copy: the rule below leaves with it
+    monkeypatch.setattr(engine, "STRICT", True)
+
+    @engine.rule("HF101", priority=0, needs="text this message does not have")
+    def overeager(parsed):
+        return Diagnosis("HF101", "view_size_mismatch", parsed.type, parsed.message, "matches anything")
+
+    with pytest.raises(AssertionError, match="overeager"):
+        diagnose_text("RuntimeError: anything at all")
+    monkeypatch.setattr(engine, "STRICT", False)
+    assert diagnose_text("RuntimeError: anything at all").code is None
