@@ -132,26 +132,50 @@ def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
     ]
     causes = [
         Cause(
-            f"the labels are 1-based (1..{label}) but the head has {label} outputs for labels 0..{label - 1}",
+            f"the head was built for fewer classes than the dataset has (num_classes left at a default, or "
+            f"re-headed for a subset); it needs >= {label + 1} outputs",
             0.45,
-            fix="target = target - 1  # or build the head with num_classes = max label + 1",
+            fix=f"headfit adapt MODEL --num-classes {label + 1}  # or build the head with num_classes = max label + 1",
+        ),
+        Cause(
+            f"the labels are 1-based (1..{label}) but the head has {label} outputs for labels 0..{label - 1}",
+            0.4,
+            fix="target = target - 1",
         ),
         Cause(
             f"a torchvision detector counts the background as class 0: K real classes need num_classes = K + 1 "
             f"(label {label} needs num_classes >= {label + 1})",
-            0.4,
+            0.8 if frames_mention(parsed, "roi_heads.py", "fastrcnn_loss") else 0.3,
             module="roi_heads.box_predictor",
             fix=f"model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, {label + 1})",
         ),
-        Cause(
-            f"the head was built for fewer classes than the dataset has (e.g. re-headed for a subset); it needs >= {label + 1} outputs",
-            0.3,
-            fix=f"headfit adapt MODEL --num-classes {label + 1}",
-        ),
+        *_mask_value_causes(label, facts),
     ]
-    if frames_mention(parsed, "roi_heads.py", "fastrcnn_loss"):
-        causes[1].confidence = 0.8
     return diagnose("HF110", parsed, f"target label {label} is not a valid class index", facts, causes)
+
+
+def _mask_value_causes(label: int, facts: list[str]) -> list[Cause]:
+    """Labels of 100..255 are rarely class counts: they are the pixel values of a mask image read as labels."""
+    if label == 255:
+        facts.append("255 is the 'ignore' / boundary value of Pascal VOC and Cityscapes masks")
+        return [
+            Cause(
+                "the masks mark pixels to ignore with 255, but the loss ignores -100 by default",
+                0.7,
+                fix="F.cross_entropy(logits, target, ignore_index=255)  # or nn.CrossEntropyLoss(ignore_index=255)",
+            )
+        ]
+    if 100 <= label < 255:
+        facts.append(f"{label} fits in a byte (0..255): it looks like a pixel value, not a class index")
+        return [
+            Cause(
+                "the segmentation masks hold grayscale pixel values (0..255), not class indices 0..C-1",
+                0.6,
+                fix="mask = torch.as_tensor(np.array(Image.open(path)), dtype=torch.long)  # then map values to classes, "
+                "e.g. mask = (mask > 127).long() for a binary mask",
+            )
+        ]
+    return []
 
 
 @rule(
@@ -258,6 +282,15 @@ def integer_one_hot_target(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
+_IN_PLACE = re.compile(r"\.[a-z]\w*_\(|[-+*/]=")
+
+
+def _in_place_source(parsed: ParsedError) -> str | None:
+    """The failing line when it is an in-place op (``x.clamp_(...)``, ``x += y``), else None."""
+    source = parsed.frames[-1].source if parsed.frames else None
+    return source if source and _IN_PLACE.search(source) and "binary_cross_entropy" not in source else None
+
+
 # --- HF112 ---------------------------------------------------------------------------------------
 
 
@@ -327,16 +360,18 @@ def bce_integer_target(parsed: ParsedError) -> Diagnosis | None:
         return None
     result, output = m[1], m[2]
     facts = [f"the computation produces {result} but writes into a {output} tensor"]
+    in_place = _in_place_source(parsed)
     causes = [
         Cause(
             f"BCE with integer ({output}) targets: `binary_cross_entropy_with_logits` needs float targets",
-            0.6,
+            0.3 if in_place else 0.6,
             fix="loss = F.binary_cross_entropy_with_logits(logits, target.float())",
         ),
         Cause(
-            f"an in-place op (`+=`, `*=`, `add_`) on a {output} tensor with a {result} operand",
-            0.35,
-            fix=f"x = x.to(torch.{dtype_name(result)}) before the in-place op, or use the out-of-place form: x = x + y",
+            f"an in-place op (`+=`, `*=`, `add_`, `clamp_`) on a {output} tensor with a {result} operand",
+            0.75 if in_place else 0.35,
+            fix=f"x.add_(y.to(x.dtype)), x.clamp_(0, int(bound))  # give the {result} operand the {output} tensor's dtype; "
+            f"or go out of place: x = x + y",
         ),
     ]
     return diagnose(
