@@ -203,6 +203,17 @@ def test_check_leaves_the_model_exactly_as_it_was(passing):
     assert seen == []  # the user's hooks ran on nothing of theirs: the trace ran on a meta replica
 
 
+def test_train_mode_check_sees_batch_statistics_on_the_replica_only():
+    model, _ = _prepared(Hooked(8))
+    model.eval()
+    before = _snapshot(model)
+    report = check(model, "1x3x3x3", train=True)  # one 1x1 feature map: no batch statistics
+    assert not report.ok and report.trace.stopped_at == "bn"
+    assert "more than 1 value per channel" in report.trace.reason
+    assert check(model, "1x3x3x3").ok  # eval mode uses the running statistics
+    _assert_same(before, _snapshot(model))
+
+
 def test_check_leaves_a_real_detector_as_it_was():
     model = torchvision.models.detection.fcos_resnet50_fpn(
         weights=None, weights_backbone=None, min_size=64, max_size=96

@@ -175,6 +175,14 @@ def test_torchscript_children_run_unrecorded_with_a_note():
     assert {c.module for c in result.calls} == {"", "1"}
 
 
+def test_a_scripted_model_is_traced_as_one_call():
+    model = torch.jit.script(torchvision.models.resnet18(weights=None, num_classes=3))
+    result = trace(model, (torch.empty(1, 3, 64, 64),))
+    assert result.completed and result.output.shape == (1, 3)
+    assert result.notes == ["`<model>` is TorchScript: its insides were run but not recorded"]
+    assert all(p.is_meta for p in meta_replica(model).parameters())
+
+
 def test_old_style_weight_norm_keeps_its_hook_and_user_hooks_are_dropped():
     seen = []
     layer = nn.utils.weight_norm(nn.Linear(4, 3))

@@ -57,14 +57,20 @@ class CheckReport:
 
 
 def check(
-    model: nn.Module, inputs: Any = None, *, depth: int | None = None, name: str | None = None
+    model: nn.Module,
+    inputs: Any = None,
+    *,
+    depth: int | None = None,
+    name: str | None = None,
+    train: bool = False,
 ) -> CheckReport:
     """Lint ``model``'s heads and trace it on the meta device at ``inputs``.
 
     ``inputs``: None (the family's usual input), an InputSpec or spec string (``2x3x224x224``,
     ``[3x800x1333]x2``), a tensor (its shape is used), a list of images (tensors) for a detector, or a
     tuple of any of these for a model with several positional inputs. A list of spec strings or
-    InputSpecs is several positional inputs too.
+    InputSpecs is several positional inputs too. ``train=True`` traces the train-mode forward
+    (BatchNorm batch statistics, dropout) on the replica; the model's own mode is left alone.
     """
     from headfit.families import family_for
 
@@ -73,7 +79,7 @@ def check(
     report = CheckReport(name or type(model).__name__, family.name, shown, depth=depth)
     report.problems = list(family.lint(model))
     head_paths = [h.path for h in family.heads(model)]
-    report.trace = trace(model, args, head_paths=head_paths)
+    report.trace = trace(model, args, head_paths=head_paths, train=train)
     if report.trace.failed:
         report.problems.append(_trace_problem(model, report, args))
     return report

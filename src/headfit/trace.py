@@ -211,7 +211,7 @@ class _Recorder:
                 self.handles.append(module.register_forward_hook(self._post, with_kwargs=True))
             except RuntimeError:  # ScriptModules do not take Python hooks
                 skipped.append(self.paths.get(id(module), "?"))
-        outermost = [p for p in skipped if not any(p.startswith(q + ".") for q in skipped if q != p)]
+        outermost = [p for p in skipped if not any(_inside(p, q) for q in skipped)]
         return [
             f"`{p or '<model>'}` is TorchScript: its insides were run but not recorded" for p in outermost
         ]
@@ -283,6 +283,11 @@ def _result_of_failure(
         diagnosis=diagnosis,
         notes=notes,
     )
+
+
+def _inside(path: str, parent: str) -> bool:
+    """Whether module ``path`` is strictly below module ``parent`` ("" is the model)."""
+    return path != parent and (parent == "" or path.startswith(parent + "."))
 
 
 def _ran(path: str, calls: list[ModuleCall]) -> bool:
@@ -445,7 +450,9 @@ def _is_library_hook(hook: Any) -> bool:
 
 
 def _metafy_script_modules(replica: nn.Module) -> None:
-    """TorchScript copies its own tensors: swap them for meta ones (they are small next to the model)."""
+    """TorchScript ignores the deepcopy memo and copies its tensors: swap the copies for meta ones.
+
+    (A scripted model therefore takes its size in memory for the moment of the copy.)"""
     import torch
 
     for module in replica.modules():
