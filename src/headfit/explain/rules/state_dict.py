@@ -161,7 +161,10 @@ def _primary(head: list[Mismatch]) -> Mismatch:
 def _class_counts(head: list[Mismatch], facts: list[str]) -> tuple[int, int]:
     primary = _primary(head)
     ckpt_classes, model_classes = primary.classes() or (0, 0)
-    for m in {m.module: m for m in head}.values():
+    by_rank = sorted(
+        head, key=lambda m: len(m.checkpoint)
+    )  # a module's weight (which shows A) after its bias
+    for m in {m.module: m for m in by_rank}.values():
         a = m.anchors if m.is_class_layer else 1
         if a is not None and a > 1:
             facts.append(
