@@ -53,7 +53,8 @@ def _explain_code(code: str, as_json: bool) -> None:
         print_json({"code": info.code, "category": info.category, "title": info.title, "text": info.text})
         return
     from rich.markdown import Markdown
+    from rich.markup import escape
 
     out = console()
-    out.print(f"[bold]{info.code}[/] ({info.category}): {info.title}", highlight=False)
+    out.print(f"[bold]{info.code}[/] ({info.category}): {escape(info.title)}", highlight=False)
     out.print(Markdown(info.text))
