@@ -9,6 +9,8 @@ Each file starts with a small front matter block::
     ---
 
 followed by the long explanation (what it means, a minimal example, how to fix it) in Markdown.
+An example fenced as ```` ```python error ```` must raise an error that ``headfit.explain`` diagnoses
+with the file's code: ``tests/test_codes.py`` runs it (as rustc runs its ``compile_fail`` examples).
 Adding a code means adding one file; nothing else changes.
 """
 
