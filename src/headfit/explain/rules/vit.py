@@ -14,7 +14,10 @@ CODE = "HF121"
 PATCH_SIZES = (16, 14, 32, 8)  # the patch sizes of common ViTs, most common first
 
 _TORCHVISION = re.compile(r"Wrong image (height|width)! Expected (\d+) but got (\d+)!")
-_TIMM = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \((\d+)\)")
+_TIMM = re.compile(
+    r"Input (?:image )?(height|width) \((\d+)\) doesn't match model \((\d+)\)"
+)  # timm < 0.6: "image"
+# Hugging Face's ViT, and timm before 0.5 (same words)
 _HF = re.compile(r"Input image size \((\d+)\*(\d+)\) doesn't match model \((\d+)\*(\d+)\)")
 
 
@@ -76,7 +79,8 @@ def hf_vit_size(parsed: ParsedError) -> Diagnosis | None:
         Cause(
             f"the model should run at {h}x{w}: let it interpolate the position embedding",
             0.45,
-            fix="outputs = model(pixel_values, interpolate_pos_encoding=True)",
+            fix="outputs = model(pixel_values, interpolate_pos_encoding=True)  # Hugging Face; timm: "
+            f"timm.create_model(name, pretrained=True, img_size=({h}, {w}))",
         ),
     ]
     return diagnose(
