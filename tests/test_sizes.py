@@ -76,6 +76,24 @@ def test_resnet_accepts_any_size_within_the_probe_budget():
     assert answer.summary == "any size" and len(answer.probes) <= 24
 
 
+class Patches96(nn.Module):
+    """Cuts the image into 96x96 patches with a view: H and W must be multiples of 96."""
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return x.view(n, c, h // 96, 96, w // 96, 96).mean((3, 5))  # (N, C, H/96, W/96)
+
+
+def test_steps_beyond_powers_of_two_come_from_the_accepted_size():
+    answer = sizes(Patches96(), "1x3x192x192")
+    assert answer.summary == "H and W multiples of 96, >= 96"
+    assert answer.accepts(96, 288) and not answer.accepts(128, 128)
+
+
+def test_torchvision_maxvit_is_fixed_at_its_build_size():
+    assert sizes(build_model("torchvision:maxvit_t", device="meta")).summary == "exactly 224x224"
+
+
 def test_vit_is_exact_from_its_rule_and_two_probes():
     answer = sizes(build_model("torchvision:vit_b_16", device="meta"))
     assert answer.summary == "exactly 224x224"

@@ -172,7 +172,7 @@ def _search(probe: _Prober, reference: tuple[int, int]) -> SizeAnswer:
     if start is None:
         tried = ", ".join(f"{h}x{w}" for h, w, _ in probe.results.items_list())
         return SizeAnswer(f"no probed size is accepted (tried {tried})", False)
-    step = next((k for k in _STEPS if probe(start + k)), None)
+    step = next((k for k in _steps(start) if probe(start + k)), None)
     if step is None:
         return SizeAnswer(f"exactly {start}x{start}", True, exact=(start, start))
     minimum = _smallest(probe, start, step)
@@ -185,6 +185,12 @@ def _search(probe: _Prober, reference: tuple[int, int]) -> SizeAnswer:
         square_only=square_only,
         notes=_budget_note(probe),
     )
+
+
+def _steps(accepted: int) -> list[int]:
+    """Candidate steps between accepted sizes: powers of two (strided CNNs, U-Nets), then the larger
+    divisors of the accepted size (MaxViT's 7x7 windows at stride 32 need multiples of 224)."""
+    return [*_STEPS, *(d for d in range(_STEPS[-1] + 1, accepted + 1) if accepted % d == 0)]
 
 
 def _smallest(probe: _Prober, accepted: int, step: int) -> int:
