@@ -16,8 +16,8 @@ _BOXES_SHAPE = re.compile(
 )
 _BOXES_TYPE = re.compile(r"Expected target boxes to be of type Tensor, got <class '([\w.]+)'>")
 _DEGENERATE = re.compile(
-    r"All bounding boxes should have positive height and width\. Found invalid box \[([-\d.e, ]+)\] for target at index (\d+)"
-)
+    r"All bounding boxes should have positive height and width\. Found inval?id box \[([-\d.e, ]+)\] for target at index (\d+)"
+)  # torchvision < 0.9 spelled it "invaid"
 _NO_TARGETS = re.compile(r"targets should not be none when in training mode")
 _PINNED = re.compile(r"The parameter '(\w+)' expected value (\S+) but got (\S+) instead")
 _ANCHORS = re.compile(
