@@ -92,7 +92,8 @@ def test_records_paths_shapes_and_own_parameters():
         [[2, 8, 16, 16]],
     )
     assert conv.params == 8 * 3 * 3 * 3 + 8
-    assert calls["features"].params == 0  # a container owns no parameters itself
+    assert calls["features"].params == conv.params + 2 * 8  # children count: conv and BatchNorm's affine
+    assert calls[""].params == sum(p.numel() for p in model.parameters())
     assert calls["fc"].output_shapes == [[2, 5]]
     assert result.output.shape == (2, 5) and result.output.is_meta
 

@@ -50,7 +50,7 @@ class ModuleCall:
     type: str
     input_shapes: list[list[int]] = field(default_factory=list)
     output_shapes: list[list[int]] = field(default_factory=list)
-    params: int = 0  # the module's own parameters, not its children's
+    params: int = 0  # parameters of the module and its children (as torchinfo counts them)
     returned: bool = False  # False when the forward raised inside this call
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +201,7 @@ class _Recorder:
         self.calls: list[ModuleCall] = []
         self.running: list[ModuleCall] = []
         self.handles: list[Any] = []
+        self.param_counts: dict[int, int] = {}
 
     def attach(self, replica: nn.Module) -> list[str]:
         """Hook every submodule; return notes for the ones that refuse hooks (TorchScript)."""
@@ -225,10 +226,16 @@ class _Recorder:
             module=self.paths.get(id(module), "?"),
             type=type(module).__name__,
             input_shapes=shapes_of((args, kwargs)),
-            params=sum(p.numel() for p in module.parameters(recurse=False)),
+            params=self._params(module),
         )
         self.calls.append(call)
         self.running.append(call)
+
+    def _params(self, module: nn.Module) -> int:
+        key = id(module)
+        if key not in self.param_counts:
+            self.param_counts[key] = sum(p.numel() for p in module.parameters())
+        return self.param_counts[key]
 
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         path = self.paths.get(id(module), "?")
