@@ -256,7 +256,8 @@ def _device_diagnosis(
             fix="device = next(model.parameters()).device; x, target = x.to(device), target.to(device)",
         ),
         Cause(
-            "a head was replaced after `model.to(device)`: the new layer was created on the CPU",
+            "a layer was created after `model.to(device)` (a replaced head, or a module built inside `forward`): "
+            "it lives on the CPU",
             0.5,
             fix="model.to(device)  # again, after replacing the head; then build the optimizer",
         ),
