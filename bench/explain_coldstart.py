@@ -19,6 +19,7 @@ import time
 
 SEED = "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
 TARGET_S = 0.3
+MIN_RUNS = 7  # fewer runs make the median a coin toss on a loaded machine
 FLOOR = "python -c pass (floor)"
 
 
@@ -48,6 +49,8 @@ def measure(cases: dict[str, list[str]], runs: int) -> dict[str, tuple[float, fl
 
 
 def main(runs: int = 9) -> int:
+    if runs < MIN_RUNS:
+        raise SystemExit(f"use at least {MIN_RUNS} runs, not {runs}")
     python = sys.executable
     cases = {
         FLOOR: [python, "-c", "pass"],
