@@ -112,6 +112,16 @@ def test_a_model_that_accepts_nothing():
     answer = sizes(never, "1x3x9x9", max_probes=12)
     assert not answer.accepted_any and answer.summary.startswith("no probed size is accepted")
     assert len(answer.probes) <= 12
+    assert answer.notes[0].startswith("every probe failed in `1`, at every size: RuntimeError")
+
+
+def test_a_detector_with_a_broken_head_fails_at_every_size_and_says_where():
+    model = build_model("torchvision:fcos_resnet50_fpn", device="meta")
+    model.head.classification_head.cls_logits = nn.Conv2d(256, 2, 3, 1, 1, device="meta")
+    answer = sizes(model)
+    assert not answer.accepted_any and len(answer.probes) == 2  # the transform resizes: two probes tell
+    assert any(n.startswith("every probe failed in `head.classification_head`") for n in answer.notes)
+    assert any("resized" in n for n in answer.notes)  # what the model says about sizes is kept
 
 
 def test_no_image_input_is_a_usage_error():

@@ -129,6 +129,7 @@ class _Prober:
         self.max_probes = max_probes
         self.head_paths = head_paths
         self.results = _Results()
+        self.failures: list[tuple[str, str]] = []  # (module that raised, the error's first line)
 
     @property
     def exhausted(self) -> bool:
@@ -149,17 +150,27 @@ class _Prober:
                 diagnose=False,
             )
             self.results[key] = not result.failed
+            if result.failed:
+                self.failures.append((result.stopped_at or "", result.reason or ""))
         return self.results[key]
+
+    def same_failure(self) -> tuple[str, str] | None:
+        """The module every failed probe stopped in, with the first probe's error, when they agree."""
+        modules = {module for module, _ in self.failures}
+        return self.failures[0] if len(modules) == 1 else None
 
 
 def _from_rule(probe: _Prober, rule: SizeRule | None, reference: tuple[int, int]) -> SizeAnswer | None:
     """Confirm what the family read from the model with two probes; None when probing must decide."""
     if rule is None:
         return None
-    if rule.resized_internally and probe(*reference) and probe(97, 131):
-        return SizeAnswer(
-            "any size: " + "; ".join(rule.notes), True, resized_internally=True, minimum=rule.minimum
-        )
+    if rule.resized_internally:
+        at_reference, at_odd_size = probe(*reference), probe(97, 131)
+        if at_reference and at_odd_size:
+            summary = "any size: " + "; ".join(rule.notes)
+            return SizeAnswer(summary, True, resized_internally=True, minimum=rule.minimum)
+        if not at_reference and not at_odd_size:  # resized inputs all fail alike: no size would help
+            return _nothing_accepted(probe)
     if rule.exact is not None:
         h, w = rule.exact
         if probe(h, w) and not probe(h + 32, w + 32):
@@ -170,8 +181,7 @@ def _from_rule(probe: _Prober, rule: SizeRule | None, reference: tuple[int, int]
 def _search(probe: _Prober, reference: tuple[int, int]) -> SizeAnswer:
     start = next((s for s in (max(reference), *_FALLBACK_SIZES) if probe(s)), None)
     if start is None:
-        tried = ", ".join(f"{h}x{w}" for h, w, _ in probe.results.items_list())
-        return SizeAnswer(f"no probed size is accepted (tried {tried})", False)
+        return _nothing_accepted(probe)
     step = next((k for k in _steps(start) if probe(start + k)), None)
     if step is None:
         return SizeAnswer(f"exactly {start}x{start}", True, exact=(start, start))
@@ -185,6 +195,19 @@ def _search(probe: _Prober, reference: tuple[int, int]) -> SizeAnswer:
         square_only=square_only,
         notes=_budget_note(probe),
     )
+
+
+def _nothing_accepted(probe: _Prober) -> SizeAnswer:
+    """Say where the probes failed: one module failing at every size is a model bug, not a size rule."""
+    tried = ", ".join(f"{h}x{w}" for h, w, _ in probe.results.items_list())
+    answer = SizeAnswer(f"no probed size is accepted (tried {tried})", False)
+    same = probe.same_failure()
+    if same is not None:
+        module, reason = same
+        where = f"`{module}`" if module else "the model's own forward"
+        answer.notes.append(f"every probe failed in {where}, at every size: {reason}")
+        answer.notes.append("that is not a size rule: `headfit check` diagnoses it")
+    return answer
 
 
 def _steps(accepted: int) -> list[int]:

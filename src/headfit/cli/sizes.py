@@ -29,8 +29,10 @@ def command(model: str, inputs: tuple[str, ...], num_classes: int | None, as_jso
         print_json({"model": model, **answer.to_dict()})
     else:
         out = console()
-        colour = "green" if answer.accepted_any else "red"
-        out.print(f"[bold]{model}[/] accepts [bold {colour}]{answer.summary}[/]", highlight=False)
+        if answer.accepted_any:
+            out.print(f"[bold]{model}[/] accepts [bold green]{answer.summary}[/]", highlight=False)
+        else:
+            out.print(f"[bold]{model}[/]: [bold red]{answer.summary}[/]", highlight=False)
         for note in answer.notes:
             out.print(f"  [blue]= note:[/] {note}", highlight=False)
         tried = ", ".join(f"{h}x{w}{'' if ok else ' (rejected)'}" for h, w, ok in answer.probes)
