@@ -40,21 +40,39 @@ def test_rules_for_keeps_only_rules_whose_needles_are_in_the_message():
     assert engine.rules_for("RuntimeError: nothing any rule knows") == []
 
 
+HEAVY = ("rich", "rich._emoji_codes", "pathlib", "traceback", "json")  # each costs start-up time
+
+
 def _modules_after(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter; return which headfit rule modules and libraries it imported."""
+    """Run ``code`` in a fresh interpreter; which rule modules and heavy modules did it import?"""
     report = (
-        "import json, sys\n"
-        "mods = sorted(sys.modules)\n"
-        "print(json.dumps({'rules': [m.rsplit('.', 1)[1] for m in mods if m.startswith('headfit.explain.rules.')],"
-        " 'rich': any(m.split('.')[0] == 'rich' for m in mods), 'code': d.code}))\n"
+        "import sys\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "rules = [m.rsplit('.', 1)[1] for m in sorted(sys.modules) if m.startswith('headfit.explain.rules.')]\n"
+        "import json as _json\n"
+        "print(_json.dumps({'rules': rules, 'heavy': heavy, 'result': result}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-def test_a_message_imports_only_the_rule_modules_it_can_concern_and_no_rich():
-    found = _modules_after(f"from headfit.explain import diagnose_text\nd = diagnose_text({SEED!r})\n")
-    assert found == {"rules": ["reshape"], "rich": False, "code": "HF101"}
+def test_a_message_imports_only_the_rule_modules_it_can_concern_and_nothing_heavy():
+    found = _modules_after(
+        f"from headfit.explain import diagnose_text\nresult = diagnose_text({SEED!r}).code\n"
+    )
+    assert found == {"rules": ["reshape"], "heavy": [], "result": "HF101"}
+
+
+@pytest.mark.parametrize(("args", "heavy"), [(["--json"], ["json"]), ([], ["rich"])])
+def test_the_cli_imports_rich_only_to_print_text_and_json_only_for_json(args, heavy):
+    code = (
+        "from headfit.cli import main\n"
+        "try:\n"
+        f"    main(['explain', *{args!r}, {SEED!r}])\n"
+        "except SystemExit as exit:\n"
+        "    result = exit.code\n"
+    )
+    assert _modules_after(code) == {"rules": ["reshape"], "heavy": heavy, "result": 0}
 
 
 def test_a_rule_module_missing_from_the_index_is_still_used():
@@ -62,10 +80,10 @@ def test_a_rule_module_missing_from_the_index_is_still_used():
         "import headfit.explain.rule_index as index\n"
         "index.NEEDLES = {k: v for k, v in index.NEEDLES.items() if k != 'vit'}\n"
         "from headfit.explain import diagnose_text\n"
-        "d = diagnose_text('AssertionError: Wrong image height! Expected 224 but got 384!')\n"
+        "result = diagnose_text('AssertionError: Wrong image height! Expected 224 but got 384!').code\n"
     )
     found = _modules_after(code)
-    assert found["code"] == "HF121" and "vit" in found["rules"]
+    assert found["result"] == "HF121" and "vit" in found["rules"]
 
 
 def test_strict_mode_catches_a_rule_that_matches_without_its_needles(monkeypatch):
