@@ -20,6 +20,10 @@ from headfit.explain.locate import locate
 from headfit.explain.parse import ParsedError
 
 _VIEW = re.compile(r"shape '\[(?P<dims>[-\d,\s]*)\]' is invalid for input of size (?P<size>\d+)")
+# torch < 0.4: "size '[64 x 5 x 7 x 13 x 13]' is invalid for input of with 1352000 elements"
+_OLD_VIEW = re.compile(
+    r"size '\[(?P<dims>[-\d x]*)\]' is invalid for input (?:of )?with (?P<size>\d+) elements"
+)
 _UNFLATTEN = re.compile(
     r"unflatten: Provided sizes \[(?P<dims>[-\d,\s]*)\] don't multiply up to the size of dim "
     r"(?P<dim>-?\d+) \((?P<size>\d+)\)"
@@ -54,6 +58,9 @@ def view_request(message: str) -> ViewRequest | None:
     match = _VIEW.search(message)
     if match:
         return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
+    match = _OLD_VIEW.search(message)
+    if match:
+        return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
     match = _UNFLATTEN.search(message)
     if match:
         return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "unflatten")
@@ -83,7 +90,7 @@ def _head_kinds(location: Location | None, height: int) -> list[HeadKind]:
     return [HeadKind("FCOS", 1, "num_classes"), HeadKind("RetinaNet", 9, "num_classes")]
 
 
-@rule("HF101", priority=10, needs=("is invalid for input of size", "don't multiply up to the size of dim"))
+@rule("HF101", priority=10, needs=("is invalid for input of", "don't multiply up to the size of dim"))
 def detection_head_view(parsed: ParsedError) -> Diagnosis | None:
     req = view_request(parsed.message)
     if req is None or req.op != "view" or len(req.dims) != 5 or req.dims[1] != -1 or -1 in req.dims[2:]:
@@ -221,7 +228,7 @@ def _regression_view(
 # --- YOLO detect layers: [bs, na, no, ny, nx] with no = nc + 5 ------------------------------------------
 
 
-@rule("HF101", priority=20, needs=("is invalid for input of size", "don't multiply up to the size of dim"))
+@rule("HF101", priority=20, needs=("is invalid for input of", "don't multiply up to the size of dim"))
 def yolo_detect_view(parsed: ParsedError) -> Diagnosis | None:
     req = view_request(parsed.message)
     if req is None or req.inferred or len(req.dims) != 5:
@@ -245,7 +252,8 @@ def yolo_detect_view(parsed: ParsedError) -> Diagnosis | None:
             summary=f"the detect layer's `nc` says {nc} but its conv was built for {actual_nc} classes",
             confidence=0.85,
             attribute="nc",
-            fix=f"build the model with nc={actual_nc} (e.g. `Model(cfg, nc={actual_nc})`), or set `detect.nc = {actual_nc}; detect.no = {actual_no}`",
+            fix=f"to train {nc} classes, the conv before each detect/[yolo] layer needs na*(nc+5) = {na * no} outputs "
+            f"(darknet cfg: filters={na * no}); to keep {actual_nc}, build with nc={actual_nc} (`Model(cfg, nc={actual_nc})`)",
         ),
         Cause(
             summary=f"the detect conv was sized for {actual_nc} classes instead of {nc}: it needs na*(nc+5) = {na * no} outputs",
@@ -265,7 +273,7 @@ def yolo_detect_view(parsed: ParsedError) -> Diagnosis | None:
     "HF101",
     priority=60,
     needs=(
-        "is invalid for input of size",
+        "is invalid for input of",
         "don't multiply up to the size of dim",
         "only one dimension can be inferred",
     ),
