@@ -66,7 +66,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "Invalid computed output size",
     ),
     "reshape": (
-        "is invalid for input of size",
+        "is invalid for input of",
         "don't multiply up to the size of dim",
         "only one dimension can be inferred",
         "view size is not compatible with input tensor's size and stride",
