@@ -152,3 +152,19 @@ def test_library_path():
         "layers/patch_embed.py",
     )
     assert library_path("/home/me/project/train.py") is None
+
+
+def test_markdown_quoted_traceback_is_unquoted():
+    quoted = "\n".join(
+        f"> {line}"
+        for line in [
+            "Traceback (most recent call last):",
+            '  File "train.py", line 3, in <module>',
+            "    out = model(x)",
+            "RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x2048 and 512x10)",
+        ]
+    )
+    parsed = _parsed(quoted)
+    assert parsed.type == "RuntimeError"
+    assert parsed.message == "mat1 and mat2 shapes cannot be multiplied (4x2048 and 512x10)"
+    assert [(f.file, f.line, f.source) for f in parsed.frames] == [("train.py", 3, "out = model(x)")]

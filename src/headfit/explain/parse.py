@@ -126,7 +126,7 @@ def parse_error(text: str) -> ParsedError | str:
         return reason
     if len(text) > MAX_CHARS:
         text = text[-MAX_CHARS:].split("\n", 1)[-1]
-    clean = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    clean = _unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n"))
     segments = _split_chain(clean.split("\n"))
     parsed = [p for p in (_parse_segment(seg) for seg in segments) if p is not None]
     if not parsed:
@@ -175,6 +175,14 @@ def _exception_message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         return exc.args[0]  # str(KeyError) adds quotes
     return str(exc)
+
+
+def _unquote(text: str) -> str:
+    """Strip Markdown/e-mail quote markers (``> ``) when every non-blank line carries one."""
+    lines = text.split("\n")
+    if not all(line.lstrip().startswith(">") for line in lines if line.strip()):
+        return text
+    return "\n".join(re.sub(r"^\s*>+ ?", "", line) for line in lines)
 
 
 def _not_an_error(text: str) -> str | None:
