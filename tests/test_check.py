@@ -9,8 +9,9 @@ import torchvision
 from torch import nn
 
 import headfit
-from headfit.check import CheckReport, check
+from headfit.check import CheckReport, check, float_dtype, positional_inputs
 from headfit.errors import UsageError
+from headfit.inputs import InputSpec
 from headfit.spec import build_model
 
 
@@ -87,7 +88,7 @@ def test_input_forms_give_the_same_trace():
     by_spec = check(model, "2x3x64x64")
     by_tensor = check(model, torch.zeros(2, 3, 64, 64))
     by_list = check(model, ["2x3x64x64"])
-    by_spec_object = check(model, headfit.inputs.InputSpec.batch(2, 3, 64, 64))
+    by_spec_object = check(model, InputSpec.batch(2, 3, 64, 64))
     shapes = [[c.output_shapes for c in r.trace.calls] for r in (by_spec, by_tensor, by_list, by_spec_object)]
     assert shapes[0] == shapes[1] == shapes[2] == shapes[3]
     assert by_tensor.inputs == ["2x3x64x64"]
@@ -113,6 +114,36 @@ def test_several_positional_inputs():
     assert check(Pair(), ("2x3", "2x4")).ok
     report = check(Pair(), ("2x3", "2x6"))
     assert not report.ok and report.problems[-1].module == "b"
+
+
+def test_spec_inputs_follow_a_half_precision_model():
+    model = _meta("resnet18").half()
+    assert check(model, "2x3x64x64").ok
+    (image,), _ = positional_inputs("2x3x64x64", float_dtype=float_dtype(model))
+    (images,), _ = positional_inputs("[3x8x8]x2", float_dtype=torch.float16)
+    (tokens,), _ = positional_inputs(InputSpec.batch(2, 7, dtype="int64"), float_dtype=torch.float16)
+    assert image.dtype == images[1].dtype == torch.float16 and tokens.dtype == torch.int64
+    (user,), _ = positional_inputs(torch.zeros(2, 3), float_dtype=torch.float16)
+    assert user.dtype == torch.float32  # the user's own tensor is traced as it is
+
+
+def test_a_family_that_fails_becomes_a_note_not_a_traceback(monkeypatch):
+    from headfit.families import family_for
+
+    model = nn.Sequential(nn.Linear(3, 4))
+    family = family_for(model)
+
+    def broken_lint(model):
+        raise AttributeError("'Sequential' object has no attribute 'fc'")
+
+    monkeypatch.setattr(family, "lint", broken_lint)
+    report = check(model, "2x3")
+    assert report.ok and report.trace.completed
+    assert report.notes == [
+        f"headfit's {family.name} family failed in `lint` (AttributeError: 'Sequential' object has no "
+        "attribute 'fc'); that part of the check was skipped. Please report it."
+    ]
+    assert report.to_dict()["notes"] == report.notes
 
 
 def test_bad_inputs_are_usage_errors():

@@ -31,6 +31,7 @@ class CheckReport:
     trace: TraceResult = field(default_factory=lambda: TraceResult(False))
     depth: int | None = None  # modules deeper than this are left out of the document
     sizes: SizeAnswer | None = None  # when the trace failed on a size the model does not accept
+    notes: list[str] = field(default_factory=list)  # what check could not do (a family that failed)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +54,7 @@ class CheckReport:
             "trace": trace_doc,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
             "sizes": self.sizes.to_dict() if self.sizes else None,
+            "notes": list(self.notes),
         }
 
 
@@ -75,27 +77,57 @@ def check(
     from headfit.families import family_for
 
     family = family_for(model)
-    args, shown = positional_inputs(inputs, family.default_inputs(model) if inputs is None else None)
-    report = CheckReport(name or type(model).__name__, family.name, shown, depth=depth)
-    report.problems = list(family.lint(model))
-    head_paths = [h.path for h in family.heads(model)]
+    notes: list[str] = []
+    defaults = _ask(family, "default_inputs", model, notes, None) if inputs is None else None
+    if inputs is None and defaults is None:
+        raise UsageError(
+            f"the {family.name} family has no usual input for `{type(model).__name__}`: give one, "
+            "e.g. `--input 2x3x224x224` or `check(model, '2x3x224x224')`."
+        )
+    args, shown = positional_inputs(inputs, defaults, float_dtype=float_dtype(model))
+    report = CheckReport(name or type(model).__name__, family.name, shown, depth=depth, notes=notes)
+    report.problems = list(_ask(family, "lint", model, notes, []))
+    head_paths = [h.path for h in _ask(family, "heads", model, notes, [])]
     report.trace = trace(model, args, head_paths=head_paths, train=train)
     if report.trace.failed:
         report.problems.append(_trace_problem(model, report, args))
     return report
 
 
+def _ask(family: Any, method: str, model: nn.Module, notes: list[str], fallback: Any) -> Any:
+    """Call a family method; a family's own bug becomes a note, never a traceback of the user's check."""
+    try:
+        return getattr(family, method)(model)
+    except UsageError:
+        raise
+    except Exception as exc:
+        notes.append(
+            f"headfit's {family.name} family failed in `{method}` ({type(exc).__name__}: {exc}); "
+            "that part of the check was skipped. Please report it."
+        )
+        return fallback
+
+
+def float_dtype(model: nn.Module) -> Any:
+    """The dtype of the model's floating parameters (inputs made from specs follow it: a half model
+    takes half inputs)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
 def positional_inputs(
-    inputs: Any, defaults: list[InputSpec] | None = None
+    inputs: Any, defaults: list[InputSpec] | None = None, float_dtype: Any = None
 ) -> tuple[tuple[Any, ...], list[str]]:
-    """The positional arguments of the trace (meta tensors or the user's tensors) and how to show them."""
+    """The positional arguments of the trace (meta tensors or the user's tensors) and how to show them.
+
+    Floating tensors made from specs take ``float_dtype`` when given; the user's tensors keep theirs.
+    """
     if defaults is not None:
         inputs = tuple(defaults)
     if isinstance(inputs, list) and inputs and all(isinstance(i, (str, InputSpec)) for i in inputs):
         inputs = tuple(inputs)
     if not isinstance(inputs, tuple):
         inputs = (inputs,)
-    args = tuple(_one_input(i) for i in inputs)
+    args = tuple(_one_input(i, float_dtype) for i in inputs)
     return args, [_shown(i) for i in args]
 
 
@@ -104,13 +136,16 @@ def within_depth(path: str, depth: int | None) -> bool:
     return depth is None or path == "" or path.count(".") < depth
 
 
-def _one_input(value: Any) -> Any:
+def _one_input(value: Any, float_dtype: Any) -> Any:
     import torch
 
     if isinstance(value, str):
         value = InputSpec.parse(value)
     if isinstance(value, InputSpec):
-        return value.make("meta")
+        made = value.make("meta")
+        if float_dtype is None or not value.dtype.startswith("float"):
+            return made
+        return [t.to(float_dtype) for t in made] if value.is_list else made.to(float_dtype)
     if isinstance(value, (torch.Tensor, list, dict)) or _is_tuple_of_tensors(value):
         return value
     raise UsageError(

@@ -79,11 +79,12 @@ def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> Size
 
     ``inputs`` takes what ``check`` takes; its first image-like input is resized for each probe.
     """
-    from headfit.check import positional_inputs
+    from headfit.check import float_dtype, positional_inputs
     from headfit.families import family_for
 
     family = family_for(model)
-    args, _ = positional_inputs(inputs, family.default_inputs(model) if inputs is None else None)
+    defaults = family.default_inputs(model) if inputs is None else None
+    args, _ = positional_inputs(inputs, defaults, float_dtype=float_dtype(model))
     reference = input_hw(args)
     if reference is None:
         raise UsageError(

@@ -47,7 +47,7 @@ def _print_report(report: CheckReport, depth: int | None) -> None:
 
     out = console()
     out.print(_module_table(report, depth))
-    for note in report.trace.notes:
+    for note in [*report.notes, *report.trace.notes]:
         out.print(f"[blue]note[/]: {note}", highlight=False)
     for problem in report.problems:
         out.print()
