@@ -87,7 +87,7 @@ def _linear(m: nn.Linear, path: str, target: str, shape: list[int]) -> Evidence:
         facts.append(f"a {shape[1]}-channel feature map arrives where a 1x1 convolution belongs")
         fix = f"{target} = nn.Conv2d({m.in_features}, {m.out_features}, kernel_size=1)"
         return Evidence(
-            facts, [Cause(f"`{path}` is a Linear but receives a feature map", 0.85, path, None, fix)]
+            facts, [Cause(f"`{path}` is a Linear but receives a feature map", 0.95, path, None, fix)]
         )
     bias = "" if m.bias is not None else ", bias=False"
     fix = f"{target} = nn.Linear({arrived}, {m.out_features}{bias})"

@@ -297,7 +297,8 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
 
     recognised_by_message = diagnosis.recognised
     before = len(diagnosis.causes)
-    message_top = diagnosis.causes[0] if diagnosis.causes else None
+    message_causes = list(diagnosis.causes)
+    message_top = message_causes[0] if message_causes else None
     if scene.module_frame is not None:
         location = _location_of(_innermost_in_module(scene))
         diagnosis.location = Location(
@@ -317,7 +318,7 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
     diagnosis.causes = _merge(diagnosis.causes, evidence.causes)
     if not recognised_by_message and len(diagnosis.causes) > before:
         _name_live_diagnosis(diagnosis, evidence.code)
-    diagnosis.ranked()
+    _live_outranks_message(diagnosis, message_causes)
     if message_top is not None:
         _note_disagreement(diagnosis, message_top)
     return diagnosis
@@ -351,6 +352,17 @@ def _name_live_diagnosis(diagnosis: Diagnosis, code: str | None) -> None:
     diagnosis.ranked()
     diagnosis.summary = diagnosis.causes[0].summary
     diagnosis.reason = None
+
+
+def _live_outranks_message(diagnosis: Diagnosis, message_causes: list[Cause]) -> None:
+    """A guess from the message alone never outranks a live cause that names the module at fault."""
+    guesses = {id(c) for c in message_causes}
+    live = [c.confidence for c in diagnosis.causes if id(c) not in guesses and c.module is not None]
+    if live and max(live) >= 0.8:
+        for cause in diagnosis.causes:
+            if id(cause) in guesses and cause.module is None and cause.confidence >= max(live):
+                cause.confidence = round(max(live) - 0.05, 2)
+    diagnosis.ranked()
 
 
 def _note_disagreement(diagnosis: Diagnosis, message_top: Cause) -> None:
