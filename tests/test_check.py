@@ -83,6 +83,32 @@ def test_wrong_vit_size_is_a_size_problem_with_the_accepted_size():
     assert check(_meta("vit_b_16"), "2x3x224x224").ok
 
 
+class SkipNet(nn.Module):
+    """One 2x downsampling and a skip connection: odd sizes do not line up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(4, 3, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(self.down(x)) + x
+
+
+@pytest.mark.parametrize(
+    "model, spec, accepted, fix",
+    [
+        (SkipNet(), "1x3x63x64", "H and W multiples of 2, >= 2", "size=(64, 64)"),
+        (_meta("alexnet"), "2x3x32x32", "any size >= 63", "size=(63, 63)"),
+    ],
+    ids=["not-a-multiple", "too-small"],
+)
+def test_size_problems_carry_the_sizes_answer(model, spec, accepted, fix):
+    (problem,) = check(model, spec).problems
+    assert problem.code == "HF241" and f"accepted sizes: {accepted}" in problem.facts
+    assert fix in problem.fix
+
+
 def test_input_forms_give_the_same_trace():
     model = _meta("resnet18")
     by_spec = check(model, "2x3x64x64")
