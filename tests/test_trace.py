@@ -184,6 +184,14 @@ def test_a_scripted_model_is_traced_as_one_call():
     assert all(p.is_meta for p in meta_replica(model).parameters())
 
 
+def test_a_compiled_model_is_traced_eagerly_with_the_users_paths():
+    model = torch.compile(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(5, 2)))
+    result = trace(model, (torch.empty(2, 3),))
+    assert result.failed and result.stopped_at == "_orig_mod.2"  # as in model.named_modules()
+    assert result.stopped_call().input_shapes == [[2, 4]]
+    assert any("torch.compile" in n for n in result.notes)
+
+
 def test_old_style_weight_norm_keeps_its_hook_and_user_hooks_are_dropped():
     seen = []
     layer = nn.utils.weight_norm(nn.Linear(4, 3))

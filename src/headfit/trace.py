@@ -155,12 +155,22 @@ def _run(replica: nn.Module, paths: dict[int, str], args: tuple, kwargs: dict, s
     run = _Run(recorder, recorder.attach(replica))
     try:
         with torch.no_grad(), _keep_all_candidates(simulate):
-            run.output = replica(*args, **kwargs)
+            run.output = _eager(replica, run.notes)(*args, **kwargs)
     except Exception as exc:  # the model's own error: that is what the trace is for
         run.error = exc
     finally:
         recorder.detach()
     return run
+
+
+def _eager(replica: nn.Module, notes: list[str]) -> nn.Module:
+    """The module to call: a ``torch.compile``d model runs its original module (the compiled graph would
+    hide every submodule from the hooks, and compiling for meta tensors only to trace is wasted)."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # loaded whenever a compiled model exists
+    if eval_frame is not None and isinstance(replica, eval_frame.OptimizedModule):
+        notes.append("the model is `torch.compile`d: its original module `_orig_mod` was traced eagerly")
+        return replica._orig_mod
+    return replica
 
 
 def _needs_simulation(run: _Run, head_paths: list[str]) -> bool:
