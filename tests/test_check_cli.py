@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +80,32 @@ def test_num_classes_reaches_the_builder(capsys):
 def test_broken_custom_model_exits_1(capsys, seed_spec):
     code, out, _ = _run(capsys, "check", f"{seed_spec}:broken", "--input", "1x3x8x8")
     assert code == 1 and "`1`" in out
+
+
+MISTAKES = Path(__file__).with_name("check_mistakes.py")
+
+
+@pytest.mark.parametrize(
+    "builder, module, attribute",
+    [
+        ("fcos_num_classes_left_at_91", "head.classification_head", "num_classes"),
+        ("retinanet_num_classes_left_at_91", "head.classification_head", "num_classes"),
+        ("fasterrcnn_cls_score_only", "roi_heads.box_predictor", "bbox_pred"),
+        ("maskrcnn_box_predictor_only", "roi_heads.mask_predictor", "mask_fcn_logits"),
+        ("ssd_num_columns_left_at_91", "head.classification_head.module_list.0", "out_channels"),
+        ("resnet50_linear_512", "fc", "in_features"),
+        ("googlenet_main_head_only", "aux1.fc2", "out_features"),
+        ("deeplab_classifier_only", "aux_classifier.4", "out_channels"),
+        ("timm_resnet_fc_only", "", "num_classes"),
+        ("sequential_width_gap", "3", "in_features"),
+    ],
+)
+def test_each_injected_head_mistake_exits_1_naming_module_and_attribute(capsys, builder, module, attribute):
+    code, out, _ = _run(capsys, "check", f"{MISTAKES}:{builder}", "--json")
+    problems = json.loads(out)["problems"]
+    assert code == 1
+    assert (module, attribute) in {(p["module"], p["attribute"]) for p in problems}, problems
+    assert all(p["fix"] for p in problems)
 
 
 @pytest.mark.parametrize(
