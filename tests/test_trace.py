@@ -74,6 +74,18 @@ def test_replica_allocates_nothing_and_shares_no_storage():
     assert isinstance(replica.fc.weight, nn.Parameter)
 
 
+def test_uncopyable_attributes_are_shared_not_copied():
+    import threading
+
+    model = SmallNet()
+    model.lock = threading.Lock()
+    model.settings = {"scale": 2}
+    replica = meta_replica(model)
+    assert replica.lock is model.lock  # a lock cannot be deep-copied
+    assert replica.settings == model.settings and replica.settings is not model.settings
+    assert trace(model, (torch.empty(1, 3, 8, 8),)).completed
+
+
 def test_plain_tensor_attributes_become_meta_too():
     replica = meta_replica(SmallNet())
     assert replica.cached.is_meta and replica.scale.is_meta

@@ -102,7 +102,11 @@ def meta_replica(model: nn.Module) -> nn.Module:
     for tensor in _model_tensors(model):
         if tensor is not None and id(tensor) not in memo:
             memo[id(tensor)] = _meta_like(tensor)
-    replica = copy.deepcopy(model, memo)
+    try:
+        replica = copy.deepcopy(model, dict(memo))
+    except Exception:  # an attribute that cannot be copied (a lock, an open file): share it instead
+        _share_uncopyable(model, memo)
+        replica = _copy_or_explain(model, memo)
     _metafy_script_modules(replica)
     _drop_user_hooks(replica)
     return replica
@@ -450,6 +454,33 @@ def _meta_like(tensor: torch.Tensor | None) -> Any:
     if isinstance(tensor, nn.Parameter):
         return nn.Parameter(meta, requires_grad=tensor.requires_grad)
     return meta
+
+
+def _share_uncopyable(model: nn.Module, memo: dict[int, Any]) -> None:
+    """Let the replica share the plain attributes that ``deepcopy`` refuses (locks, files, clients)."""
+    from torch import nn
+
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if name.startswith("_") or isinstance(value, nn.Module) or id(value) in memo:
+                continue
+            try:
+                copy.deepcopy(value, dict(memo))
+            except Exception:
+                memo[id(value)] = value
+
+
+def _copy_or_explain(model: nn.Module, memo: dict[int, Any]) -> nn.Module:
+    from headfit.errors import UsageError
+
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as exc:
+        raise UsageError(
+            f"headfit cannot copy `{type(model).__name__}` to trace it on the meta device: `copy.deepcopy` "
+            f"raised {type(exc).__name__}: {exc}. The trace needs a copy so that your model stays "
+            "untouched; make the model deep-copyable (keep locks, open files and clients outside it)."
+        ) from None
 
 
 def _drop_user_hooks(replica: nn.Module) -> None:
