@@ -151,3 +151,15 @@ def test_install_without_torch_still_explains_from_the_message() -> None:
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "error[" in proc.stderr
     assert "2048" in proc.stderr.partition("error[")[2]
+
+
+def test_install_twice_prints_one_diagnosis() -> None:
+    proc = _python(
+        """
+        import headfit
+        headfit.install()
+        headfit.install()
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x2048 and 512x10)")
+        """
+    )
+    assert proc.stderr.count("error[") == 1

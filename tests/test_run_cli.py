@@ -202,3 +202,9 @@ def test_a_missing_script_is_a_usage_error(tmp_path) -> None:
     proc = _run(tmp_path / "nope.py")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_keyboard_interrupt_is_not_diagnosed() -> None:
+    proc = _run(SCRIPTS / "interrupted.py")
+    assert proc.returncode == 130
+    assert "KeyboardInterrupt" in proc.stderr and "error[" not in proc.stderr and "note:" not in proc.stderr

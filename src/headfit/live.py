@@ -63,6 +63,8 @@ def print_diagnosis(diagnosis: Diagnosis, file: Any = None) -> None:
 def install() -> None:
     """Explain uncaught exceptions of this program: the normal traceback, then the diagnosis."""
     previous = sys.excepthook
+    if hasattr(previous, "headfit_previous"):  # installed already
+        return
 
     def hook(etype: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         previous(etype, value, tb)
@@ -105,8 +107,11 @@ def run_script(script: str, args: list[str], json_path: str | None = None) -> in
     sys.path[0:1] = [str(path.resolve().parent)]  # python puts the script's folder first
     try:
         runpy.run_path(str(path.absolute()), run_name="__main__")
-    except (SystemExit, KeyboardInterrupt):
+    except SystemExit:
         raise
+    except KeyboardInterrupt as exc:  # as python does: the traceback, then exit 130
+        traceback.print_exception(type(exc), exc, _without_runner_frames(exc.__traceback__, path))
+        raise SystemExit(130) from None
     except BaseException as exc:
         sys.stdout.flush()
         traceback.print_exception(type(exc), exc, _without_runner_frames(exc.__traceback__, path))

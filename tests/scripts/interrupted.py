@@ -1,0 +1,3 @@
+"""A training loop stopped with Ctrl-C."""
+
+raise KeyboardInterrupt
