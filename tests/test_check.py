@@ -63,6 +63,18 @@ def test_half_adapted_mask_rcnn_is_flagged_without_a_failing_trace():
     assert any(p.module.startswith("roi_heads.mask_predictor") for p in report.problems)
 
 
+def test_trace_problem_points_at_the_culprit_and_says_where_it_raised():
+    model = _meta("ssdlite320_mobilenet_v3_large")
+    head = model.head.classification_head.module_list[0]
+    with torch.device("meta"):
+        head[1] = nn.Conv2d(head[1].in_channels, 6 * 3, 1)  # 6 anchors x 3 classes; num_columns left at 91
+    report = check(model)
+    problem = next(p for p in report.problems if p.code == "HF240")
+    assert report.trace.stopped_at == "head.classification_head"
+    assert problem.summary == "the shape trace raised in `head.classification_head`"
+    assert problem.module == "head.classification_head.module_list.0.1"
+
+
 def test_linear_512_on_resnet50():
     model = _meta("resnet50")
     model.fc = nn.Linear(512, 10, device="meta")

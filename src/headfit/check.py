@@ -172,7 +172,8 @@ def _shown(value: Any) -> str:
 
 
 def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem:
-    """HF240 for a forward that raised; HF241 when the input size is one the model does not accept."""
+    """HF240 for a forward that raised, pointing at the most likely culprit (where it raised is a fact);
+    HF241 when the input size is one the model does not accept."""
     result = report.trace
     size_problem = _size_problem(model, report, args) if not report.problems else None
     if size_problem is not None:
@@ -186,10 +187,11 @@ def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...])
         facts.append(f"{where} ({call.type}) received {_shapes_text(call.input_shapes)}")
     if top is not None:
         facts.append(f"most likely: {top.summary}")
+    culprit = top if top is not None and top.module is not None else None  # not always where it raised
     return Problem(
         code="HF240",
-        module=result.stopped_at or "",
-        attribute=top.attribute if top else None,
+        module=culprit.module if culprit else result.stopped_at or "",
+        attribute=culprit.attribute if culprit else None,
         summary=f"the shape trace raised in {where}",
         facts=facts,
         fix=top.fix if top else None,
