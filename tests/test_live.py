@@ -163,3 +163,12 @@ def test_install_twice_prints_one_diagnosis() -> None:
         """
     )
     assert proc.stderr.count("error[") == 1
+
+
+def test_message_guesses_about_modules_the_model_lacks_are_dropped() -> None:
+    model = nn.Sequential(nn.Linear(6, 5))
+    exc = _raised(lambda: nn.functional.cross_entropy(model(torch.rand(2, 6)), torch.tensor([0, 5])))
+    d = diagnose_exception(exc)
+    paths = {name for name, _ in model.named_modules()}
+    assert all(c.module is None or c.module in paths for c in d.causes)
+    assert d.causes[0].fix == "model[0] = nn.Linear(6, 6)"

@@ -323,6 +323,8 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
     diagnosis.causes = _merge(diagnosis.causes, evidence.causes)
     if not recognised_by_message and len(diagnosis.causes) > before:
         _name_live_diagnosis(diagnosis, evidence.code)
+    if scene.model is not None:
+        _drop_guesses_about_missing_modules(diagnosis, message_causes, scene.model)
     _live_outranks_message(diagnosis, message_causes)
     if message_top is not None:
         _note_disagreement(diagnosis, message_top)
@@ -357,6 +359,20 @@ def _name_live_diagnosis(diagnosis: Diagnosis, code: str | None) -> None:
     diagnosis.ranked()
     diagnosis.summary = diagnosis.causes[0].summary
     diagnosis.reason = None
+
+
+def _drop_guesses_about_missing_modules(
+    diagnosis: Diagnosis, message_causes: list[Cause], model: Any
+) -> None:
+    """A message-only cause about a module the live model does not have is wrong for this model."""
+    paths = {name for name, _ in model.named_modules()}
+    guesses = {id(c) for c in message_causes}
+    for cause in list(diagnosis.causes):
+        if id(cause) in guesses and cause.module and cause.module not in paths:
+            diagnosis.causes.remove(cause)
+            diagnosis.facts.append(
+                f"`{type(model).__name__}` has no module `{cause.module}`: that guess is dropped"
+            )
 
 
 def _live_outranks_message(diagnosis: Diagnosis, message_causes: list[Cause]) -> None:
