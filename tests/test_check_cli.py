@@ -21,6 +21,12 @@ def seed():
 
 def broken():
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(5, 2))
+
+def raises():
+    raise ValueError("no config file")
+
+def not_a_model():
+    return {"weights": 1}
 """
 
 
@@ -118,6 +124,22 @@ def test_each_injected_head_mistake_exits_1_naming_module_and_attribute(capsys, 
     ],
 )
 def test_bad_input_is_one_paragraph_and_exit_2(capsys, args, words):
+    _assert_exit_2(capsys, args, words)
+
+
+@pytest.mark.parametrize(
+    "builder, words",
+    [
+        ("raises", "raised ValueError: no config file"),
+        ("not_a_model", "returned a dict, not a torch.nn.Module"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "sizes"])
+def test_a_builder_that_fails_exits_2(capsys, seed_spec, command, builder, words):
+    _assert_exit_2(capsys, [command, f"{seed_spec}:{builder}"], words)
+
+
+def _assert_exit_2(capsys, args, words):
     code, out, err = _run(capsys, *args)
     assert code == 2 and out == ""
     assert words in " ".join(err.split()) and "Traceback" not in err
