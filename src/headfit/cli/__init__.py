@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from headfit.cli.app import abort_on_headfit_errors
+from headfit.cli.app import COMMAND_LINE, answer_failures
 
 # command name -> module in headfit.cli that defines a click command called ``command``
 COMMANDS = {
@@ -34,6 +34,15 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"headfit.cli.{COMMANDS[cmd_name]}")
         return module.command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        ctx.meta[COMMAND_LINE] = list(args)  # for error messages, before the command parses them
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; any failure becomes one paragraph and an exit code, never a traceback."""
+        with answer_failures(ctx):
+            return super().invoke(ctx)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="headfit")
@@ -42,5 +51,5 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    with abort_on_headfit_errors():
+    with answer_failures():
         cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="headfit")

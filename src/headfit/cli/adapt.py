@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from headfit.cli.app import console, print_json
+from headfit.cli.app import console, json_flag, print_json
 
 
 @click.command("adapt")
@@ -26,7 +26,7 @@ from headfit.cli.app import console, print_json
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the weights."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_flag()
 def command(
     spec, num_classes, weights, keep_classes, class_names, num_keypoints, head, fmt, ema, output, as_json
 ):

@@ -1,15 +1,32 @@
-"""Output and exit for every command, in one place (hatch's ``Application``)."""
+"""Output and exit for every command, in one place (hatch's ``Application``).
+
+Every failure of a command ends here: one paragraph on stderr and an exit code, and with ``--json``
+also one error document (``{"ok": false, "error": {...}}``) where the command's JSON goes, so a
+script that asked for JSON always gets exactly one document. A bug in headfit itself exits 70 with
+one paragraph asking for a report; ``HEADFIT_DEBUG=1`` shows its traceback instead.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
 
-from headfit.errors import HeadfitError
+from headfit.errors import HeadfitError, UsageError
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in headfit
+DEBUG_ENV = "HEADFIT_DEBUG"
+
+# ctx.meta keys (ctx.meta is shared by the group's context and the command's)
+JSON_TARGET = "headfit.json_target"  # "-" for stdout, or the file of `run --json PATH`
+JSON_PRINTED = "headfit.json_printed"  # the command already printed its one document
+COMMAND_LINE = "headfit.command_line"  # the command's name and arguments, for error messages
+STDOUT = "-"
 
 
 def console(stderr: bool = False):  # -> rich.console.Console, imported lazily
@@ -18,31 +35,120 @@ def console(stderr: bool = False):  # -> rich.console.Console, imported lazily
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+def json_flag(help: str = "Print one JSON document.") -> Any:
+    """The ``--json`` flag of a command: its value is ``as_json``; failures then answer in JSON too."""
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=_json_to_stdout, help=help)
+
+
+def _json_to_stdout(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[JSON_TARGET] = STDOUT
+    return value
+
+
+def json_to_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Callback of ``run --json PATH``: a failure of headfit itself writes its error document there."""
+    if value:
+        ctx.meta[JSON_TARGET] = value
+    return value
+
+
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     import json  # not on the text path of `headfit explain`, which must start fast
 
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[JSON_PRINTED] = True
 
 
 def abort(message: str, code: int = 2) -> None:
-    """One paragraph on stderr, then exit with ``code``."""
-    console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    raise SystemExit(code)
+    """Stop the command: ``message`` becomes one paragraph on stderr (and the error document)."""
+    error = UsageError(message)
+    error.exit_code = code
+    raise error
 
 
 @contextlib.contextmanager
-def abort_on_headfit_errors() -> Iterator[None]:
-    """Turn headfit's own errors into one paragraph and their exit code; never a raw traceback."""
+def answer_failures(ctx: click.Context | None = None) -> Iterator[None]:
+    """Turn every failure into one paragraph, its exit code and (with --json) one error document."""
+    meta = ctx.meta if ctx is not None else {}
     try:
         yield
-    except HeadfitError as exc:
-        abort(_escape(str(exc)), exc.exit_code)
-    except click.exceptions.Exit:
+    except click.exceptions.Exit:  # --help, --version, ctx.exit(): not failures
         raise
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    except HeadfitError as exc:
+        _fail(meta, type(exc).__name__, str(exc), exc.exit_code)
+    except click.ClickException as exc:  # bad arguments, found while parsing
+        _fail(meta, "UsageError", _usage_message(exc), exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        _fail(meta, "KeyboardInterrupt", "interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        _fail(meta, "InternalError", _internal_message(exc, meta), EXIT_INTERNAL)
+
+
+def _fail(meta: dict[str, Any], kind: str, message: str, code: int) -> None:
+    target = meta.get(JSON_TARGET) or (STDOUT if _asks_for_json(meta.get(COMMAND_LINE)) else None)
+    if target is not None and not meta.get(JSON_PRINTED):
+        _write_error_document(target, kind, message, code)
+    paragraph = " ".join(message.split())  # a message quoting a multi-line error stays one paragraph
+    console(stderr=True).print(f"[bold red]error:[/] {_escape(paragraph)}", markup=True, highlight=False)
+    raise SystemExit(code)
+
+
+def _write_error_document(target: str, kind: str, message: str, code: int) -> None:
+    document = {"ok": False, "error": {"type": kind, "message": message, "exit_code": code}}
+    if target == STDOUT:
+        print_json(document)
+        return
+    import json
+
+    with contextlib.suppress(OSError):  # the path itself may be what was wrong; stderr still says it
+        with open(target, "w", encoding="utf-8") as file:
+            file.write(json.dumps(document, indent=2) + "\n")
+
+
+def _asks_for_json(command_line: Sequence[str] | None) -> bool:
+    """Whether a command line whose parsing failed asked for ``--json`` on stdout.
+
+    The ``--json`` callback has not run when click stops at an unknown option or a missing value,
+    so read the tokens: ``--json`` before any ``--``. ``run --json PATH`` keeps stdout for the
+    script and is left out.
+    """
+    if not command_line or command_line[0] == "run":
+        return False
+    tokens = list(command_line[1:])
+    if "--" in tokens:
+        tokens = tokens[: tokens.index("--")]
+    return "--json" in tokens
+
+
+def _usage_message(exc: click.ClickException) -> str:
+    """Click's message in headfit's tone (lowercase, no trailing period) and where the usage is."""
+    message = exc.format_message().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    if isinstance(exc, click.UsageError):
+        command = exc.ctx.command_path if exc.ctx is not None else "headfit"
+        message += f"; `{command} --help` shows the usage"
+    return message
+
+
+def _internal_message(exc: Exception, meta: dict[str, Any]) -> str:
+    import shlex
+
+    words = meta.get(COMMAND_LINE) or sys.argv[1:]
+    command_line = shlex.join(["headfit", *words])
+    lines = str(exc).strip().splitlines()
+    last_line = f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
+    return (
+        f"headfit hit an internal error ({last_line}). This is a bug in headfit, not in your model "
+        f"or files: please report it with this command line: `{command_line}`. "
+        f"Run it again with {DEBUG_ENV}=1 to see the traceback."
+    )
 
 
 def _escape(text: str) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from headfit.cli.app import console, print_json
+from headfit.cli.app import console, json_flag, print_json
 
 if TYPE_CHECKING:
     from headfit.check import CheckReport
@@ -25,7 +25,7 @@ AUTO_DEPTH_ROWS = 40  # more traced calls than this: the table shows two levels 
 )
 @click.option("--num-classes", type=int, help="Passed to the model builder.")
 @click.option("--depth", type=click.IntRange(min=0), help="Show modules at most N levels deep.")
-@click.option("--json", "as_json", is_flag=True, help="Print one check document.")
+@json_flag("Print one check document.")
 def command(
     model: str, inputs: tuple[str, ...], num_classes: int | None, depth: int | None, as_json: bool
 ) -> None:

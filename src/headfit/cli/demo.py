@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from headfit.cli.app import console, print_json
+from headfit.cli.app import console, json_flag, print_json
 
 
 @click.command("demo")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_flag()
 @click.option(
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from headfit.cli.app import abort, console, print_json
+from headfit.cli.app import abort, console, json_flag, print_json
 
 EXIT_DIAGNOSED = 0
 EXIT_UNRECOGNISED = 3
@@ -14,7 +14,7 @@ EXIT_UNRECOGNISED = 3
 
 @click.command("explain")
 @click.argument("text", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_flag()
 @click.option("--code", "code", metavar="HF1xx", help="Print the long explanation of a diagnosis code.")
 def command(text: str | None, as_json: bool, code: str | None) -> None:
     """Diagnose TEXT, an error message or a whole traceback (stdin when TEXT is absent or `-`)."""

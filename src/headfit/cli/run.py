@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from headfit.cli.app import json_to_file
+
 
 @click.command(
     "run",
@@ -15,6 +17,7 @@ import click
     "json_path",
     metavar="PATH",
     type=click.Path(dir_okay=False),
+    callback=json_to_file,
     help="write the diagnosis document here",
 )
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from headfit.cli.app import console, print_json
+from headfit.cli.app import console, json_flag, print_json
 
 
 @click.command("sizes")
@@ -17,7 +17,7 @@ from headfit.cli.app import console, print_json
     help="The input whose H and W are varied (default: the model family's usual input).",
 )
 @click.option("--num-classes", type=int, help="Passed to the model builder.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_flag()
 def command(model: str, inputs: tuple[str, ...], num_classes: int | None, as_json: bool) -> None:
     """Say which input sizes MODEL accepts, e.g. "H and W multiples of 32, >= 64"."""
     from headfit.sizes import sizes

@@ -1,0 +1,169 @@
+"""A new user's mistakes, on every command: one paragraph on stderr naming what was wrong, the
+contract's exit code, never a raw traceback; with ``--json`` exactly one JSON document on stdout.
+
+Most cases run in-process through ``headfit.cli.main`` (as the console script does); the few that
+need a fresh interpreter (the traceback switch, a real KeyboardInterrupt) use a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from headfit.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``headfit ARGV`` run in this process."""
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0 if code is None else 1), out.out, out.err
+
+
+def assert_one_paragraph(err: str, *names: str) -> None:
+    """stderr is one `error:` paragraph (no traceback, no blank line) that names each of ``names``."""
+    assert "Traceback" not in err
+    text = err.strip()
+    assert text.startswith("error: "), err
+    assert "\n\n" not in text, err
+    flat = " ".join(text.split())
+    for name in names:
+        assert name in flat, (name, flat)
+
+
+def one_json_document(out: str) -> dict:
+    """stdout holds exactly one JSON document (json.loads fails on anything after it)."""
+    return json.loads(out)
+
+
+def assert_error_document(out: str, code: int, kind: str, *names: str) -> None:
+    document = one_json_document(out)
+    assert document["ok"] is False
+    assert document["error"]["type"] == kind
+    assert document["error"]["exit_code"] == code
+    for name in names:
+        assert name in document["error"]["message"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# arguments click rejects: headfit's paragraph, and JSON when asked, even before --json is parsed
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["check", "torchvision:resnet18", "--depth", "-1"], ["--depth", "-1", "headfit check --help"]),
+        (["check", "torchvision:resnet18", "--bogus"], ["--bogus", "headfit check --help"]),
+        (["check", "torchvision:resnet18", "--input"], ["--input", "requires an argument"]),
+        (["sizes"], ["MODEL", "headfit sizes --help"]),
+        (["nosuch"], ["nosuch", "headfit --help"]),
+    ],
+)
+def test_bad_arguments_give_one_paragraph_and_exit_2(capsys, argv, names):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert_one_paragraph(err, *names)
+    assert "Usage:" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "torchvision:resnet18", "--depth", "-1", "--json"],
+        ["check", "torchvision:resnet18", "--json", "--bogus"],  # the parser stops before --json is read
+        ["check", "torchvision:resnet18", "--json", "--input"],
+        ["adapt", "torchvision:resnet18", "--json"],  # required options missing
+    ],
+)
+def test_bad_arguments_with_json_print_one_error_document(capsys, argv):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_error_document(out, 2, "UsageError")
+    assert_one_paragraph(err)
+
+
+def test_json_after_a_double_dash_is_text_not_the_flag(capsys):
+    code, out, _ = run_cli(capsys, "explain", "--", "--json")
+    assert code == 3  # not an error message, and not a JSON answer
+    assert not out.lstrip().startswith("{")
+
+
+def test_unknown_code_with_json_prints_one_error_document(capsys):
+    code, out, err = run_cli(capsys, "explain", "--code", "HF999", "--json")
+    assert code == 2
+    assert_error_document(out, 2, "UsageError", "HF999", "HF101")
+    assert_one_paragraph(err, "HF999")
+
+
+def test_model_spec_error_with_json_prints_one_error_document(capsys):
+    code, out, err = run_cli(capsys, "check", "torchvision:resnet5", "--json")
+    assert code == 2
+    assert_error_document(out, 2, "ModelSpecError", "resnet5", "torchvision:resnet50")
+    assert_one_paragraph(err, "resnet5", "torchvision:resnet50")
+
+
+def test_run_json_path_gets_the_error_document_and_stdout_stays_empty(capsys, tmp_path):
+    report = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, "run", "--json", str(report), str(tmp_path / "missing.py"))
+    assert code == 2
+    assert out == ""
+    assert_one_paragraph(err, "missing.py", "does not exist")
+    assert json.loads(report.read_text())["error"]["type"] == "UsageError"
+
+
+# ---------------------------------------------------------------------------------------------------
+# a bug in headfit: one paragraph asking for a report, exit 70; HEADFIT_DEBUG=1 shows the traceback
+
+
+@pytest.fixture
+def buggy_sizes(monkeypatch):
+    import headfit.sizes
+
+    def broken(*args, **kwargs):
+        return {}["a key headfit forgot"]
+
+    monkeypatch.setattr(headfit.sizes, "sizes", broken)
+
+
+def test_internal_error_is_one_paragraph_with_the_command_line(capsys, monkeypatch, buggy_sizes):
+    monkeypatch.delenv("HEADFIT_DEBUG", raising=False)
+    code, out, err = run_cli(capsys, "sizes", "torchvision:alexnet")
+    assert code == 70
+    assert out == ""
+    assert_one_paragraph(
+        err, "internal error", "KeyError: 'a key headfit forgot'", "`headfit sizes torchvision:alexnet`"
+    )
+    assert "HEADFIT_DEBUG=1" in err
+
+
+def test_internal_error_with_json_prints_one_error_document(capsys, monkeypatch, buggy_sizes):
+    monkeypatch.delenv("HEADFIT_DEBUG", raising=False)
+    code, out, _ = run_cli(capsys, "sizes", "torchvision:alexnet", "--json")
+    assert code == 70
+    assert_error_document(out, 70, "InternalError", "a key headfit forgot")
+
+
+def test_internal_error_traceback_with_headfit_debug(monkeypatch, buggy_sizes):
+    monkeypatch.setenv("HEADFIT_DEBUG", "1")
+    with pytest.raises(KeyError, match="a key headfit forgot"):
+        main(["sizes", "torchvision:alexnet"])
+
+
+def test_interrupt_exits_130_with_one_line(tmp_path):
+    model = tmp_path / "slow.py"
+    model.write_text("def build():\n    raise KeyboardInterrupt\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "headfit", "check", f"{model}:build"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 130
+    assert_one_paragraph(proc.stderr, "interrupted")
