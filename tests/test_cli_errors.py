@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +169,66 @@ def test_interrupt_exits_130_with_one_line(tmp_path):
     )
     assert proc.returncode == 130
     assert_one_paragraph(proc.stderr, "interrupted")
+
+
+# ---------------------------------------------------------------------------------------------------
+# MODEL specs
+
+
+@pytest.fixture
+def models_file(tmp_path) -> Path:
+    path = tmp_path / "models.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            def build(num_classes=4):
+                return nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(8, num_classes))
+
+            def exits():
+                raise SystemExit(3)
+
+            instance = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(8, 2))
+            """
+        )
+    )
+    return path
+
+
+def test_a_module_level_instance_is_the_model_not_called(capsys, models_file):
+    code, out, err = run_cli(capsys, "check", f"{models_file}:instance", "--json")
+    assert code == 0, err
+    document = one_json_document(out)
+    assert document["ok"] is True
+    assert document["trace"]["modules"][-1]["output_shapes"] == [[2, 2]]
+
+
+def test_num_classes_on_a_module_level_instance_is_refused(capsys, models_file):
+    code, _, err = run_cli(capsys, "check", f"{models_file}:instance", "--num-classes", "3")
+    assert code == 2
+    assert_one_paragraph(err, "--num-classes", "instance")
+
+
+def test_a_builder_that_exits_is_a_bad_spec_not_a_silent_exit(capsys, models_file):
+    code, out, err = run_cli(capsys, "check", f"{models_file}:exits", "--json")
+    assert code == 2
+    assert_error_document(out, 2, "ModelSpecError", "SystemExit")
+    assert_one_paragraph(err, f"{models_file}:exits", "SystemExit")
+
+
+def test_a_file_that_parses_argv_on_import_is_a_bad_spec(capsys, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("import sys\nsys.exit(2)  # as argparse does on arguments it does not know\n")
+    code, _, err = run_cli(capsys, "sizes", f"{script}:model")
+    assert code == 2
+    assert_one_paragraph(err, "importing", "train.py", "SystemExit: 2", '`if __name__ == "__main__":`')
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_num_classes_below_one_is_refused(capsys, models_file, count):
+    code, _, err = run_cli(capsys, "check", f"{models_file}:build", "--num-classes", count)
+    assert code == 2
+    assert_one_paragraph(err, "--num-classes", ">= 1", f"got {count}")

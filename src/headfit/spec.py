@@ -33,6 +33,10 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
     A path to weights written by ``headfit adapt`` (``out.safetensors`` with ``out.safetensors.json``)
     rebuilds that adapted model.
     """
+    if num_classes is not None and num_classes < 1:
+        raise ModelSpecError(
+            f"--num-classes must be a whole number >= 1 (the classes your model predicts), got {num_classes}."
+        )
     if _names_adapted_weights(spec):
         return _rebuild_adapted(spec, num_classes, device)
     source, sep, name = spec.partition(":")
@@ -177,9 +181,16 @@ def _build_timm(name: str, num_classes: int | None) -> nn.Module:
 
 
 def _build_callable(source: str, attr: str, num_classes: int | None, spec: str) -> nn.Module:
+    from torch import nn
+
     target = _load_attribute(source, attr, spec)
-    if not callable(target):
-        return target  # a module-level model instance is a fine spec too
+    if isinstance(target, nn.Module) or not callable(target):  # a module-level model instance
+        if num_classes is not None:
+            raise ModelSpecError(
+                f"--num-classes was given but {spec!r} is a model instance, not a builder. "
+                "Drop --num-classes, or point the spec at a function that takes `num_classes`."
+            )
+        return target
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         if not _accepts(target, "num_classes"):
@@ -228,6 +239,12 @@ def _import_file(path: Path, spec: str) -> Any:
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # e.g. argparse's parse_args() at module level
+        raise ModelSpecError(
+            f"importing {str(path)!r} exited (SystemExit: {exc.code}): the file runs a script when "
+            'imported. Put that code under `if __name__ == "__main__":` so the spec can import '
+            "the builder without running it."
+        ) from None
     except Exception as exc:  # the user's file raised while importing
         raise ModelSpecError(
             f"importing {str(path)!r} raised {type(exc).__name__}: {exc}. Fix the file so that "
@@ -253,7 +270,7 @@ def _call_builder(builder: Any, kwargs: dict[str, Any], spec: str) -> nn.Module:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return builder(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: a builder that parses argv or calls exit()
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
         raise ModelSpecError(
             f"building {spec!r} with {shown} raised {type(exc).__name__}: {exc}. "
