@@ -96,7 +96,8 @@ def _fail(meta: dict[str, Any], kind: str, message: str, code: int) -> None:
     if target is not None and not meta.get(JSON_PRINTED):
         _write_error_document(target, kind, message, code)
     paragraph = " ".join(message.split())  # a message quoting a multi-line error stays one paragraph
-    console(stderr=True).print(f"[bold red]error:[/] {_escape(paragraph)}", markup=True, highlight=False)
+    # soft wrap: the terminal wraps the line, so paths and commands in it stay whole for copy and paste
+    console(stderr=True).print(f"[bold red]error:[/] {_escape(paragraph)}", soft_wrap=True, highlight=False)
     raise SystemExit(code)
 
 
