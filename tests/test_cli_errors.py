@@ -33,7 +33,7 @@ def assert_one_paragraph(err: str, *names: str) -> None:
     assert "Traceback" not in err
     text = err.strip()
     assert text.startswith("error: "), err
-    assert "\n\n" not in text, err
+    assert "\n" not in text, err  # one line: the terminal wraps it, paths stay whole
     flat = " ".join(text.split())
     for name in names:
         assert name in flat, (name, flat)
@@ -232,3 +232,47 @@ def test_num_classes_below_one_is_refused(capsys, models_file, count):
     code, _, err = run_cli(capsys, "check", f"{models_file}:build", "--num-classes", count)
     assert code == 2
     assert_one_paragraph(err, "--num-classes", ">= 1", f"got {count}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# adapt's output: refused before any work when it cannot be written or read back
+
+
+@pytest.mark.parametrize(
+    ("name", "names"),
+    [
+        ("model.weird", ["model.weird", ".safetensors, .pt or .pth", "-o model.safetensors"]),
+        ("folder", ["is a folder", "folder/model.safetensors"]),
+        ("a_file/model.safetensors", ["a_file", "is a file, not a folder"]),
+    ],
+)
+def test_adapt_refuses_an_output_it_cannot_write(capsys, tmp_path, models_file, name, names):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("not a folder")
+    code, out, err = run_cli(
+        capsys, "adapt", f"{models_file}:build", "-k", "3", "-o", str(tmp_path / name), "--json"
+    )
+    assert code == 2
+    assert_error_document(out, 2, "UsageError")
+    assert_one_paragraph(err, *names)
+
+
+def test_adapt_output_in_a_read_only_folder_is_refused(capsys, tmp_path, models_file, monkeypatch):
+    import headfit.adapt
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    monkeypatch.setattr(headfit.adapt.os, "access", lambda path, mode: Path(path) != read_only)
+    code, _, err = run_cli(
+        capsys, "adapt", f"{models_file}:build", "-k", "3", "-o", str(read_only / "m.safetensors")
+    )
+    assert code == 2
+    assert_one_paragraph(err, "read-only", "not writable")
+
+
+def test_adapt_write_failure_is_one_paragraph(capsys, tmp_path, models_file):
+    out_path = tmp_path / "m.safetensors"
+    Path(f"{out_path}.json").mkdir()  # the sidecar's name is taken by a folder
+    code, _, err = run_cli(capsys, "adapt", f"{models_file}:build", "-k", "3", "-o", str(out_path))
+    assert code == 2
+    assert_one_paragraph(err, "cannot write the adapted model", "m.safetensors")

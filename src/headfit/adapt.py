@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -426,6 +427,7 @@ def adapt_file(
     from headfit.spec import build_model
     from headfit.weights import load_weights
 
+    check_writable(output)
     fmt = output_format(output, fmt)
     model = build_model(spec)
     load = load_weights(model, weights, ema=ema) if weights is not None else None
@@ -449,17 +451,34 @@ def adapt_file(
 
 
 def output_format(output: Path, fmt: str | None) -> str:
-    """``pt`` for ``.pt``/``.pth`` outputs or ``--format pt``; ``safetensors`` otherwise."""
-    by_suffix = (
-        "pt"
-        if output.suffix in (".pt", ".pth")
-        else "safetensors"
-        if output.suffix == ".safetensors"
-        else None
-    )
-    if fmt and by_suffix and fmt != by_suffix:
+    """``pt`` for ``.pt``/``.pth`` outputs, ``safetensors`` for ``.safetensors``; ``--format`` must agree.
+
+    Other suffixes are refused: ``headfit check OUT`` and ``rebuild`` recognise adapted weights by
+    their suffix.
+    """
+    by_suffix = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}.get(output.suffix)
+    if by_suffix is None:
+        suggested = output.with_suffix(".pt" if fmt == "pt" else ".safetensors").name
+        raise UsageError(
+            f"the output name {output.name!r} must end in .safetensors, .pt or .pth, so that "
+            f"`headfit check OUT` can rebuild the model from it; e.g. `-o {suggested}`"
+        )
+    if fmt and fmt != by_suffix:
         raise UsageError(f"--format {fmt} does not match the output name {output.name!r}; change one of them")
-    return fmt or by_suffix or "safetensors"
+    return by_suffix
+
+
+def check_writable(output: Path) -> None:
+    """Refuse an output that cannot be written before building, loading and verifying the model."""
+    if output.is_dir():
+        raise UsageError(
+            f"the output {str(output)!r} is a folder; give a file name, e.g. `-o {output / 'model.safetensors'}`"
+        )
+    folder = next((p for p in output.absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir():
+        raise UsageError(f"cannot write {str(output)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {str(output)!r}: the folder {str(folder)!r} is not writable")
 
 
 def sidecar_document(spec: str, report: AdaptReport, load: LoadReport | None) -> dict[str, Any]:
@@ -493,18 +512,21 @@ def _portable_spec(spec: str) -> str:
 def save_adapted(model: nn.Module, output: Path, fmt: str, document: dict[str, Any]) -> tuple[Path, Path]:
     """Write the weights (safetensors or a ``.pt`` state_dict) and ``OUT.json`` next to them."""
     import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
 
     document = {**document, "weights": output.name, "format": fmt}
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "pt":
-        torch.save(state, output)
-    else:
-        from safetensors.torch import save_file
-
-        save_file(state, str(output), metadata={"headfit": json.dumps(document)})
     sidecar = sidecar_path(output)
-    sidecar.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "pt":
+            torch.save(state, output)
+        else:
+            save_file(state, str(output), metadata={"headfit": json.dumps(document)})
+        sidecar.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    except (OSError, RuntimeError, SafetensorError) as exc:  # disk full, permissions, a folder in the way
+        raise UsageError(f"cannot write the adapted model to {str(output)!r}: {exc}") from None
     return output, sidecar
 
 
