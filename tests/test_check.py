@@ -291,3 +291,33 @@ def test_check_leaves_a_real_detector_as_it_was():
     before = _snapshot(model)
     assert not check(model, "[3x64x80]").ok
     _assert_same(before, _snapshot(model))
+
+
+def test_trace_overrules_a_structural_width_guess_about_a_parallel_branch():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+            self.side = nn.Linear(5, 4)  # fed by the second input, not by `encoder`
+
+        def forward(self, x, y):
+            return self.encoder(x) + self.side(y)
+
+    report = check(TwoInputs(), ["2x3", "2x5"])
+    assert report.ok, report.problems
+    assert any("`side`.`in_features`" in note for note in report.notes)
+
+
+def test_a_real_width_mistake_after_a_sequential_trunk_is_still_reported():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(3, 8), nn.ReLU())
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.encoder(x))
+
+    report = check(Net(), "2x3")
+    assert not report.ok
+    assert ("fc", "in_features") in {(p.module, p.attribute) for p in report.problems}

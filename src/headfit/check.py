@@ -89,9 +89,38 @@ def check(
     report.problems = list(_ask(family, "lint", model, notes, []))
     head_paths = [h.path for h in _ask(family, "heads", model, notes, [])]
     report.trace = trace(model, args, head_paths=head_paths, train=train)
+    report.problems = _drop_contradicted_widths(model, report.problems, report.trace, notes)
     if report.trace.failed:
         report.problems.append(_trace_problem(model, report, args))
     return report
+
+
+def _drop_contradicted_widths(
+    model: nn.Module, problems: list[Problem], traced: TraceResult, notes: list[str]
+) -> list[Problem]:
+    """Lint infers the width reaching a layer from the model's structure; the trace saw it. When every
+    traced call of the layer received exactly the width it takes, the structural guess was wrong (a
+    parallel branch, not a trunk) and the trace wins."""
+    kept = []
+    for problem in problems:
+        if problem.attribute in ("in_features", "in_channels") and _trace_fits(model, problem, traced):
+            notes.append(
+                f"lint doubted `{problem.module}`.`{problem.attribute}`, but the trace fed it exactly "
+                "that width: not reported"
+            )
+            continue
+        kept.append(problem)
+    return kept
+
+
+def _trace_fits(model: nn.Module, problem: Problem, traced: TraceResult) -> bool:
+    try:
+        expected = getattr(model.get_submodule(problem.module), problem.attribute)
+    except AttributeError:
+        return False
+    axis = -1 if problem.attribute == "in_features" else 1  # Linear: last dim; conv: channels
+    shapes = [c.input_shapes[0] for c in traced.calls if c.module == problem.module and c.input_shapes]
+    return bool(shapes) and all(len(s) > max(axis, 0) and s[axis] == expected for s in shapes)
 
 
 def _ask(family: Any, method: str, model: nn.Module, notes: list[str], fallback: Any) -> Any:
