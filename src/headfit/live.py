@@ -11,6 +11,7 @@ Nothing here imports torch: a program that has not imported torch gets the messa
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import linecache
 import os
@@ -103,6 +104,8 @@ def run_script(script: str, args: list[str], json_path: str | None = None) -> in
     """Run ``script`` as ``python script args`` would; on an uncaught exception print the traceback and
     the diagnosis and return 1. SystemExit and KeyboardInterrupt pass through untouched."""
     path = Path(script)
+    if json_path:
+        _prepare_report(Path(json_path))
     sys.argv = [script, *args]
     sys.path[0:1] = [str(path.resolve().parent)]  # python puts the script's folder first
     try:
@@ -118,9 +121,30 @@ def run_script(script: str, args: list[str], json_path: str | None = None) -> in
         diagnosis = diagnose_exception(exc)
         print_diagnosis(diagnosis)
         if json_path:
-            Path(json_path).write_text(json.dumps(diagnosis.to_dict(), indent=2, default=str) + "\n")
+            _write_report(Path(json_path), diagnosis)
         return 1
     return 0
+
+
+def _prepare_report(path: Path) -> None:
+    """Make the folder of ``--json PATH`` before the script runs, so a long run does not end unreported."""
+    from headfit.errors import UsageError
+
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise UsageError(
+            f"cannot write the diagnosis to {str(path)!r}: {str(folder)!r} is a file, not a folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the diagnosis to {str(path)!r}: {str(folder)!r} is not writable")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_report(path: Path, diagnosis: Diagnosis) -> None:
+    try:
+        path.write_text(json.dumps(diagnosis.to_dict(), indent=2, default=str) + "\n")
+    except OSError as exc:  # the traceback and the diagnosis are already on stderr
+        print(f"headfit: cannot write the diagnosis to {str(path)!r}: {exc}", file=sys.stderr)
 
 
 def _without_runner_frames(tb: TracebackType | None, script: Path) -> TracebackType | None:
@@ -129,7 +153,7 @@ def _without_runner_frames(tb: TracebackType | None, script: Path) -> TracebackT
     start = tb
     while start is not None and os.path.realpath(start.tb_frame.f_code.co_filename) != target:
         start = start.tb_next
-    return start if start is not None else tb
+    return start  # None when the script never ran (a SyntaxError): python shows no frames then
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -158,8 +182,11 @@ def _diagnose(exc: BaseException) -> Diagnosis:
         diagnosis.user_location = _location_of(user)
     if "torch" not in sys.modules or not frames:
         return diagnosis
-    scene = read_scene(frames)
-    return _with_live_evidence(diagnosis, scene, exc)
+    try:
+        return _with_live_evidence(copy.deepcopy(diagnosis), read_scene(frames), exc)
+    except Exception as internal:  # the message-only diagnosis still stands
+        diagnosis.facts.append(f"headfit could not read the live objects ({internal!r})")
+        return diagnosis
 
 
 def _message_diagnosis(exc: BaseException) -> Diagnosis:
