@@ -276,3 +276,47 @@ def test_adapt_write_failure_is_one_paragraph(capsys, tmp_path, models_file):
     code, _, err = run_cli(capsys, "adapt", f"{models_file}:build", "-k", "3", "-o", str(out_path))
     assert code == 2
     assert_one_paragraph(err, "cannot write the adapted model", "m.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------------
+# run: python's own output for a script that never ran; a --json PATH that cannot be written
+
+
+def headfit_run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "headfit", "run", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_run_a_script_with_a_syntax_error_shows_it_as_python_does(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("def f(:\n    pass\n")
+    proc = headfit_run(str(script))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f'  File "{script}", line 1\n')
+    assert "SyntaxError: invalid syntax" in proc.stderr
+    assert "runpy" not in proc.stderr and "live.py" not in proc.stderr
+
+
+def test_run_json_under_a_file_is_refused_before_the_script_runs(tmp_path):
+    marker = tmp_path / "ran"
+    script = tmp_path / "train.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\nraise ValueError('late')\n")
+    (tmp_path / "a_file").write_text("")
+    proc = headfit_run("--json", str(tmp_path / "a_file" / "doc.json"), str(script))
+    assert proc.returncode == 2
+    assert not marker.exists()
+    assert_one_paragraph(proc.stderr, "a_file", "is a file, not a folder")
+
+
+def test_run_json_in_a_new_folder_is_written(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("raise ValueError('late')\n")
+    report = tmp_path / "reports" / "today" / "doc.json"
+    proc = headfit_run("--json", str(report), str(script))
+    assert proc.returncode == 1
+    assert json.loads(report.read_text())["error"] == {"type": "ValueError", "message": "late"}

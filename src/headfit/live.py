@@ -416,11 +416,7 @@ def _live_outranks_message(diagnosis: Diagnosis, message_causes: list[Cause]) ->
 def _note_disagreement(diagnosis: Diagnosis, message_top: Cause) -> None:
     """When the live objects overrule what the message alone suggested, the facts say so."""
     live = diagnosis.causes[0]
-    if (
-        message_top.module is None
-        or live is message_top
-        or (live.module, live.attribute) == (message_top.module, message_top.attribute)
-    ):
+    if message_top.module is None or live is message_top or _same_culprit(live, message_top):
         return
     note = (
         f"the message alone suggests {_where(message_top)}, but the live objects show {_where(live)}: "
@@ -428,6 +424,17 @@ def _note_disagreement(diagnosis: Diagnosis, message_top: Cause) -> None:
     )
     if note not in diagnosis.facts:
         diagnosis.facts.append(note)
+
+
+def _same_culprit(a: Cause, b: Cause) -> bool:
+    """Two causes name the same culprit when one's module (or module.attribute) is, or is inside, the other's."""
+    if a.module is None or b.module is None:
+        return False
+
+    def names(c: Cause) -> set[str]:
+        return {c.module, f"{c.module}.{c.attribute}".lstrip(".")} if c.attribute else {c.module}
+
+    return any(x == y or x.startswith(y + ".") or y.startswith(x + ".") for x in names(a) for y in names(b))
 
 
 def _where(cause: Cause) -> str:
