@@ -320,3 +320,16 @@ def test_run_json_in_a_new_folder_is_written(tmp_path):
     proc = headfit_run("--json", str(report), str(script))
     assert proc.returncode == 1
     assert json.loads(report.read_text())["error"] == {"type": "ValueError", "message": "late"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# input specs
+
+
+def test_a_2d_input_for_a_conv_net_is_a_rank_problem_not_a_channel_one(capsys, models_file):
+    code, out, _ = run_cli(capsys, "check", f"{models_file}:build", "--input", "2x3", "--json")
+    assert code == 1
+    diagnosis = one_json_document(out)["diagnosis"]
+    assert diagnosis["code"] == "HF105"
+    assert all(cause["attribute"] != "in_channels" for cause in diagnosis["causes"])
+    assert "x[None, None]" in diagnosis["causes"][0]["fix"]

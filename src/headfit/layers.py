@@ -103,9 +103,9 @@ def _linear(m: nn.Linear, path: str, target: str, shape: list[int]) -> Evidence:
 
 def _conv(m: nn.modules.conv._ConvNd, path: str, target: str, shape: list[int]) -> Evidence:
     spatial = len(m.kernel_size)
+    if len(shape) not in (spatial + 1, spatial + 2):
+        return Evidence()  # a wrong rank has no channel dimension to read (the message's rule says so)
     channel_dim = 1 if len(shape) == spatial + 2 else 0
-    if len(shape) <= channel_dim:
-        return Evidence()
     arrived = shape[channel_dim]
     if arrived != m.in_channels:
         return _conv_channels(m, path, target, shape, arrived)
