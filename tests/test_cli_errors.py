@@ -333,3 +333,19 @@ def test_a_2d_input_for_a_conv_net_is_a_rank_problem_not_a_channel_one(capsys, m
     assert diagnosis["code"] == "HF105"
     assert all(cause["attribute"] != "in_channels" for cause in diagnosis["causes"])
     assert "x[None, None]" in diagnosis["causes"][0]["fix"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ("2x3x0x224", ["'2x3x0x224'", "dimension of 0", "2x3x224x224"]),
+        ("[3x64x64,3x0x64]", ["'3x0x64'", "dimension of 0"]),
+        ("abc", ["'abc'", "2x3x224x224"]),
+        ("[3x800x1333", ["'[3x800x1333'", "[3x800x1333,3x600x900]"]),
+    ],
+)
+def test_bad_input_specs_are_one_paragraph_and_exit_2(capsys, models_file, spec, names):
+    code, out, err = run_cli(capsys, "sizes", f"{models_file}:build", "--input", spec, "--json")
+    assert code == 2
+    assert_error_document(out, 2, "UsageError")
+    assert_one_paragraph(err, *names)

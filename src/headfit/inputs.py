@@ -75,5 +75,8 @@ class InputSpec:
 def _dims(text: str) -> tuple[int, ...]:
     dims = tuple(int(d) for d in text.split("x"))
     if any(d <= 0 for d in dims):
-        raise UsageError(f"input dimensions must be positive, got {text!r}")
+        raise UsageError(
+            f"the input shape {text!r} has a dimension of 0: every dimension must be a positive whole "
+            "number, e.g. `2x3x224x224`"
+        )
     return dims
