@@ -349,3 +349,47 @@ def test_bad_input_specs_are_one_paragraph_and_exit_2(capsys, models_file, spec,
     assert code == 2
     assert_error_document(out, 2, "UsageError")
     assert_one_paragraph(err, *names)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Python API: a wrong argument is a TypeError that says what to pass
+
+
+@pytest.mark.parametrize("value", [None, 123, ["RuntimeError: x"]])
+def test_explain_names_what_it_takes(value):
+    import headfit
+
+    with pytest.raises(TypeError, match=f"explain\\(\\) takes an exception .*not {type(value).__name__}"):
+        headfit.explain(value)
+
+
+def test_explain_reads_bytes_as_text():
+    import headfit
+
+    message = b"mat1 and mat2 shapes cannot be multiplied (2x512 and 2048x10)"
+    assert headfit.explain(message).to_dict() == headfit.explain(message.decode()).to_dict()
+    assert headfit.explain(message).code is not None
+
+
+@pytest.mark.parametrize("function", ["check", "adapt", "load_weights"])
+def test_api_functions_name_the_model_they_need(function):
+    import headfit
+
+    call = {
+        "check": lambda model: headfit.check(model, "2x3x32x32"),
+        "adapt": lambda model: headfit.adapt(model, 3),
+        "load_weights": lambda model: headfit.load_weights(model, {}),
+    }[function]
+    with pytest.raises(TypeError, match=f"{function}\\(\\) takes a torch.nn.Module, not str.*build_model"):
+        call("torchvision:resnet18")
+    with pytest.raises(TypeError, match="not int"):
+        call(42)
+
+
+def test_load_weights_needs_a_source():
+    import torch
+
+    import headfit
+
+    with pytest.raises(TypeError, match="needs a checkpoint"):
+        headfit.load_weights(torch.nn.Linear(2, 2), None)

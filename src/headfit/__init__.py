@@ -38,21 +38,36 @@ def check(model: Any, inputs: Any = None, **options: Any) -> Any:
     """Lint the model's heads and trace it on the meta device; returns a CheckReport."""
     from headfit.check import check as _check
 
-    return _check(model, inputs, **options)
+    return _check(_a_module(model, "check"), inputs, **options)
 
 
 def adapt(model: Any, num_classes: int, **options: Any) -> Any:
     """Re-head ``model`` in place for ``num_classes`` classes, keeping every weight that fits; returns it."""
     from headfit.adapt import adapt as _adapt
 
-    return _adapt(model, num_classes, **options)
+    return _adapt(_a_module(model, "adapt"), num_classes, **options)
 
 
 def load_weights(model: Any, source: Any, **options: Any) -> Any:
     """Load a checkpoint safely (weights_only / safetensors), skipping what does not fit; returns a LoadReport."""
     from headfit.weights import load_weights as _load_weights
 
-    return _load_weights(model, source, **options)
+    if source is None:
+        raise TypeError(
+            "load_weights() needs a checkpoint: a path to a .pt/.pth/.bin/.safetensors file or a state_dict"
+        )
+    return _load_weights(_a_module(model, "load_weights"), source, **options)
+
+
+def _a_module(model: Any, function: str) -> Any:
+    """``model`` itself when it is an nn.Module; a TypeError that says how to get one otherwise."""
+    torch = _sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return model
+    hint = (
+        f" Build it first: `model = headfit.spec.build_model({model!r})`." if isinstance(model, str) else ""
+    )
+    raise TypeError(f"{function}() takes a torch.nn.Module, not {type(model).__name__}.{hint}")
 
 
 def install() -> None:

@@ -19,4 +19,11 @@ def explain(error_or_text: BaseException | str) -> Diagnosis:
         from headfit.explain.parse import parse_exception
 
         return diagnose_parsed(parse_exception(error_or_text))
+    if isinstance(error_or_text, (bytes, bytearray)):  # a log read in binary mode
+        error_or_text = bytes(error_or_text).decode("utf-8", errors="replace")
+    if not isinstance(error_or_text, str):
+        raise TypeError(
+            f"explain() takes an exception or the text of an error message or traceback, "
+            f"not {type(error_or_text).__name__}"
+        )
     return diagnose_text(error_or_text)
