@@ -393,3 +393,29 @@ def test_load_weights_needs_a_source():
 
     with pytest.raises(TypeError, match="needs a checkpoint"):
         headfit.load_weights(torch.nn.Linear(2, 2), None)
+
+
+def test_running_out_of_memory_is_not_called_a_bug(capsys, monkeypatch):
+    import headfit.sizes
+
+    def allocate(*args, **kwargs):  # what torch's CPU allocator raises for a 10^9-class head
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 32000000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.delenv("HEADFIT_DEBUG", raising=False)
+    monkeypatch.setattr(headfit.sizes, "sizes", allocate)
+    code, out, err = run_cli(capsys, "sizes", "torchvision:alexnet", "--json")
+    assert code == 2
+    assert_error_document(out, 2, "OutOfMemoryError", "32000000000 bytes")
+    assert_one_paragraph(err, "ran out of memory", "32000000000 bytes")
+    assert "bug" not in err
+
+
+def test_demo_keep_under_a_file_is_one_paragraph(capsys, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    code, out, err = run_cli(capsys, "demo", "--keep", str(tmp_path / "a_file" / "sub"), "--json")
+    assert code == 2
+    assert_error_document(out, 2, "UsageError", "--keep")
+    assert_one_paragraph(err, "a_file", "Not a directory")

@@ -88,6 +88,8 @@ def answer_failures(ctx: click.Context | None = None) -> Iterator[None]:
     except Exception as exc:
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
+        if _out_of_memory(exc):
+            _fail(meta, "OutOfMemoryError", _memory_message(exc), 2)
         _fail(meta, "InternalError", _internal_message(exc, meta), EXIT_INTERNAL)
 
 
@@ -136,6 +138,20 @@ def _usage_message(exc: click.ClickException) -> str:
         command = exc.ctx.command_path if exc.ctx is not None else "headfit"
         message += f"; `{command} --help` shows the usage"
     return message
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """A MemoryError, or torch's allocator refusing (``RuntimeError``/``OutOfMemoryError``)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def _memory_message(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return (
+        f"ran out of memory ({lines[-1].strip()}): the model, its inputs or --num-classes ask for more "
+        "memory than this machine has. Try smaller inputs or a smaller class count"
+    )
 
 
 def _internal_message(exc: Exception, meta: dict[str, Any]) -> str:
