@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from headfit.cli.app import console, json_flag, print_json
+from headfit.cli.app import abort, console, json_flag, print_json
 
 
 @click.command("demo")
@@ -22,7 +22,10 @@ def command(as_json: bool, keep: Path | None) -> None:
     from headfit.demo import run_demo
 
     if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
+        try:
+            keep.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            abort(f"cannot make the folder `--keep {keep}`: {exc.strerror}", 2)
         run = run_demo(keep)
     else:
         with tempfile.TemporaryDirectory(prefix="headfit-demo-") as tmp:
