@@ -419,3 +419,15 @@ def test_demo_keep_under_a_file_is_one_paragraph(capsys, tmp_path):
     assert code == 2
     assert_error_document(out, 2, "UsageError", "--keep")
     assert_one_paragraph(err, "a_file", "Not a directory")
+
+
+def test_a_spec_without_its_source_suggests_the_torchvision_one(capsys):
+    code, _, err = run_cli(capsys, "check", "resnet50")
+    assert code == 2
+    assert_one_paragraph(err, "'resnet50'", "Did you mean `torchvision:resnet50`?")
+
+
+def test_a_file_spec_without_a_callable_says_to_name_one(capsys, models_file):
+    code, _, err = run_cli(capsys, "sizes", str(models_file))
+    assert code == 2
+    assert_one_paragraph(err, f"`{models_file}:CALLABLE`")

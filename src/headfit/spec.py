@@ -41,7 +41,7 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
         return _rebuild_adapted(spec, num_classes, device)
     source, sep, name = spec.partition(":")
     if not sep or not source or not name:
-        raise ModelSpecError(f"cannot read the model spec {spec!r}. {_EXAMPLES}")
+        raise ModelSpecError(f"cannot read the model spec {spec!r}.{_spec_hint(spec)} {_EXAMPLES}")
     if source == "torchvision":
         build = lambda: _build_torchvision(name, num_classes)  # noqa: E731
     elif source == "timm":
@@ -56,6 +56,18 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
 
     with torch.device(device):
         return _checked(build(), spec)
+
+
+def _spec_hint(spec: str) -> str:
+    """What a spec without its ``source:`` or ``:CALLABLE`` part most likely meant."""
+    if spec.endswith(".py"):
+        return f" Name the function or class that builds the model after a colon: `{spec}:CALLABLE`."
+    if spec and ":" not in spec and "/" not in spec:
+        import torchvision
+
+        if spec in torchvision.models.list_models():
+            return f" Did you mean `torchvision:{spec}`?"
+    return ""
 
 
 def _build_on_meta(build: Any) -> nn.Module:
