@@ -431,3 +431,26 @@ def test_a_file_spec_without_a_callable_says_to_name_one(capsys, models_file):
     code, _, err = run_cli(capsys, "sizes", str(models_file))
     assert code == 2
     assert_one_paragraph(err, f"`{models_file}:CALLABLE`")
+
+
+def test_a_problem_at_the_model_itself_points_at_the_model(capsys, tmp_path):
+    path = tmp_path / "two.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            class TwoInputs(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.proj = nn.Linear(4, 2)
+
+                def forward(self, a, b):
+                    return self.proj(a) + self.proj(b)
+            """
+        )
+    )
+    code, out, _ = run_cli(capsys, "check", f"{path}:TwoInputs")
+    assert code == 1
+    assert "--> the model" in out and "--> ``" not in out
+    assert "missing 1 required positional argument: 'b'" in " ".join(out.split())

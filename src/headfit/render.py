@@ -42,7 +42,7 @@ def diagnosis_text(d: Diagnosis) -> Text:
 
 def problem_text(p: Problem) -> Text:
     """A check finding in the same layout as a diagnosis."""
-    where = f"`{p.module}`" + (f".`{p.attribute}`" if p.attribute else "")
+    where = (f"`{p.module}`" if p.module else "the model") + (f".`{p.attribute}`" if p.attribute else "")
     lines = [f"[bold red]error[{p.code}][/][bold]: {escape(p.summary)}[/]", f"  [blue]-->[/] {escape(where)}"]
     lines.extend(f"  [blue]= note:[/] {escape(fact)}" for fact in p.facts)
     if p.fix:
