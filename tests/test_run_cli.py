@@ -186,6 +186,7 @@ def test_a_succeeding_script_runs_as_python_would(tmp_path) -> None:
         "name: __main__",
         "path0: True",
         "helper: 42",
+        "pickled: 1",
     ]
     assert proc.stderr == "to stderr\n"
 
