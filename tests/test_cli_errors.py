@@ -454,3 +454,15 @@ def test_a_problem_at_the_model_itself_points_at_the_model(capsys, tmp_path):
     assert code == 1
     assert "--> the model" in out and "--> ``" not in out
     assert "missing 1 required positional argument: 'b'" in " ".join(out.split())
+
+
+def test_an_unknown_kept_class_says_what_to_give_instead():
+    from headfit.classnames import resolve_keep
+    from headfit.errors import UsageError
+
+    names = ["__background__", "person", "bicycle", "car"]
+    with pytest.raises(
+        UsageError,
+        match=r"no class named 'unicorn'\. Give one of its 3 class names \(e\.g\. 'person'\) or a class id \(0\.\.3\)",
+    ):
+        resolve_keep(["unicorn"], names, 4, counts_background=True)

@@ -111,7 +111,11 @@ def _index_of(name: str, categories: list[str]) -> int:
     real = [c for c in categories if c not in _PLACEHOLDERS]
     close = difflib.get_close_matches(name, real, n=4, cutoff=0.5)
     hint = f" Close matches: {', '.join(repr(c) for c in close)}." if close else ""
-    raise UsageError(f"the pretrained head has no class named {name!r}.{hint} Give a name or an id")
+    raise UsageError(
+        f"the pretrained head has no class named {name!r}.{hint} Give one of its {len(real)} class names"
+        + (f" (e.g. {real[0]!r})" if real else "")
+        + f" or a class id (0..{len(categories) - 1})"
+    )
 
 
 def _normal(name: str) -> str:
