@@ -466,3 +466,33 @@ def test_an_unknown_kept_class_says_what_to_give_instead():
         match=r"no class named 'unicorn'\. Give one of its 3 class names \(e\.g\. 'person'\) or a class id \(0\.\.3\)",
     ):
         resolve_keep(["unicorn"], names, 4, counts_background=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# explain
+
+
+def test_explain_reads_the_file_text_names(capsys, tmp_path):
+    import torch
+
+    try:
+        torch.nn.Linear(2048, 10)(torch.zeros(2, 512))
+    except RuntimeError as exc:
+        (tmp_path / "error.log").write_text(f"RuntimeError: {exc}\n")
+    code, out, _ = run_cli(capsys, "explain", str(tmp_path / "error.log"), "--json")
+    assert code == 0
+    assert one_json_document(out)["code"] == "HF103"
+
+
+@pytest.mark.parametrize("stdin", [b"", b"\x00\xff\xfe" * 5000, b"shape mismatch lorem ipsum\n" * 400_000])
+def test_explain_answers_input_that_is_no_error_with_exit_3(stdin):
+    proc = subprocess.run(
+        [sys.executable, "-m", "headfit", "explain", "--json", "-"],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    document = json.loads(proc.stdout)
+    assert document["code"] is None and document["reason"]
+    assert proc.stderr == b""

@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -64,7 +64,7 @@ def print_json(document: Any) -> None:
         ctx.meta[JSON_PRINTED] = True
 
 
-def abort(message: str, code: int = 2) -> None:
+def abort(message: str, code: int = 2) -> NoReturn:
     """Stop the command: ``message`` becomes one paragraph on stderr (and the error document)."""
     error = UsageError(message)
     error.exit_code = code

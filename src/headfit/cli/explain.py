@@ -17,7 +17,8 @@ EXIT_UNRECOGNISED = 3
 @json_flag()
 @click.option("--code", "code", metavar="HF1xx", help="Print the long explanation of a diagnosis code.")
 def command(text: str | None, as_json: bool, code: str | None) -> None:
-    """Diagnose TEXT, an error message or a whole traceback (stdin when TEXT is absent or `-`)."""
+    """Diagnose TEXT, an error message or a whole traceback, or the file TEXT names (stdin when TEXT is
+    absent or `-`)."""
     if code is not None:
         _explain_code(code, as_json)
         return
@@ -35,11 +36,26 @@ def command(text: str | None, as_json: bool, code: str | None) -> None:
 
 def _read_input(text: str | None) -> str:
     if text is not None and text != "-":
-        return text
+        return _file_text(text) if _names_a_file(text) else text
     if sys.stdin is None or sys.stdin.isatty():
         abort("give the error as TEXT, or pipe it on stdin: `headfit explain - < error.txt`", 2)
     data = sys.stdin.buffer.read()
     return data.decode("utf-8", errors="replace")
+
+
+def _names_a_file(text: str) -> bool:
+    """``headfit explain error.log``: a one-line TEXT that is the path of a file means its contents."""
+    import os
+
+    return "\n" not in text and len(text) < 4096 and os.path.isfile(text)
+
+
+def _file_text(path: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            return file.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        abort(f"cannot read `{path}`: {exc.strerror}", 2)
 
 
 def _explain_code(code: str, as_json: bool) -> None:
