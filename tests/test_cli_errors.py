@@ -453,7 +453,9 @@ def test_a_problem_at_the_model_itself_points_at_the_model(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "check", f"{path}:TwoInputs")
     assert code == 1
     assert "--> the model" in out and "--> ``" not in out
-    assert "missing 1 required positional argument: 'b'" in " ".join(out.split())
+    flat = " ".join(out.split())
+    assert "missing 1 required positional argument: 'b'" in flat
+    assert "help: --input 2x4 --input 2x4 # one --input per argument of forward(a, b)" in flat
 
 
 def test_an_unknown_kept_class_says_what_to_give_instead():

@@ -223,8 +223,31 @@ def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...])
         attribute=culprit.attribute if culprit else None,
         summary=f"the shape trace raised in {where}",
         facts=facts,
-        fix=top.fix if top else None,
+        fix=top.fix if top else _missing_inputs_fix(model, report),
     )
+
+
+def _missing_inputs_fix(model: nn.Module, report: CheckReport) -> str | None:
+    """``forward() missing 1 required positional argument``: give one input per argument of forward."""
+    import inspect
+    import re
+
+    if report.trace.stopped_at or not re.search(
+        r"forward\(\) missing \d+ required", report.trace.reason or ""
+    ):
+        return None
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    required = [
+        p.name
+        for p in params
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    example = report.inputs[0] if report.inputs else "2x3x224x224"
+    flags = " ".join(f"--input {example}" for _ in required)
+    return f"{flags}  # one --input per argument of forward({', '.join(required)})"
 
 
 def _size_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem | None:
