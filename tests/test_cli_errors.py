@@ -498,3 +498,33 @@ def test_explain_answers_input_that_is_no_error_with_exit_3(stdin):
     document = json.loads(proc.stdout)
     assert document["code"] is None and document["reason"]
     assert proc.stderr == b""
+
+
+# ---------------------------------------------------------------------------------------------------
+# an exception whose __str__ raises: python prints `<exception str() failed>`, headfit too
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("__str__ is broken")
+
+
+def test_explain_an_exception_whose_str_raises():
+    import headfit
+
+    diagnosis = headfit.explain(_Unprintable())
+    assert diagnosis.code is None
+    assert diagnosis.to_dict()["error"]["message"] == "<exception str() failed>"
+
+
+def test_run_a_script_whose_exception_cannot_be_printed(tmp_path):
+    script = tmp_path / "unprintable.py"
+    script.write_text(
+        "class E(Exception):\n    def __str__(self):\n        raise ValueError('broken')\n\nraise E()\n"
+    )
+    report = tmp_path / "doc.json"
+    proc = headfit_run("--json", str(report), str(script))
+    assert proc.returncode == 1
+    assert "E: <exception str() failed>" in proc.stderr
+    assert "internal error" not in proc.stderr
+    assert json.loads(report.read_text())["error"] == {"type": "E", "message": "<exception str() failed>"}

@@ -212,9 +212,12 @@ def _message_diagnosis(exc: BaseException) -> Diagnosis:
 
 
 def _message_of(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and len(exc.args) == 1:
-        return repr(exc.args[0])
-    return str(exc)
+    try:
+        if isinstance(exc, KeyError) and len(exc.args) == 1:
+            return repr(exc.args[0])
+        return str(exc)
+    except Exception:  # an exception whose __str__ raises: python prints `<exception str() failed>`
+        return "<exception str() failed>"
 
 
 def _frames(tb: TracebackType | None) -> list[FrameType]:

@@ -174,7 +174,10 @@ def _from_exception(exc: BaseException) -> ParsedError:
 def _exception_message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         return exc.args[0]  # str(KeyError) adds quotes
-    return str(exc)
+    try:
+        return str(exc)
+    except Exception:  # an exception whose __str__ raises: python prints `<exception str() failed>`
+        return "<exception str() failed>"
 
 
 def _unquote(text: str) -> str:
