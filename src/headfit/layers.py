@@ -294,7 +294,7 @@ def frame_inputs(frame: FrameType | None) -> list[tuple[str, Any]]:
 
 def tensor_fact(scene: Scene, limit: int = 6) -> str | None:
     """``tensors in `Up.forward`: `x1` [1, 64, 28, 28], `x2` [1, 64, 27, 27]``, from the failing frame."""
-    frame = _failing_method_frame(scene)
+    frame = failing_method_frame(scene)
     if frame is None:
         return None
     tensors = [(n, v) for n, v in frame.f_locals.items() if isinstance(v, torch.Tensor)]
@@ -316,7 +316,8 @@ def _forward_frame(scene: Scene, module: nn.Module) -> FrameType | None:
     return None
 
 
-def _failing_method_frame(scene: Scene) -> FrameType | None:
+def failing_method_frame(scene: Scene) -> FrameType | None:
+    """The innermost frame running a method of the failing module: where its line and tensors are."""
     if scene.module_frame is None:
         return None
     start = scene.frames.index(scene.module_frame)
@@ -579,7 +580,7 @@ def _embedding_index(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     module = scene.module
     if not isinstance(module, nn.Embedding):
         return None
-    inputs = frame_inputs(_failing_method_frame(scene))
+    inputs = frame_inputs(failing_method_frame(scene))
     if not inputs or inputs[0][1].numel() == 0:
         return None
     ids = inputs[0][1]
@@ -804,7 +805,7 @@ def _grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     module = scene.module
     if not isinstance(module, nn.modules.conv._ConvNd) or module.in_channels != 3:
         return None
-    inputs = frame_inputs(_failing_method_frame(scene))
+    inputs = frame_inputs(failing_method_frame(scene))
     if not inputs or inputs[0][1].dim() < 3 or inputs[0][1].shape[-3] != 1:
         return None
     root_frame = _forward_frame(scene, scene.model)

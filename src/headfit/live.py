@@ -335,7 +335,7 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
     message_causes = list(diagnosis.causes)
     message_top = message_causes[0] if message_causes else None
     if scene.module_frame is not None:
-        location = _location_of(_innermost_in_module(scene))
+        location = _location_of(layers.failing_method_frame(scene))
         diagnosis.location = Location(
             scene.module_path, type(scene.module).__name__, location.file, location.line, location.source
         )
@@ -359,16 +359,6 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
     if message_top is not None:
         _note_disagreement(diagnosis, message_top)
     return diagnosis
-
-
-def _innermost_in_module(scene: Scene) -> FrameType:
-    """The innermost frame at or below the failing module's own method (where the line is)."""
-    frames = scene.frames
-    start = frames.index(scene.module_frame)
-    for frame in reversed(frames[start:]):
-        if frame.f_locals.get("self") is scene.module:
-            return frame
-    return scene.module_frame
 
 
 def _merge(old: list[Cause], new: list[Cause]) -> list[Cause]:
