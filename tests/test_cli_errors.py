@@ -528,3 +528,50 @@ def test_run_a_script_whose_exception_cannot_be_printed(tmp_path):
     assert "E: <exception str() failed>" in proc.stderr
     assert "internal error" not in proc.stderr
     assert json.loads(report.read_text())["error"] == {"type": "E", "message": "<exception str() failed>"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# --json: what the user's model prints goes to stderr, stdout holds the one document
+
+
+@pytest.fixture
+def chatty_file(tmp_path) -> Path:
+    path = tmp_path / "chatty.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            print("loading chatty.py")
+
+            class Net(nn.Module):
+                def __init__(self, num_classes=3):
+                    super().__init__()
+                    self.fc = nn.Linear(4, num_classes)
+
+                def forward(self, x):
+                    print("debug: x is", tuple(x.shape))
+                    return self.fc(x)
+
+            def broken():
+                print("about to fail")
+                raise ValueError("no such layer")
+            """
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize(("command", "expected"), [("check", 0), ("sizes", 2)])  # sizes: 2x4 has no H, W
+def test_prints_of_the_model_do_not_break_the_json_document(capsys, chatty_file, command, expected):
+    code, out, err = run_cli(capsys, command, f"{chatty_file}:Net", "--input", "2x4", "--json")
+    assert code == expected
+    one_json_document(out)
+    assert "loading chatty.py" in err
+
+
+def test_prints_before_a_failure_do_not_break_the_error_document(capsys, chatty_file):
+    code, out, err = run_cli(capsys, "check", f"{chatty_file}:broken", "--json")
+    assert code == 2
+    assert_error_document(out, 2, "ModelSpecError", "no such layer")
+    assert "about to fail" in err

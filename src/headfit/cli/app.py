@@ -25,6 +25,7 @@ DEBUG_ENV = "HEADFIT_DEBUG"
 # ctx.meta keys (ctx.meta is shared by the group's context and the command's)
 JSON_TARGET = "headfit.json_target"  # "-" for stdout, or the file of `run --json PATH`
 JSON_PRINTED = "headfit.json_printed"  # the command already printed its one document
+JSON_STDOUT = "headfit.json_stdout"  # the real stdout while a --json command's prints go to stderr
 COMMAND_LINE = "headfit.command_line"  # the command's name and arguments, for error messages
 STDOUT = "-"
 
@@ -43,7 +44,17 @@ def json_flag(help: str = "Print one JSON document.") -> Any:
 def _json_to_stdout(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.meta[JSON_TARGET] = STDOUT
+        ctx.with_resource(_prints_to_stderr(ctx.meta))
     return value
+
+
+@contextlib.contextmanager
+def _prints_to_stderr(meta: dict[str, Any]) -> Iterator[None]:
+    """While a --json command runs, what the user's model prints (on import, in forward) goes to
+    stderr, so stdout holds the one JSON document and nothing else."""
+    meta[JSON_STDOUT] = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def json_to_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -57,11 +68,12 @@ def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     import json  # not on the text path of `headfit explain`, which must start fast
 
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
-    sys.stdout.flush()
     ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        ctx.meta[JSON_PRINTED] = True
+    meta = ctx.meta if ctx is not None else {}
+    stdout = meta.get(JSON_STDOUT, sys.stdout)
+    stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    stdout.flush()
+    meta[JSON_PRINTED] = True
 
 
 def abort(message: str, code: int = 2) -> NoReturn:
