@@ -10,25 +10,18 @@ import math
 import re
 from dataclasses import dataclass
 
-from headfit.catalogue import category_of
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import parse_ints
+from headfit.explain.build import make_diagnosis
 from headfit.explain.parse import ParsedError
 
 
 def diagnose(
     code: str, parsed: ParsedError, summary: str, facts: list[str], causes: list[Cause]
 ) -> Diagnosis:
-    """A diagnosis of ``parsed`` under ``code``; the category comes from the catalogue."""
-    return Diagnosis(
-        code=code,
-        category=category_of(code),
-        error_type=parsed.type,
-        message=parsed.message,
-        summary=summary,
-        facts=facts,
-        causes=causes,
-    )
+    """A diagnosis of ``parsed`` under ``code`` (the catalogue gives the category, the traceback the
+    location)."""
+    return make_diagnosis(parsed, code, summary, facts, causes)
 
 
 def frames_mention(parsed: ParsedError, *needles: str) -> bool:
