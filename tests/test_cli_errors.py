@@ -575,3 +575,14 @@ def test_prints_before_a_failure_do_not_break_the_error_document(capsys, chatty_
     assert code == 2
     assert_error_document(out, 2, "ModelSpecError", "no such layer")
     assert "about to fail" in err
+
+
+def test_a_failure_at_the_default_input_says_it_was_a_default(capsys, tmp_path):
+    path = tmp_path / "seq.py"
+    path.write_text("import torch.nn as nn\n\ndef lstm():\n    return nn.LSTM(10, 20, 2)\n")
+    code, out, _ = run_cli(capsys, "check", f"{path}:lstm", "--json")
+    assert code == 1
+    problem = one_json_document(out)["problems"][0]
+    assert problem["fix"] == "--input SPEC  # the input `LSTM` takes, if not 2x3x224x224"
+    code, out, _ = run_cli(capsys, "check", f"{path}:lstm", "--input", "5x2x10", "--json")
+    assert code == 0, out

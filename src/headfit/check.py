@@ -91,7 +91,7 @@ def check(
     report.trace = trace(model, args, head_paths=head_paths, train=train)
     report.problems = _drop_contradicted_widths(model, report.problems, report.trace, notes)
     if report.trace.failed:
-        report.problems.append(_trace_problem(model, report, args))
+        report.problems.append(_trace_problem(model, report, args, guessed=inputs is None))
     return report
 
 
@@ -200,9 +200,12 @@ def _shown(value: Any) -> str:
     return type(value).__name__
 
 
-def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem:
+def _trace_problem(
+    model: nn.Module, report: CheckReport, args: tuple[Any, ...], guessed: bool = False
+) -> Problem:
     """HF240 for a forward that raised, pointing at the most likely culprit (where it raised is a fact);
-    HF241 when the input size is one the model does not accept."""
+    HF241 when the input size is one the model does not accept. ``guessed``: no input was given, the
+    family guessed one, and the failure may be the guess's rather than the model's."""
     result = report.trace
     size_problem = _size_problem(model, report, args) if not report.problems else None
     if size_problem is not None:
@@ -216,6 +219,11 @@ def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...])
         facts.append(f"{where} ({call.type}) received {_shapes_text(call.input_shapes)}")
     if top is not None:
         facts.append(f"most likely: {top.summary}")
+    fix = top.fix if top else _missing_inputs_fix(model, report)
+    if guessed:
+        shown, name = " ".join(report.inputs), type(model).__name__
+        facts.append(f"no input was given: {shown} is headfit's default input for `{name}`")
+        fix = fix or f"--input SPEC  # the input `{name}` takes, if not {shown}"
     culprit = top if top is not None and top.module is not None else None  # not always where it raised
     return Problem(
         code="HF240",
@@ -223,7 +231,7 @@ def _trace_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...])
         attribute=culprit.attribute if culprit else None,
         summary=f"the shape trace raised in {where}",
         facts=facts,
-        fix=top.fix if top else _missing_inputs_fix(model, report),
+        fix=fix,
     )
 
 
