@@ -342,6 +342,7 @@ def test_a_2d_input_for_a_conv_net_is_a_rank_problem_not_a_channel_one(capsys, m
         ("[3x64x64,3x0x64]", ["'3x0x64'", "dimension of 0"]),
         ("abc", ["'abc'", "2x3x224x224"]),
         ("[3x800x1333", ["'[3x800x1333'", "[3x800x1333,3x600x900]"]),
+        ("99999999999999999999999x3x224x224", ["more than a tensor can hold", "2x3x224x224"]),
     ],
 )
 def test_bad_input_specs_are_one_paragraph_and_exit_2(capsys, models_file, spec, names):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from headfit.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
+_MAX_ELEMENTS = 2**63  # torch indexes tensors with int64
 _DIMS = re.compile(r"^\d+(x\d+)*$")
 _LIST = re.compile(r"^\[(?P<items>[^\[\]]*)\](?:x(?P<repeat>\d+))?$")
 
@@ -78,5 +80,10 @@ def _dims(text: str) -> tuple[int, ...]:
         raise UsageError(
             f"the input shape {text!r} has a dimension of 0: every dimension must be a positive whole "
             "number, e.g. `2x3x224x224`"
+        )
+    if math.prod(dims) >= _MAX_ELEMENTS:
+        raise UsageError(
+            f"the input shape {text!r} has {math.prod(dims):,} elements, more than a tensor can hold "
+            "(2^63): use smaller dimensions, e.g. `2x3x224x224`"
         )
     return dims
