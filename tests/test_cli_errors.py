@@ -587,3 +587,13 @@ def test_a_failure_at_the_default_input_says_it_was_a_default(capsys, tmp_path):
     assert problem["fix"] == "--input SPEC  # the input `LSTM` takes, if not 2x3x224x224"
     code, out, _ = run_cli(capsys, "check", f"{path}:lstm", "--input", "5x2x10", "--json")
     assert code == 0, out
+
+
+@pytest.mark.parametrize("command", ["check", "adapt"])
+def test_a_class_count_beyond_int32_is_refused(capsys, tmp_path, models_file, command):
+    argv = [command, f"{models_file}:build", "--num-classes", str(10**30)]
+    if command == "adapt":
+        argv += ["-o", str(tmp_path / "m.safetensors")]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_paragraph(err, ">= 1 and at most 2,147,483,647", f"got {10**30}")

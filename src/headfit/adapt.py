@@ -159,9 +159,16 @@ def _reheaded(model, num_classes, keep_classes, class_names, num_keypoints, head
 
 
 def _check_num_classes(num_classes: Any) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    from headfit.spec import MAX_CLASSES
+
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or not 1 <= num_classes <= MAX_CLASSES
+    ):
         raise UsageError(
-            f"`num_classes` must be a whole number >= 1 (your object classes), got {num_classes!r}"
+            f"`num_classes` must be a whole number >= 1 and at most {MAX_CLASSES:,} (your object classes), "
+            f"got {num_classes!r}"
         )
 
 

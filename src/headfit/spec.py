@@ -20,6 +20,8 @@ from headfit.errors import ModelSpecError
 if TYPE_CHECKING:
     from torch import nn
 
+MAX_CLASSES = 2**31 - 1  # class ids are int32 in places; a larger head is a typo, not a model
+
 _EXAMPLES = (
     "Use `torchvision:NAME` (e.g. `torchvision:fcos_resnet50_fpn`), `timm:NAME` (e.g. `timm:resnet18`), "
     "`path/to/file.py:CALLABLE` or `package.module:CALLABLE`."
@@ -33,9 +35,10 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
     A path to weights written by ``headfit adapt`` (``out.safetensors`` with ``out.safetensors.json``)
     rebuilds that adapted model.
     """
-    if num_classes is not None and num_classes < 1:
+    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
         raise ModelSpecError(
-            f"--num-classes must be a whole number >= 1 (the classes your model predicts), got {num_classes}."
+            f"--num-classes must be a whole number >= 1 and at most {MAX_CLASSES:,} (the classes your "
+            f"model predicts), got {num_classes}."
         )
     if _names_adapted_weights(spec):
         return _rebuild_adapted(spec, num_classes, device)
