@@ -597,3 +597,12 @@ def test_a_class_count_beyond_int32_is_refused(capsys, tmp_path, models_file, co
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
     assert_one_paragraph(err, ">= 1 and at most 2,147,483,647", f"got {10**30}")
+
+
+def test_a_builder_error_is_shown_without_torchs_cpp_backtrace(capsys, tmp_path):
+    path = tmp_path / "huge.py"
+    path.write_text("import torch\n\ndef build():\n    return torch.nn.Linear(4, 10**30)\n")
+    code, _, err = run_cli(capsys, "check", f"{path}:build")
+    assert code == 2
+    assert_one_paragraph(err, "Overflow when unpacking long long")
+    assert "frame #0" not in err and "Exception raised from" not in err

@@ -262,7 +262,7 @@ def _import_file(path: Path, spec: str) -> Any:
         ) from None
     except Exception as exc:  # the user's file raised while importing
         raise ModelSpecError(
-            f"importing {str(path)!r} raised {type(exc).__name__}: {exc}. Fix the file so that "
+            f"importing {str(path)!r} raised {type(exc).__name__}: {_without_backtrace(exc)}. Fix the file so that "
             "`python -c 'import runpy; runpy.run_path(\"" + str(path) + "\")'` works, then try again."
         ) from None
     finally:
@@ -288,7 +288,12 @@ def _call_builder(builder: Any, kwargs: dict[str, Any], spec: str) -> nn.Module:
     except (Exception, SystemExit) as exc:  # SystemExit: a builder that parses argv or calls exit()
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
         raise ModelSpecError(
-            f"building {spec!r} with {shown} raised {type(exc).__name__}: {exc}. "
+            f"building {spec!r} with {shown} raised {type(exc).__name__}: {_without_backtrace(exc)}. "
             "Check the builder's arguments (e.g. --num-classes), or wrap it in your own function "
             "and pass `path/to/file.py:FUNCTION`."
         ) from None
+
+
+def _without_backtrace(exc: BaseException) -> str:
+    """The message of ``exc`` without the C++ backtrace torch appends to some errors."""
+    return str(exc).split("\nException raised from ", 1)[0].strip()
