@@ -90,7 +90,7 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext headfit``: after IPython's own traceback, print the diagnosis of the exception."""
 
     def handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
-        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset, running_compiled_code=True)
         print_diagnosis(diagnose_exception(value))
 
     ipython.set_custom_exc((Exception,), handler)
