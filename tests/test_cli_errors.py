@@ -606,3 +606,21 @@ def test_a_builder_error_is_shown_without_torchs_cpp_backtrace(capsys, tmp_path)
     assert code == 2
     assert_one_paragraph(err, "Overflow when unpacking long long")
     assert "frame #0" not in err and "Exception raised from" not in err
+
+
+def test_a_failed_verification_with_json_prints_only_the_adapt_document(capsys, tmp_path):
+    from adapt_support import SPEC, TinyFamily
+
+    TinyFamily.sabotage = "touch_body"
+    try:
+        code, out, err = run_cli(
+            capsys, "adapt", SPEC, "-k", "3", "-o", str(tmp_path / "m.safetensors"), "--json"
+        )
+    finally:
+        TinyFamily.sabotage = None
+    assert code == 1
+    document = one_json_document(
+        out
+    )  # the adapt run, with its failed verification; no error document after it
+    assert document["adapt"]["verification"]["ok"] is False
+    assert_one_paragraph(err, "`body.conv.weight`")
