@@ -624,3 +624,10 @@ def test_a_failed_verification_with_json_prints_only_the_adapt_document(capsys, 
     )  # the adapt run, with its failed verification; no error document after it
     assert document["adapt"]["verification"]["ok"] is False
     assert_one_paragraph(err, "`body.conv.weight`")
+
+
+def test_a_json_command_that_fails_while_parsing_gives_stdout_back(capsys):
+    before = sys.stdout
+    code, out, _ = run_cli(capsys, "adapt", "torchvision:resnet18", "--json")  # --num-classes missing
+    assert code == 2 and one_json_document(out)["ok"] is False
+    assert sys.stdout is before

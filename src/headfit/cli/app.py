@@ -26,6 +26,7 @@ DEBUG_ENV = "HEADFIT_DEBUG"
 JSON_TARGET = "headfit.json_target"  # "-" for stdout, or the file of `run --json PATH`
 JSON_PRINTED = "headfit.json_printed"  # the command already printed its one document
 JSON_STDOUT = "headfit.json_stdout"  # the real stdout while a --json command's prints go to stderr
+RESOURCES = "headfit.resources"  # an ExitStack that lives as long as the command, failures included
 COMMAND_LINE = "headfit.command_line"  # the command's name and arguments, for error messages
 STDOUT = "-"
 
@@ -44,7 +45,11 @@ def json_flag(help: str = "Print one JSON document.") -> Any:
 def _json_to_stdout(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.meta[JSON_TARGET] = STDOUT
-        ctx.with_resource(_prints_to_stderr(ctx.meta))
+        resources = ctx.meta.get(RESOURCES)
+        if resources is not None:
+            resources.enter_context(_prints_to_stderr(ctx.meta))
+        else:  # the command invoked on its own, not through the headfit group
+            ctx.with_resource(_prints_to_stderr(ctx.meta))
     return value
 
 
@@ -88,7 +93,11 @@ def answer_failures(ctx: click.Context | None = None) -> Iterator[None]:
     """Turn every failure into one paragraph, its exit code and (with --json) one error document."""
     meta = ctx.meta if ctx is not None else {}
     try:
-        yield
+        # undone before a failure is answered, also when click fails while parsing (its context is
+        # then never closed, so ctx.with_resource would leave stdout redirected)
+        with contextlib.ExitStack() as resources:
+            meta[RESOURCES] = resources
+            yield
     except click.exceptions.Exit:  # --help, --version, ctx.exit(): not failures
         raise
     except HeadfitError as exc:
