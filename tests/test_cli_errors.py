@@ -631,3 +631,23 @@ def test_a_json_command_that_fails_while_parsing_gives_stdout_back(capsys):
     code, out, _ = run_cli(capsys, "adapt", "torchvision:resnet18", "--json")  # --num-classes missing
     assert code == 2 and one_json_document(out)["ok"] is False
     assert sys.stdout is before
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "names"),
+    [
+        ("{not json", ["cannot read the sidecar", "as JSON"]),
+        (
+            '{"model": "torchvision:resnet18", "num_classes": "three"}',
+            ["`num_classes` 'three'", "whole number"],
+        ),
+        ('{"model": ["torchvision:resnet18"], "num_classes": 3}', ["must be a MODEL spec"]),
+    ],
+)
+def test_a_hand_edited_sidecar_is_one_paragraph(capsys, tmp_path, sidecar, names):
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"")
+    Path(f"{weights}.json").write_text(sidecar)
+    code, _, err = run_cli(capsys, "check", str(weights))
+    assert code == 2
+    assert_one_paragraph(err, "m.safetensors.json", *names)

@@ -559,7 +559,7 @@ def rebuild(path: str | Path, device: str | None = None) -> nn.Module:
 
     weights, document = _read_sidecar(Path(path))
     model = build_model(document["model"], device=device)
-    _reheaded(model, int(document["num_classes"]), None, None, *_options(document), None)
+    _reheaded(model, document["num_classes"], None, None, *_options(document), None)
     if device == "meta":
         return model
     report = load_weights(model, weights, strict_head=True)
@@ -596,6 +596,12 @@ def _read_sidecar(path: Path) -> tuple[Path, dict[str, Any]]:
     absent = [k for k in ("model", "num_classes") if not isinstance(document, dict) or k not in document]
     if absent:
         raise ModelSpecError(f"the sidecar {str(sidecar)!r} lacks {', '.join(f'`{k}`' for k in absent)}")
+    if not isinstance(document["model"], str) or type(document["num_classes"]) is not int:
+        raise ModelSpecError(
+            f"the sidecar {str(sidecar)!r} holds `model` {document['model']!r} and `num_classes` "
+            f"{document['num_classes']!r}; they must be a MODEL spec and a whole number, as `headfit adapt` "
+            "writes them"
+        )
     return weights, document
 
 
