@@ -116,6 +116,12 @@ CASES = [
         _fix("encoder.attn = nn.MultiheadAttention(96, 4, batch_first=True)"),
     ),
     Case("fasterrcnn_empty_boxes", None, "[0]", _fix("torch.zeros((0, 4)")),
+    Case(
+        "detection_collate",
+        None,
+        "`train_loader` yields (image, target) samples",
+        _fix("collate_fn=lambda batch: tuple(zip(*batch))"),
+    ),
     Case("pool_too_small", "7", "1x1", r"larger input|Resize"),
 ]
 

@@ -31,6 +31,7 @@ TARGET_CODE = "HF132"  # detection targets that are not x1,y1,x2,y2 boxes with l
 PREFIX_CODE = "HF133"  # a state_dict whose keys carry `module.` / `_orig_mod.`
 SKIP_CODE = "HF134"  # a skip connection joins feature maps of different sizes
 LOSS_INPUT_CODE = "HF135"  # a loss got a model's container output or a target of the wrong shape
+COLLATE_CODE = "HF136"  # a DataLoader's default collate cannot stack samples of different sizes
 
 
 @dataclass
@@ -336,6 +337,7 @@ def data_evidence(scene: Scene, exc: BaseException, diagnosis: Diagnosis) -> Liv
     found = LiveEvidence()
     for finder in (
         _last_batch_of_one,
+        _collate_sizes,
         _loss_input,
         _embedding_index,
         _targets,
@@ -386,6 +388,41 @@ def _last_batch_of_one(scene: Scene, exc: BaseException) -> LiveEvidence | None:
             )
             return LiveEvidence([fact], [cause], None)
     return None
+
+
+def _collate_sizes(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    """The default collate tried to stack samples of different sizes: detection needs its own collate_fn."""
+    from torch.utils.data import DataLoader
+
+    batches = [f.f_locals["batch"] for f in scene.frames if f.f_code.co_name == "default_collate"]
+    if not batches or "stack expects each tensor to be equal size" not in str(exc):
+        return None
+    samples = batches[0]
+    loaders = _user_values(scene, DataLoader)
+    name, loader = loaders[0] if loaders else ("loader", None)
+    batch_size = loader.batch_size if loader is not None else "..."
+    detection = any(
+        isinstance(part, Mapping) and "boxes" in part for sample in samples for part in _parts(sample)
+    )
+    if detection:
+        fact = f"`{name}` yields (image, target) samples with images and box counts of different sizes; the default collate stacks them into one tensor"
+        fix = f"{name} = DataLoader({name}.dataset, batch_size={batch_size}, collate_fn=lambda batch: tuple(zip(*batch)))  # keep your other arguments"
+        summary = f"`{name}` uses the default collate for detection samples; detectors take lists"
+        return LiveEvidence([fact], [Cause(summary, 0.9, None, None, fix)], COLLATE_CODE)
+    shapes = sorted({shape_str(list(t.shape)) for t in _tensors_of(samples)})[:4]
+    fact = f"`{name}` yields samples of different shapes ({', '.join(shapes)}); a batch needs one shape"
+    fix = "transforms.Resize((224, 224))  # in the dataset's transform, so every sample has one size"
+    return LiveEvidence(
+        [fact], [Cause(f"the samples of `{name}` differ in size", 0.8, None, None, fix)], COLLATE_CODE
+    )
+
+
+def _parts(sample: Any) -> list[Any]:
+    return list(sample) if isinstance(sample, (tuple, list)) else [sample]
+
+
+def _tensors_of(samples: list[Any]) -> list[torch.Tensor]:
+    return [part for sample in samples for part in _parts(sample) if isinstance(part, torch.Tensor)]
 
 
 def _user_values(scene: Scene, kind: type) -> list[tuple[str, Any]]:
