@@ -651,3 +651,16 @@ def test_a_hand_edited_sidecar_is_one_paragraph(capsys, tmp_path, sidecar, names
     code, _, err = run_cli(capsys, "check", str(weights))
     assert code == 2
     assert_one_paragraph(err, "m.safetensors.json", *names)
+
+
+def test_a_torch_checkpoint_named_safetensors_is_read_by_its_bytes(tmp_path):
+    import torch
+
+    import headfit
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    saved = tmp_path / "weights.pth"
+    torch.save(model.state_dict(), saved)
+    renamed = saved.rename(tmp_path / "weights.safetensors")
+    report = headfit.load_weights(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)), renamed)
+    assert sorted(report.loaded) == sorted(model.state_dict())

@@ -111,9 +111,9 @@ def read_checkpoint(path: Path) -> Mapping[str, Any]:
     """The object stored in a checkpoint file, read without executing any code from it."""
     if not path.is_file():
         raise UsageError(f"the checkpoint {str(path)!r} does not exist or is not a file")
-    if path.suffix == SAFETENSORS_SUFFIX or _looks_like_safetensors(path):
+    if _looks_like_safetensors(path) or (path.suffix == SAFETENSORS_SUFFIX and not _looks_like_torch(path)):
         return _read_safetensors(path)
-    return _read_torch(path)
+    return _read_torch(path)  # also a torch.save file renamed .safetensors: the bytes decide, not the name
 
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
@@ -132,7 +132,10 @@ def _read_torch(path: Path) -> Mapping[str, Any]:
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with path.open(
+            "rb"
+        ) as file:  # a file object: torch.load reads a `.safetensors` *name* as safetensors
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if _WEIGHTS_ONLY_REFUSAL in str(exc):
             raise UnsafeCheckpointError(_unsafe_paragraph(path, str(exc))) from None
@@ -179,6 +182,13 @@ def _looks_like_safetensors(path: Path) -> bool:
     if len(head) < 9 or head[8:9] != b"{":
         return False
     return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+def _looks_like_torch(path: Path) -> bool:
+    """``torch.save`` writes a zip archive (``PK``), or a bare pickle (protocol byte ``0x80``) before 1.6."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def file_sha256(path: Path) -> str:
