@@ -664,3 +664,21 @@ def test_a_torch_checkpoint_named_safetensors_is_read_by_its_bytes(tmp_path):
     renamed = saved.rename(tmp_path / "weights.safetensors")
     report = headfit.load_weights(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)), renamed)
     assert sorted(report.loaded) == sorted(model.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ("raise ValueError('config missing')\n", ["ValueError: config missing", "python -c 'import"]),
+        ("import sys\nsys.exit(4)\n", ["exited (SystemExit: 4)", '`if __name__ == "__main__":`']),
+    ],
+)
+def test_a_package_module_that_fails_on_import_is_a_bad_spec(capsys, tmp_path, monkeypatch, body, names):
+    name = f"userpkg_{tmp_path.name}"  # a fresh package per case: nothing cached in sys.modules
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / name / "models.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = run_cli(capsys, "check", f"{name}.models:build")
+    assert code == 2
+    assert_one_paragraph(err, f"{name}.models", *names)

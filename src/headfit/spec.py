@@ -233,6 +233,13 @@ def _load_attribute(source: str, attr: str, spec: str) -> Any:
                 f"cannot import the module {source!r} of the spec {spec!r} ({exc}). "
                 "Check that it is installed or on PYTHONPATH, or give a path to a .py file instead."
             ) from None
+        except SystemExit as exc:
+            raise ModelSpecError(_exited_on_import(repr(source), exc)) from None
+        except Exception as exc:  # the module raised while importing
+            raise ModelSpecError(
+                f"importing the module {source!r} of the spec {spec!r} raised {type(exc).__name__}: "
+                f"{_without_backtrace(exc)}. Fix it so that `python -c 'import {source}'` works, then try again."
+            ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -254,12 +261,8 @@ def _import_file(path: Path, spec: str) -> Any:
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
-    except SystemExit as exc:  # e.g. argparse's parse_args() at module level
-        raise ModelSpecError(
-            f"importing {str(path)!r} exited (SystemExit: {exc.code}): the file runs a script when "
-            'imported. Put that code under `if __name__ == "__main__":` so the spec can import '
-            "the builder without running it."
-        ) from None
+    except SystemExit as exc:
+        raise ModelSpecError(_exited_on_import(repr(str(path)), exc)) from None
     except Exception as exc:  # the user's file raised while importing
         raise ModelSpecError(
             f"importing {str(path)!r} raised {type(exc).__name__}: {_without_backtrace(exc)}. Fix the file so that "
@@ -268,6 +271,14 @@ def _import_file(path: Path, spec: str) -> Any:
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
+
+
+def _exited_on_import(what: str, exc: SystemExit) -> str:
+    """A module that exits when imported: argparse's parse_args() or sys.exit() at module level."""
+    return (
+        f"importing {what} exited (SystemExit: {exc.code}): it runs a script when imported. Put that "
+        'code under `if __name__ == "__main__":` so the spec can import the builder without running it.'
+    )
 
 
 def _accepts(fn: Any, name: str) -> bool:
