@@ -9,6 +9,7 @@ those that name the same module and attribute, and rank by their own confidence.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import TYPE_CHECKING
 
 from headfit.diagnosis import Cause, Diagnosis, Location
@@ -33,8 +34,15 @@ def enrich(
         diagnosis.location = Location(module_path, type(module).__name__, old.file, old.line, old.source)
     for evidence in _evidence(diagnosis, model, module_path, module, prefix, input_shapes):
         diagnosis.facts.extend(f for f in evidence.facts if f not in diagnosis.facts)
-        diagnosis.causes = _merge_causes(diagnosis.causes, evidence.causes)
+        diagnosis.causes = merge_causes(diagnosis.causes, evidence.causes)
+    if prefix != "model":
+        for cause in diagnosis.causes:
+            cause.fix = cause.fix and _MODEL_EXPR.sub(f"{prefix}.", cause.fix)
     return diagnosis.ranked()
+
+
+# message-only fixes name the model `model`; the user's own name replaces it where it is an expression
+_MODEL_EXPR = re.compile(r"(?<![\w.])model\.(?=[A-Za-z_])")
 
 
 def _evidence(diagnosis, model, module_path, module, prefix, input_shapes) -> list[Evidence]:
@@ -53,8 +61,10 @@ def _layers_module():
         return None
 
 
-def _merge_causes(old: list[Cause], new: list[Cause]) -> list[Cause]:
-    """Live causes replace message-only causes about the same module and attribute."""
+def merge_causes(old: list[Cause], new: list[Cause]) -> list[Cause]:
+    """Live causes first; a message-only cause about the same module and attribute, or with the same
+    fix, is dropped (the live one says it with the live numbers)."""
     replaced = {(c.module, c.attribute) for c in new if c.module is not None}
-    kept = [c for c in old if (c.module, c.attribute) not in replaced or c.module is None]
-    return new + kept
+    fixes = {c.fix for c in new if c.fix}
+    kept = [c for c in old if c.module is None or (c.module, c.attribute) not in replaced]
+    return new + [c for c in kept if not (c.fix and c.fix in fixes)]

@@ -329,6 +329,7 @@ def user_name(scene: Scene, obj: Any) -> str | None:
 
 def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) -> Diagnosis:
     from headfit import layers
+    from headfit.enrich import enrich, merge_causes
 
     recognised_by_message = diagnosis.recognised
     before = len(diagnosis.causes)
@@ -340,8 +341,6 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
             scene.module_path, type(scene.module).__name__, location.file, location.line, location.source
         )
     if scene.model is not None and scene.module_path is not None:
-        from headfit.enrich import enrich
-
         inputs = layers.frame_inputs(scene.module_frame) if scene.module_frame is not None else []
         shapes = [list(t.shape) for _, t in inputs if hasattr(t, "shape")]
         enrich(diagnosis, scene.model, scene.module_path, prefix=scene.prefix, input_shapes=shapes or None)
@@ -350,7 +349,7 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
         diagnosis.facts.append(tensor_fact)
     evidence = layers.data_evidence(scene, exc, diagnosis)
     diagnosis.facts.extend(f for f in evidence.facts if f not in diagnosis.facts)
-    diagnosis.causes = _merge(diagnosis.causes, evidence.causes)
+    diagnosis.causes = merge_causes(diagnosis.causes, evidence.causes)
     if not recognised_by_message and len(diagnosis.causes) > before:
         _name_live_diagnosis(diagnosis, evidence.code)
     if scene.model is not None:
@@ -359,13 +358,6 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
     if message_top is not None:
         _note_disagreement(diagnosis, message_top)
     return diagnosis
-
-
-def _merge(old: list[Cause], new: list[Cause]) -> list[Cause]:
-    replaced = {(c.module, c.attribute) for c in new if c.module is not None}
-    kept = [c for c in old if c.module is None or (c.module, c.attribute) not in replaced]
-    fixes = {c.fix for c in new if c.fix}
-    return new + [c for c in kept if not (c.fix and c.fix in fixes)]
 
 
 def _name_live_diagnosis(diagnosis: Diagnosis, code: str | None) -> None:
