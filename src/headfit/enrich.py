@@ -37,12 +37,12 @@ def enrich(
         diagnosis.causes = merge_causes(diagnosis.causes, evidence.causes)
     if prefix != "model":
         for cause in diagnosis.causes:
-            cause.fix = cause.fix and _MODEL_EXPR.sub(f"{prefix}.", cause.fix)
+            cause.fix = cause.fix and _MODEL_EXPR.sub(prefix, cause.fix)
     return diagnosis.ranked()
 
 
 # message-only fixes name the model `model`; the user's own name replaces it where it is an expression
-_MODEL_EXPR = re.compile(r"(?<![\w.])model\.(?=[A-Za-z_])")
+_MODEL_EXPR = re.compile(r"(?<![\w.])model(?=\.\w|\[)")
 
 
 def _evidence(diagnosis, model, module_path, module, prefix, input_shapes) -> list[Evidence]:
