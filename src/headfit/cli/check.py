@@ -86,11 +86,19 @@ def _module_table(report: CheckReport, depth: int | None):
             call.module or "<model>",
             call.type,
             _shapes(call.input_shapes),
-            _shapes(call.output_shapes) if call.returned else "raised",
+            _output_cell(call, report),
             f"{call.params:,}",
             style=style,
         )
     return table
+
+
+def _output_cell(call, report: CheckReport) -> str:
+    """The output shapes; a call that did not return either raised (a failed trace) or was cut short in
+    data-dependent post-processing after its heads ran (a completed trace)."""
+    if call.returned:
+        return _shapes(call.output_shapes)
+    return "raised" if report.trace.failed else "(post-processing not traced)"
 
 
 def _shapes(shapes: list[list[int]]) -> str:
