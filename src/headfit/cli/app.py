@@ -114,7 +114,7 @@ def answer_failures(ctx: click.Context | None = None) -> Iterator[None]:
         _fail(meta, "InternalError", _internal_message(exc, meta), EXIT_INTERNAL)
 
 
-def _fail(meta: dict[str, Any], kind: str, message: str, code: int) -> None:
+def _fail(meta: dict[str, Any], kind: str, message: str, code: int) -> NoReturn:
     target = meta.get(JSON_TARGET) or (STDOUT if _asks_for_json(meta.get(COMMAND_LINE)) else None)
     if target is not None and not meta.get(JSON_PRINTED):
         _write_error_document(target, kind, message, code)
