@@ -387,13 +387,14 @@ def test_api_functions_name_the_model_they_need(function):
         call(42)
 
 
-def test_load_weights_needs_a_source():
+@pytest.mark.parametrize("source", [None, 123])
+def test_load_weights_needs_a_source(source):
     import torch
 
     import headfit
 
-    with pytest.raises(TypeError, match="needs a checkpoint"):
-        headfit.load_weights(torch.nn.Linear(2, 2), None)
+    with pytest.raises(TypeError, match=f"needs a checkpoint: .* not {type(source).__name__}"):
+        headfit.load_weights(torch.nn.Linear(2, 2), source)
 
 
 def test_running_out_of_memory_is_not_called_a_bug(capsys, monkeypatch):

@@ -52,9 +52,13 @@ def load_weights(model: Any, source: Any, **options: Any) -> Any:
     """Load a checkpoint safely (weights_only / safetensors), skipping what does not fit; returns a LoadReport."""
     from headfit.weights import load_weights as _load_weights
 
-    if source is None:
+    from collections.abc import Mapping
+    from os import PathLike
+
+    if not isinstance(source, (str, PathLike, Mapping)):
         raise TypeError(
-            "load_weights() needs a checkpoint: a path to a .pt/.pth/.bin/.safetensors file or a state_dict"
+            "load_weights() needs a checkpoint: a path to a .pt/.pth/.bin/.safetensors file or a state_dict, "
+            f"not {type(source).__name__}"
         )
     return _load_weights(_a_module(model, "load_weights"), source, **options)
 
