@@ -50,10 +50,10 @@ def adapt(model: Any, num_classes: int, **options: Any) -> Any:
 
 def load_weights(model: Any, source: Any, **options: Any) -> Any:
     """Load a checkpoint safely (weights_only / safetensors), skipping what does not fit; returns a LoadReport."""
-    from headfit.weights import load_weights as _load_weights
-
     from collections.abc import Mapping
     from os import PathLike
+
+    from headfit.weights import load_weights as _load_weights
 
     if not isinstance(source, (str, PathLike, Mapping)):
         raise TypeError(
