@@ -683,3 +683,12 @@ def test_a_package_module_that_fails_on_import_is_a_bad_spec(capsys, tmp_path, m
     code, _, err = run_cli(capsys, "check", f"{name}.models:build")
     assert code == 2
     assert_one_paragraph(err, f"{name}.models", *names)
+
+
+def test_a_model_file_in_a_folder_with_a_colon(capsys, tmp_path, models_file):
+    folder = tmp_path / "run:3"
+    folder.mkdir()
+    (folder / "models.py").write_text(models_file.read_text())
+    code, out, err = run_cli(capsys, "check", f"{folder}/models.py:build", "--json")
+    assert code == 0, err
+    assert one_json_document(out)["ok"] is True

@@ -42,7 +42,7 @@ def build_model(spec: str, num_classes: int | None = None, device: str | None = 
         )
     if _names_adapted_weights(spec):
         return _rebuild_adapted(spec, num_classes, device)
-    source, sep, name = spec.partition(":")
+    source, sep, name = spec.rpartition(":")  # the last colon: a folder may have one in its name
     if not sep or not source or not name:
         raise ModelSpecError(f"cannot read the model spec {spec!r}.{_spec_hint(spec)} {_EXAMPLES}")
     if source == "torchvision":
