@@ -103,8 +103,22 @@ def load_weights(
         raise CheckpointError(_nothing_matched(label, state, model))
     if strict_head and report.skipped:
         raise CheckpointError(_shapes_refused(label, report.skipped))
-    model.load_state_dict(fitting, strict=False)
+    model.load_state_dict(_with_module_versions(fitting, model), strict=False)
     return report
+
+
+def _with_module_versions(tensors: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """``tensors`` carrying the model's own per-module ``_metadata`` versions, as ``state_dict()`` does.
+
+    Some modules refuse a state_dict without them (torchvision's MNASNet raises "version should be set
+    to 1 or 2 instead of None"); safetensors files and re-keyed dicts never carry them, so the tensors
+    load as written by the installed code's version of each module.
+    """
+    from collections import OrderedDict
+
+    state = OrderedDict(tensors)
+    state._metadata = getattr(model.state_dict(), "_metadata", OrderedDict())  # type: ignore[attr-defined]
+    return state
 
 
 def read_checkpoint(path: Path) -> Mapping[str, Any]:
