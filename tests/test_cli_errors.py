@@ -692,3 +692,10 @@ def test_a_model_file_in_a_folder_with_a_colon(capsys, tmp_path, models_file):
     code, out, err = run_cli(capsys, "check", f"{folder}/models.py:build", "--json")
     assert code == 0, err
     assert one_json_document(out)["ok"] is True
+
+
+def test_adapt_suggests_a_check_command_that_pastes_with_spaces(capsys, tmp_path, models_file):
+    out_path = tmp_path / "my models" / "cats and dogs.safetensors"
+    code, out, err = run_cli(capsys, "adapt", f"{models_file}:build", "-k", "2", "-o", str(out_path))
+    assert code == 0, err
+    assert f"headfit check '{out_path}'" in " ".join(out.split())  # rich wraps the line at spaces

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -627,7 +628,7 @@ def render_run(run: AdaptRun) -> list[Any]:
     parts.extend(_render_verification(report.verification))
     if run.output is not None:
         parts.append(f"[bold]wrote[/] {escape(str(run.output))} and {escape(str(run.sidecar))}")
-        parts.append(f"  check it: `headfit check {escape(str(run.output))}`")
+        parts.append(f"  check it: `headfit check {escape(shlex.quote(str(run.output)))}`")
     return parts
 
 
