@@ -26,3 +26,21 @@ def test_mnasnet_loads_a_checkpoint_without_module_versions(suffix, tmp_path):
 
     assert report.complete
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("builder", ["swin3d_t", "r2plus1d_18", "s3d", "mvit_v1_b"])
+def test_a_video_smoke_step_runs_one_short_clip_the_model_accepts(builder):
+    """The smoke step once ran Swin3D on 2 clips of 16x224x224 (25 s on a CPU); one short clip is enough."""
+    from headfit.families import family_for
+
+    with torch.device("meta"):
+        model = torchvision.models.get_model(builder, weights=None)
+    family = family_for(model)
+
+    (clip,) = family.smoke_batch(model, 3).args
+
+    N, C, T, H, W = clip.shape
+    assert N == 1 and C == 3
+    assert model(clip).shape == (1, 400)  # the meta forward shows the model accepts it
+    if builder in ("swin3d_t", "r2plus1d_18"):  # adaptive pooling: any clip works, so a small one
+        assert T * H * W <= 8 * 64 * 64
