@@ -342,12 +342,14 @@ def _shape(shape: list[int]) -> str:
 
 def render_load_report(report: LoadReport, limit: int = 8) -> RenderResult:
     """A short rich table: counts per outcome, and the skipped tensors with both shapes."""
+    from rich.markup import escape
     from rich.table import Table
 
-    title = f"loaded {report.source}"
+    title = f"[bold]loaded[/] {escape(str(report.source))}"
     if report.entry:
-        title += f" (entry `{report.entry}`)"
-    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+        title += f" (entry `{escape(report.entry)}`)"
+    yield title  # a line of its own: a table title would wrap a long path at the table's width
+    table = Table(show_header=True, header_style="bold")
     table.add_column("outcome")
     table.add_column("tensors", justify="right")
     table.add_column("detail", overflow="fold")
