@@ -44,3 +44,31 @@ def test_a_video_smoke_step_runs_one_short_clip_the_model_accepts(builder):
     assert model(clip).shape == (1, 400)  # the meta forward shows the model accepts it
     if builder in ("swin3d_t", "r2plus1d_18"):  # adaptive pooling: any clip works, so a small one
         assert T * H * W <= 8 * 64 * 64
+
+
+def test_timm_inception_smoke_input_is_one_the_model_accepts():
+    """timm's Inception v3 reduces 32x but its unpadded stem needs 75 px: 64x64 used to fail the step."""
+    timm = pytest.importorskip("timm")
+    from headfit.families import family_for
+    from headfit.smoke import smoke_input_spec
+
+    with torch.device("meta"):
+        model = timm.create_model("inception_v3")
+    model.train()
+
+    spec = smoke_input_spec(family_for(model), model)
+
+    (shape,) = spec.shapes
+    assert shape[0] == 2 and shape[-1] >= 75
+    model(spec.make("meta"))  # raises "Kernel size can't be greater than actual input size" when too small
+
+
+def test_timm_smoke_input_stays_small_where_the_model_allows():
+    timm = pytest.importorskip("timm")
+    from headfit.families import family_for
+    from headfit.smoke import SMOKE_SIZE, smoke_input_spec
+
+    with torch.device("meta"):
+        model = timm.create_model("resnet18")
+
+    assert smoke_input_spec(family_for(model), model).shapes == ((2, 3, SMOKE_SIZE, SMOKE_SIZE),)

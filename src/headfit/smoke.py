@@ -11,6 +11,7 @@ ViT-like models, 64x64 or the family's minimum otherwise), so verification takes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from headfit.families.base import SmokeBatch
@@ -74,14 +75,33 @@ def first_tensor(output: Any) -> torch.Tensor:
 
 
 def smoke_input_spec(family: Family, model: nn.Module) -> InputSpec:
-    """The family's default input, resized to the smallest size its size rule allows, batch of 2."""
+    """The family's default input, resized to the smallest size its size rule allows, batch of 2.
+
+    A size rule read off the model can be too generous (timm's Inception v3 reduces 32x, but its
+    unpadded stem needs 75 px), so one train-mode meta trace confirms the small size; the family's
+    default size, which ``check`` has just traced, is the fallback.
+    """
+    default = family.default_inputs(model)[0]
+    small = _resized(default, lambda shape: _small(family, model, shape))
+    full = _resized(default, lambda shape: shape)
+    return small if small == full or _accepts(model, family, small) else full
+
+
+def _resized(spec: InputSpec, resize: Callable[[tuple[int, ...]], tuple[int, ...]]) -> InputSpec:
+    """``spec`` with ``SMOKE_BATCH`` samples, each shape (without batch) passed through ``resize``."""
     from headfit.inputs import InputSpec
 
-    spec = family.default_inputs(model)[0]
     if spec.is_list:
-        return InputSpec.images(*[_small(family, model, s) for s in spec.shapes[:SMOKE_BATCH]])
-    shape = _small(family, model, spec.shapes[0][1:])
-    return InputSpec((((SMOKE_BATCH,) + shape),), is_list=False, dtype=spec.dtype)
+        return InputSpec.images(*[resize(s) for s in spec.shapes[:SMOKE_BATCH]])
+    return InputSpec(((SMOKE_BATCH, *resize(spec.shapes[0][1:])),), is_list=False, dtype=spec.dtype)
+
+
+def _accepts(model: nn.Module, family: Family, spec: InputSpec) -> bool:
+    """Whether a train-mode forward of ``spec`` goes through, traced on the meta device."""
+    from headfit.trace import trace
+
+    heads = [h.path for h in family.heads(model)]
+    return not trace(model, (spec.make("meta"),), train=True, head_paths=heads, diagnose=False).failed
 
 
 def _small(family: Family, model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
