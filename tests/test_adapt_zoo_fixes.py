@@ -72,3 +72,18 @@ def test_timm_smoke_input_stays_small_where_the_model_allows():
         model = timm.create_model("resnet18")
 
     assert smoke_input_spec(family_for(model), model).shapes == ((2, 3, SMOKE_SIZE, SMOKE_SIZE),)
+
+
+def test_tresnet_default_input_has_the_image_channels_not_the_space_to_depth_ones():
+    """TResNet's first conv takes 48 channels after its 4x4 space-to-depth stem; the image has 3."""
+    timm = pytest.importorskip("timm")
+    from headfit.check import check
+    from headfit.families import family_for
+
+    with torch.device("meta"):
+        model = timm.create_model("tresnet_m")
+
+    (spec,) = family_for(model).default_inputs(model)
+
+    assert spec.shapes[0][1] == 3
+    assert check(model).ok

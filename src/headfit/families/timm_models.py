@@ -360,11 +360,23 @@ def _cfg_input_size(model: nn.Module) -> tuple[int, int, int]:
 
 
 def _in_channels(model: nn.Module) -> int | None:
+    """Channels of the input image: the first conv's, before any space-to-depth stem (TResNet)."""
     first = _cfg(model).get("first_conv")
     first = first[0] if isinstance(first, (tuple, list)) else first
     modules = dict(model.named_modules())
     layer = modules.get(first) if first else None
-    return getattr(layer, "in_channels", None) or getattr(layer, "in_features", None)
+    channels = getattr(layer, "in_channels", None) or getattr(layer, "in_features", None)
+    if channels is None:
+        return None
+    return channels // _space_to_depth_factor(model)
+
+
+def _space_to_depth_factor(model: nn.Module) -> int:
+    """How many times a space-to-depth stem multiplies the image's channels (block size squared)."""
+    from timm.layers import SpaceToDepth
+
+    stems = [m for m in model.modules() if isinstance(m, SpaceToDepth)]
+    return stems[0].bs ** 2 if stems else 1
 
 
 def _pair(value: Any) -> tuple[int, int] | None:
