@@ -1,4 +1,4 @@
-"""torchvision detection: RetinaNet and FCOS here; R-CNN and SSD in ``_detection_rcnn.py`` / ``_detection_ssd.py``.
+"""torchvision detection: RetinaNet and FCOS here; R-CNN and SSD in ``torchvision_rcnn.py`` / ``torchvision_ssd.py``.
 
 RetinaNet and FCOS share one head design: a conv tower and a ``cls_logits`` conv whose channels are laid
 out ``(N, A * K, H, W)``, reshaped with ``view(N, -1, self.num_classes, H, W)``. The attribute
