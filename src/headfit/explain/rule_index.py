@@ -81,6 +81,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "Sizes of tensors must match except in dimension",
         "stack expects each tensor to be equal size",
         "The expanded size of the tensor",
+        "split_with_sizes expects split_sizes to sum exactly to",
     ),
     "vit": (
         "Wrong image ",

@@ -3,6 +3,7 @@ per feature map, HF119 RetinaNet/FCOS postprocess split, HF120 RoI box predictor
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from headfit.diagnosis import Cause, Diagnosis
@@ -311,12 +312,14 @@ def split_sizes_mismatch(parsed: ParsedError) -> Diagnosis | None:
     if not m:
         return None
     actual, dim, sizes = int(m[1]), int(m[2]), parse_ints(m[3])
+    fcos = frames_mention(parsed, "fcos.py")
+    retinanet = frames_mention(parsed, "retinanet.py")
+    if not (fcos or retinanet or (not parsed.frames and _looks_per_level(dim, sizes))):
+        return None  # another split (tensors.py, HF108)
     total = sum(sizes)
     facts = [
         f"split_sizes sum to {' + '.join(map(fmt, sizes))} = {fmt(total)}, but dimension {dim} has {fmt(actual)}"
     ]
-    fcos = frames_mention(parsed, "fcos.py")
-    retinanet = frames_mention(parsed, "retinanet.py")
     causes = []
     if total > 0 and actual > 0:
         if not retinanet:
@@ -337,6 +340,13 @@ def split_sizes_mismatch(parsed: ParsedError) -> Diagnosis | None:
         facts,
         causes,
     )
+
+
+def _looks_per_level(dim: int, sizes: list[int]) -> bool:
+    """RetinaNet/FCOS split dimension 1 by the locations of each FPN level (3 to 6 of them), and each level
+    has a quarter of the previous one's locations (about; odd sizes round up)."""
+    shrinking = all(0 < later * 2 <= earlier for earlier, later in itertools.pairwise(sizes))
+    return dim == 1 and 3 <= len(sizes) <= 6 and shrinking
 
 
 def _fcos_cause(actual: int, total: int, facts: list[str], confidence: float) -> Cause:

@@ -1,4 +1,5 @@
-"""HF108: two tensors whose sizes must agree do not: broadcasting, ``torch.cat``, ``torch.stack``, ``expand``."""
+"""HF108: two tensors whose sizes must agree do not: broadcasting, ``torch.cat``, ``torch.stack``, ``expand``,
+and a ``split`` whose sizes do not add up to the tensor's."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from headfit.diagnosis import Cause, Diagnosis
-from headfit.explain.arith import parse_ints, shape_str
+from headfit.explain.arith import fmt, parse_ints, shape_str
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import Broadcast, diagnose, is_power_of_two, parse_broadcast, ratio_fact
@@ -28,6 +29,10 @@ _OFFENDING_CAT = re.compile(
 )
 _STACK = re.compile(
     r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) and \[([\d, ]*)\] at entry (\d+)"
+)
+_SPLIT = re.compile(
+    r"split_with_sizes expects split_sizes to sum exactly to (\d+) \(input tensor's size at dimension (-?\d+)\), "
+    r"but got split_sizes=\[([-\d, ]*)\]"
 )
 _EXPAND = re.compile(
     r"The expanded size of the tensor \((-?\d+)\) must match the existing size \((\d+)\) at non-singleton "
@@ -301,3 +306,55 @@ def _aligned_view(sizes: list[int], target: list[int]) -> list[int] | None:
     if k != len(keep) or view == sizes or len(view) < len(sizes):
         return None
     return view
+
+
+# after detection's HF119 (priority 60), which takes the RetinaNet/FCOS per-level splits
+@rule(CODE, priority=70, needs="split_with_sizes expects split_sizes to sum exactly to")
+def split_sizes_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    m = _SPLIT.search(parsed.message)
+    if not m:
+        return None
+    actual, dim, sizes = int(m[1]), int(m[2]), parse_ints(m[3])
+    total = sum(sizes)
+    terms = " + ".join(map(fmt, sizes)) if len(sizes) <= 8 else f"{len(sizes)} sizes summing"
+    facts = [f"split_sizes sum to {terms} = {fmt(total)}, but dimension {dim} has {fmt(actual)}"]
+    if total > actual:
+        facts.append(f"the sizes ask for {fmt(total - actual)} more than dimension {dim} has")
+    elif total < actual:
+        facts.append(f"the sizes leave {fmt(actual - total)} of the {fmt(actual)} out")
+    return diagnose(
+        CODE,
+        parsed,
+        f"split sizes sum to {fmt(total)} but the tensor has {fmt(actual)} at dimension {dim}",
+        facts,
+        _split_causes(actual, dim, sizes),
+    )
+
+
+def _split_causes(actual: int, dim: int, sizes: list[int]) -> list[Cause]:
+    causes = [
+        Cause(
+            "the split sizes were computed from another tensor than the one split (lengths, counts per image or level)",
+            0.5,
+            fix=f"assert sum(sizes) == x.shape[{dim}], (sizes, x.shape)  # just before the split",
+        )
+    ]
+    parts = len(sizes)
+    if parts > 1 and len(set(sizes)) == 1:
+        even = actual % parts == 0
+        causes.insert(
+            0,
+            Cause(
+                f"{parts} equal parts of {sizes[0]} assume dimension {dim} is {parts} x {sizes[0]} = {fmt(parts * sizes[0])}; "
+                + (
+                    f"it has {fmt(actual)} = {parts} x {actual // parts}"
+                    if even
+                    else f"{fmt(actual)} is not a multiple of {parts}"
+                ),
+                0.65,
+                fix=f"x.chunk({parts}, dim={dim})"
+                if even
+                else f"torch.tensor_split(x, {parts}, dim={dim})  # or make dimension {dim} a multiple of {parts}",
+            ),
+        )
+    return causes
