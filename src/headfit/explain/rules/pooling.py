@@ -15,12 +15,14 @@ from headfit.explain.rules._support import diagnose
 CODE = "HF113"
 STRIDES = (16, 32)  # output strides of the last stages of common backbones
 
+# pasted messages break lines after the periods, and retyped ones write `256*56*52` or `size :(`
 _KERNEL = re.compile(
-    r"Calculated padded input size per channel: \(([\d x]+)\)\. Kernel size: \(([\d x]+)\)\. "
+    r"Calculated padded input size per channel: \(([\d x]+)\)\.\s*Kernel size: \(([\d x]+)\)\.\s*"
     r"Kernel size can't be greater than actual input size"
 )
 _OUTPUT = re.compile(
-    r"Given input size: \(([\dx]+)\)\. Calculated output size: \(([-\dx]+)\)\. Output size is too small"
+    r"Given input size\s*:\s*\(([\d x*]+)\)\.\s*Calculated output size\s*:\s*\(([-\d x*]+)\)\.\s*"
+    r"Output size is too small"
 )
 _INVALID_OUTPUT = re.compile(r"(\w+)\(\) Invalid computed output size: (-?\d+)")
 
@@ -35,7 +37,8 @@ def kernel_too_large(parsed: ParsedError) -> Diagnosis | None:
         return None
     facts = [f"the padded feature map is {_dims(size)} but the kernel is {_dims(kernel)}"]
     scale = max(math.ceil(k / s) if s > 0 else k for s, k in zip(size, kernel, strict=True))
-    facts.append(f"the input must be about {scale}x larger (per side) for this layer to fit")
+    if scale > 1:  # torch raises only when the kernel is larger; an edited paste may say otherwise
+        facts.append(f"the input must be about {scale}x larger (per side) for this layer to fit")
     facts.extend(
         f"if this layer sits at stride {s}, the input needs at least {s}*{max(kernel)} = {s * max(kernel)} px per side"
         for s in STRIDES
@@ -52,6 +55,7 @@ def kernel_too_large(parsed: ParsedError) -> Diagnosis | None:
 @rule(CODE, priority=60, needs=("Output size is too small", "Invalid computed output size"))
 def output_too_small(parsed: ParsedError) -> Diagnosis | None:
     m = _OUTPUT.search(parsed.message)
+    causes: list[Cause] = []
     if m:
         given, out = parse_ints(m[1]), parse_ints(m[2])
         if len(given) < 2 or len(given) != len(out):
@@ -61,6 +65,17 @@ def output_too_small(parsed: ParsedError) -> Diagnosis | None:
             f"the feature map reaching this layer is {_dims(spatial)} ({given[0]} channels); its window and stride give {_dims(out[1:])}",
         ]
         need = min(spatial) + 1
+        pairs = list(zip(spatial, out[1:], strict=True))
+        fits = [s for s, o in pairs if o >= 1]
+        short = [s for s, o in pairs if o < 1]
+        if fits and short:
+            need = _window_bound(pairs, max(short))
+            facts.append(
+                f"the window fits the side(s) of {_sizes(fits)} but not {_sizes(short)}: "
+                f"it is larger than {max(short)} and at most {need}"
+            )
+            if min(short) * 2 >= max(fits):  # a nearly square map: not a too-small image
+                causes.append(_one_sided_window_cause(short, fits))
     else:
         m = _INVALID_OUTPUT.search(parsed.message)
         if not m:
@@ -69,15 +84,39 @@ def output_too_small(parsed: ParsedError) -> Diagnosis | None:
         need = 2
         spatial = []
     facts.append(f"this layer needs a larger map (at least {need} px per side, more for a larger window)")
-    facts.extend(
-        f"at stride {s} that is an input of at least {s}*{need} = {s * need} px per side" for s in STRIDES
-    )
+    if need <= max(STRIDES) // 2:  # a late, strided feature map: say what input size gives it
+        facts.extend(
+            f"at stride {s} that is an input of at least {s}*{need} = {s * need} px per side" for s in STRIDES
+        )
     summary = (
         f"the {_dims(spatial)} feature map is too small for this pooling/conv window"
         if spatial
         else "the input is too short for this pooling window"
     )
-    return diagnose(CODE, parsed, summary, facts, _small_input_causes(need))
+    return diagnose(CODE, parsed, summary, facts, causes + _small_input_causes(need))
+
+
+def _window_bound(pairs: list[tuple[int, int]], longer_than: int) -> int:
+    """The largest square window that gives each fitting side its output, with a pooling's default stride
+    (= window): ``out = size // window``, so ``window <= size // out``; the longest fitting side when the
+    sides disagree (another stride)."""
+    bound = min(size // out for size, out in pairs if out >= 1)
+    return bound if bound > longer_than else max(size for size, out in pairs if out >= 1)
+
+
+def _one_sided_window_cause(short: list[int], fits: list[int]) -> Cause:
+    """A window that fits one side of the map and not the other, which is nearly as long: the window was
+    sized from one side (``kernel_size=x.size(2)``) or for square inputs."""
+    return Cause(
+        f"the map is not square ({_sizes(short)} against {_sizes(fits)}) and the window was sized from its "
+        "longer side or for square inputs",
+        0.7,
+        fix="F.adaptive_avg_pool2d(x, 1)  # instead of F.avg_pool2d(x, x.size(2)): any height and width",
+    )
+
+
+def _sizes(sizes: list[int]) -> str:
+    return " and ".join(map(str, sizes))
 
 
 def _small_input_causes(window: int) -> list[Cause]:
