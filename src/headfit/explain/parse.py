@@ -126,7 +126,7 @@ def parse_error(text: str) -> ParsedError | str:
         return reason
     if len(text) > MAX_CHARS:
         text = text[-MAX_CHARS:].split("\n", 1)[-1]
-    clean = _unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n"))
+    clean = _unemphasise(_unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")))
     segments = _split_chain(clean.split("\n"))
     parsed = [p for p in (_parse_segment(seg) for seg in segments) if p is not None]
     if not parsed:
@@ -186,6 +186,14 @@ def _unquote(text: str) -> str:
     if not all(line.lstrip().startswith(">") for line in lines if line.strip()):
         return text
     return "\n".join(re.sub(r"^\s*>+ ?", "", line) for line in lines)
+
+
+_EMPHASIS = re.compile(r"^(\s*)(\*\*|__|`)(\S.*?)\2\s*$", re.M)
+
+
+def _unemphasise(text: str) -> str:
+    """Lines a user wrapped whole in Markdown bold or code (``**RuntimeError: ...**``) lose the markers."""
+    return _EMPHASIS.sub(r"\1\3", text)
 
 
 def _not_an_error(text: str) -> str | None:
@@ -274,7 +282,7 @@ def _frame_body(lines: list[str], i: int, frame: Frame) -> int:
     """Read the source lines under a frame header (Python: indented; IPython: numbered, ``---->``)."""
     while i < len(lines):
         line = lines[i]
-        if _frame_header(line) is not None or _is_exception_line(line):
+        if _frame_header(line) is not None or _is_exception_line(line) or _indented_exception(line):
             break
         arrow = _IPY_ARROW.match(line.strip())
         if arrow:
@@ -304,6 +312,23 @@ def _exception_after(lines: list[str], start: int) -> tuple[str, str] | None:
             assert match is not None
             rest = [match["msg"] or ""] + lines[i + 1 :]
             return match["type"], _join_message(rest)
+    return _indented_exception_after(lines, start)
+
+
+def _indented_exception_after(lines: list[str], start: int) -> tuple[str, str] | None:
+    """A traceback pasted indented as a whole (a Markdown code block, a log): the first indented
+    ``SomeError: message`` after the frames. Source lines never read so (``raise X(...)``, ``x = f(...)``)."""
+    for i in range(start, len(lines)):
+        match = _indented_exception(lines[i])
+        if match:
+            return match["type"], _join_message([match["msg"]] + lines[i + 1 :])
+    return None
+
+
+def _indented_exception(line: str) -> re.Match[str] | None:
+    match = _EXC_LINE.match(line.strip())
+    if match and match["msg"] is not None and _EXC_NAME.search(match["type"].rsplit(".", 1)[-1]):
+        return match
     return None
 
 

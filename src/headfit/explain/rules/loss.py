@@ -230,6 +230,15 @@ def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
 def multi_target(parsed: ParsedError) -> Diagnosis | None:
     if not _MULTI_TARGET.search(parsed.message):
         return None
+    other = _other_loss(parsed)
+    if other is not None:
+        return diagnose(
+            "HF111",
+            parsed,
+            f"`{other}` got a 2D target; it takes one value per sample",
+            [f"`{other}` raised it (not cross-entropy): its target must be 0D or 1D, one entry per sample"],
+            [Cause(f"the target of `{other}` has an extra axis", 0.6, fix="target = target.view(-1)")],
+        )
     facts = [
         "cross-entropy / NLL take class indices: a target of shape [N] (int64) for logits [N, C]",
         "a 2D target [N, 1] or a one-hot [N, C] is read as several targets per sample",
@@ -250,6 +259,15 @@ def multi_target(parsed: ParsedError) -> Diagnosis | None:
     return diagnose(
         "HF111", parsed, "cross-entropy got a 2D target; it needs one class index per sample", facts, causes
     )
+
+
+def _other_loss(parsed: ParsedError) -> str | None:
+    """The loss in ``torch/nn/functional.py`` that raised, when it is not cross-entropy / NLL (e.g.
+    ``cosine_embedding_loss`` raises the same words)."""
+    for frame in reversed(parsed.frames):
+        if frame.library_file == "nn/functional.py" and frame.function:
+            return None if frame.function in ("cross_entropy", "nll_loss") else frame.function
+    return None
 
 
 @rule("HF111", priority=60, needs="Expected floating point type for target with class probabilities")

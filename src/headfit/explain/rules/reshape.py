@@ -381,12 +381,27 @@ def non_contiguous_view(parsed: ParsedError) -> Diagnosis | None:
         "`view` never copies: it needs the elements it merges to be contiguous in memory",
         "a `transpose`, `permute`, `expand` or strided slice before it made the tensor non-contiguous",
     ]
+    line = _failing_view_line(parsed)
     causes = [
         Cause(
             "the tensor was permuted or transposed before `view`",
             0.8,
-            fix="x.reshape(...)  # copies only when it must",
+            fix=line.replace(".view(", ".reshape(", 1)
+            if line
+            else "x.reshape(...)  # copies only when it must",
         ),
-        Cause("the layout must stay the same for later views", 0.5, fix="x.contiguous().view(...)"),
+        Cause(
+            "the layout must stay the same for later views",
+            0.5,
+            fix=line.replace(".view(", ".contiguous().view(", 1) if line else "x.contiguous().view(...)",
+        ),
     ]
     return make_diagnosis(parsed, "HF102", "`view` on a non-contiguous tensor", facts, causes)
+
+
+def _failing_view_line(parsed: ParsedError) -> str | None:
+    """The innermost traceback source line that calls ``.view(``: the fix rewrites that very line."""
+    for frame in reversed(parsed.frames):
+        if frame.source and ".view(" in frame.source:
+            return frame.source
+    return None
