@@ -21,6 +21,7 @@ from torch import nn
 
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt, product_expr, shape_str
+from headfit.families._detection_targets import ZERO_SIZE_FILTER, only_zero_size
 from headfit.families.base import Evidence
 
 if TYPE_CHECKING:
@@ -401,20 +402,65 @@ def _collate_sizes(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     loaders = _user_values(scene, DataLoader)
     name, loader = loaders[0] if loaders else ("loader", None)
     batch_size = loader.batch_size if loader is not None else "..."
-    detection = any(
+    stacked = _stacked_tensors(scene)
+    key = _collated_key(scene)
+    boxes = bool(stacked) and all(t.ndim == 2 and t.shape[-1] == 4 for t in stacked)
+    detection = boxes or any(
         isinstance(part, Mapping) and "boxes" in part for sample in samples for part in _parts(sample)
     )
+    if detection and samples and isinstance(samples[0], Mapping):
+        return _box_dict_collate(name, batch_size, key, stacked)
     if detection:
         fact = f"`{name}` yields (image, target) samples with images and box counts of different sizes; the default collate stacks them into one tensor"
         fix = f"{name} = DataLoader({name}.dataset, batch_size={batch_size}, collate_fn=lambda batch: tuple(zip(*batch)))  # keep your other arguments"
         summary = f"`{name}` uses the default collate for detection samples; detectors take lists"
         return LiveEvidence([fact], [Cause(summary, 0.9, None, None, fix)], COLLATE_CODE)
-    shapes = sorted({shape_str(list(t.shape)) for t in _tensors_of(samples)})[:4]
-    fact = f"`{name}` yields samples of different shapes ({', '.join(shapes)}); a batch needs one shape"
+    shapes = sorted({shape_str(list(t.shape)) for t in stacked or _tensors_of(samples)})[:4]
+    where = f" in `{key}`" if key else ""
+    fact = (
+        f"`{name}` yields samples of different shapes{where} ({', '.join(shapes)}); a batch needs one shape"
+    )
     fix = "transforms.Resize((224, 224))  # in the dataset's transform, so every sample has one size"
     return LiveEvidence(
         [fact], [Cause(f"the samples of `{name}` differ in size", 0.8, None, None, fix)], COLLATE_CODE
     )
+
+
+def _stacked_tensors(scene: Scene) -> list[torch.Tensor]:
+    """The tensors the innermost collate call tried to stack (one field of every sample)."""
+    for frame in reversed(scene.frames):
+        if frame.f_code.co_name in ("collate_tensor_fn", "collate", "default_collate"):
+            batch = frame.f_locals.get("batch")
+            if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+                return list(batch)
+    return []
+
+
+def _collated_key(scene: Scene) -> str | None:
+    """The dict key being collated when it failed (the collate of a dict sample recurses per key)."""
+    for frame in reversed(scene.frames):
+        key = frame.f_locals.get("key") if "collate" in frame.f_code.co_filename else None
+        if isinstance(key, str):
+            return key
+    return None
+
+
+def _box_dict_collate(
+    name: str, batch_size: Any, key: str | None, stacked: list[torch.Tensor]
+) -> LiveEvidence:
+    """Dict samples with a different number of boxes each: collate every key into a list instead."""
+    field = f"`{key}`" if key else "a field"
+    counts = ", ".join(str(int(t.shape[0])) for t in stacked[:4])
+    fact = (
+        f"`{name}` yields dict samples whose {field} holds boxes of shape [N, 4] with N = {counts}: "
+        "images with different numbers of objects cannot be stacked into one tensor"
+    )
+    fix = (
+        f"{name} = DataLoader({name}.dataset, batch_size={batch_size}, "
+        "collate_fn=lambda batch: {key: [sample[key] for sample in batch] for key in batch[0]})  # keep your other arguments"
+    )
+    summary = f"the default collate of `{name}` stacks {field} across samples, but each image has its own number of boxes"
+    return LiveEvidence([fact], [Cause(summary, 0.9, None, key, fix)], COLLATE_CODE)
 
 
 def _parts(sample: Any) -> list[Any]:
@@ -710,6 +756,10 @@ def _box_order(target, i: int, name: str, classes, scene) -> Evidence | None:
     j = int(bad[0])
     box = [round(float(v), 2) for v in boxes[j]]
     x1, y1, x2, y2 = box
+    flagged = torch.zeros(len(boxes), dtype=torch.bool)
+    flagged[bad] = True
+    if only_zero_size(boxes, flagged):
+        return _zero_size_boxes(box, f"{name}[{i}]", j, int(bad.numel()), len(boxes), i)
     fact = (
         f'`{name}[{i}]["boxes"][{j}]` is {box}: x2 = {x2:g} <= x1 = {x1:g} or y2 = {y2:g} <= y1 = {y1:g}; '
         f"read as x, y, w, h it is the box [{x1:g}, {y1:g}, {x1 + x2:g}, {y1 + y2:g}]"
@@ -725,6 +775,22 @@ def _box_order(target, i: int, name: str, classes, scene) -> Evidence | None:
     return Evidence(
         [fact, f"{bad.numel()} of {len(boxes)} boxes in image {i} have x2 <= x1 or y2 <= y1"], [cause]
     )
+
+
+def _zero_size_boxes(box: list[float], target: str, j: int, flat: int, total: int, i: int) -> Evidence:
+    x1, y1, x2, y2 = box
+    fact = (
+        f'`{target}["boxes"][{j}]` is {box}: width {x2:g} - {x1:g} = {x2 - x1:g}, height {y2:g} - {y1:g} = {y2 - y1:g}; '
+        "no box is inverted, so the format is x1, y1, x2, y2 and this box is empty"
+    )
+    cause = Cause(
+        f"{flat} of {total} boxes in image {i} have zero width or height (empty annotations)",
+        0.9,
+        None,
+        "boxes",
+        ZERO_SIZE_FILTER.format(t=target) + "  # or drop them in the dataset",
+    )
+    return Evidence([fact], [cause])
 
 
 def _label_range(target, i: int, name: str, classes, scene) -> Evidence | None:

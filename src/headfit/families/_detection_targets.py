@@ -84,6 +84,17 @@ def _check_boxes(i: int, boxes: Any, evidence: Evidence) -> None:
     bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if bool(bad.any()):
         first = [round(v, 2) for v in boxes[bad][0].tolist()]
+        if only_zero_size(boxes, bad):
+            evidence.causes.append(
+                Cause(
+                    summary=f"targets[{i}] has {int(bad.sum())} box(es) of zero width or height, e.g. {first}: "
+                    "the other boxes are valid x1, y1, x2, y2, so these are empty annotations, not another format",
+                    confidence=0.85,
+                    attribute="boxes",
+                    fix=f"{ZERO_SIZE_FILTER.format(t='target')}  # in the dataset, before returning the target",
+                )
+            )
+            return
         evidence.causes.append(
             Cause(
                 summary=f"targets[{i}] has {int(bad.sum())} box(es) with x2 <= x1 or y2 <= y1, e.g. {first}: "
@@ -93,6 +104,22 @@ def _check_boxes(i: int, boxes: Any, evidence: Evidence) -> None:
                 fix="target['boxes'] = torchvision.ops.box_convert(target['boxes'], 'xywh', 'xyxy')",
             )
         )
+
+
+ZERO_SIZE_FILTER = (
+    'keep = ({t}["boxes"][:, 2:] > {t}["boxes"][:, :2]).all(1); '
+    '{t}["boxes"], {t}["labels"] = {t}["boxes"][keep], {t}["labels"][keep]'
+)
+
+
+def only_zero_size(boxes: torch.Tensor, bad: torch.Tensor) -> bool:
+    """Whether the degenerate boxes are all flat (x2 == x1 or y2 == y1) and no box is inverted.
+
+    Boxes given as x, y, w, h come out inverted (x2 < x1) for most objects away from the origin; a flat box
+    among valid ones is an empty annotation (a zero-size object, or one clipped to the image border).
+    """
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    return not bool(inverted.any()) and bool((~bad).any())
 
 
 def _check_keypoints(model: nn.Module, i: int, keypoints: Any, evidence: Evidence) -> None:
