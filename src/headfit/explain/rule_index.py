@@ -29,6 +29,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "expected scalar type ",
         "expected target dtype to be Long or Byte",
         "Expected object of ",
+        "to have the same type as tensor for argument",
         "to have the same dtype",
         "must have the same dtype",
         "Found dtype ",
@@ -73,7 +74,10 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     ),
     "state_dict": (
         "size mismatch for ",
+        "due to incompatible shapes",
         "key(s) in state_dict: ",
+        'key "',
+        "keys in state_dict: ",
     ),
     "tensors": (
         "must match the size of tensor b",

@@ -64,8 +64,10 @@ _DTYPES = {
 
 
 def dtype_name(text: str) -> str:
-    """torch's spellings of a dtype ('Float', 'c10::Half', 'torch.cuda.HalfTensor', 'double') -> 'float16' etc."""
+    """torch's spellings of a dtype ('Float', 'c10::Half', 'torch.cuda.HalfTensor', 'CUDAHalfTensor', 'double')
+    -> 'float16' etc."""
     word = text.strip().removeprefix("c10::").removeprefix("torch.").removeprefix("cuda.")
+    word = re.sub(r"^CUDA(?=[A-Z])", "", word)  # torch < 0.4: CUDAFloatTensor
     word = word.removesuffix("Tensor").lower()
     if (
         word.startswith("float")

@@ -22,6 +22,11 @@ _OLD_EXPECTED_OBJECT = re.compile(
     r"(?: for argument #\d+ '\s*(\w+)')?",
     re.IGNORECASE,
 )
+# torch < 1.5 (cudnn): "Expected tensor for argument #1 'grad_output' to have the same type as tensor for
+# argument #2 'weight'; but type torch.cuda.HalfTensor does not equal torch.cuda.FloatTensor"
+_SAME_TYPE_AS = re.compile(
+    r"to have the same type as tensor for argument #\d+ '(\w+)'; but type ([\w.]+) does not equal ([\w.]+)"
+)
 _SAME_DTYPE = re.compile(r"expected m1 and m2 to have the same dtype, but got: ([\w:]+) != ([\w:]+)")
 _MAT_DTYPE = re.compile(r"mat1 and mat2 must have the same dtype, but got (\w+) and (\w+)")
 _FOUND_EXPECTED = re.compile(r"Found dtype (\w+) but expected (\w+)")
@@ -63,6 +68,15 @@ def expected_object_of_type(parsed: ParsedError) -> Diagnosis | None:
     if argument in ("index", "indices"):
         return _index_diagnosis(parsed, found, argument)
     return _dtype_diagnosis(parsed, expected, found)
+
+
+@rule("HF123", priority=60, needs="to have the same type as tensor for argument")
+def same_type_as_argument(parsed: ParsedError) -> Diagnosis | None:
+    m = _SAME_TYPE_AS.search(parsed.message)
+    if not m:
+        return None
+    # the first tensor's type, then the other's (e.g. the weight): the second is the one to match
+    return _dtype_diagnosis(parsed, dtype_name(m[3]), dtype_name(m[2]))
 
 
 @rule("HF123", priority=60, needs=("to have the same dtype", "must have the same dtype"))

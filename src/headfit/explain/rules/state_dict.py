@@ -22,7 +22,15 @@ _SIZE = re.compile(
     r"size mismatch for (?P<key>\S+): copying a param with shape torch\.Size\(\[(?P<ckpt>[\d, ]*)\]\) "
     r"from checkpoint, the shape in current model is torch\.Size\(\[(?P<model>[\d, ]*)\]\)"
 )
+# detectron2/fvcore's checkpointer skips such tensors with a warning users paste as the error
+_FVCORE_SIZE = re.compile(
+    r"'(?P<key>[\w.]+)' to the model due to incompatible shapes: \((?P<ckpt>[\d, ]*)\) in the checkpoint "
+    r"but \((?P<model>[\d, ]*)\) in the model"
+)
 _MISSING = re.compile(r"Missing key\(s\) in state_dict: (?P<keys>.*)")
+# torch < 0.4 raised KeyError('unexpected key "x" in state_dict') / KeyError('missing keys in state_dict: "{...}"')
+_OLD_UNEXPECTED = re.compile(r'unexpected key "(?P<key>[^"]+)" in state_dict')
+_OLD_MISSING = re.compile(r'missing keys in state_dict: "\{(?P<keys>[^}]*)\}"')
 _UNEXPECTED = re.compile(r"Unexpected key\(s\) in state_dict: (?P<keys>.*)")
 _KEY = re.compile(r'"([^"]+)"')
 
@@ -109,12 +117,10 @@ def _model_name(message: str) -> str:
 # --- HF106 ---------------------------------------------------------------------------------------------
 
 
-@rule("HF106", priority=30, needs="size mismatch for ")
+@rule("HF106", priority=30, needs=("size mismatch for ", "due to incompatible shapes"))
 def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
-    mismatches = [
-        Mismatch(m["key"], parse_ints(m["ckpt"]), parse_ints(m["model"]))
-        for m in _SIZE.finditer(parsed.message)
-    ]
+    found = [*_SIZE.finditer(parsed.message), *_FVCORE_SIZE.finditer(parsed.message)]
+    mismatches = [Mismatch(m["key"], parse_ints(m["ckpt"]), parse_ints(m["model"])) for m in found]
     if not mismatches:
         return None
     facts = [
@@ -260,9 +266,13 @@ def _own_checkpoint_causes(
 # --- HF107 ---------------------------------------------------------------------------------------------
 
 
-@rule("HF107", priority=31, needs="key(s) in state_dict: ")
+@rule("HF107", priority=31, needs=("key(s) in state_dict: ", 'key "', "keys in state_dict: "))
 def state_dict_key_mismatch(parsed: ParsedError) -> Diagnosis | None:
     missing, unexpected = _keys(_MISSING, parsed.message), _keys(_UNEXPECTED, parsed.message)
+    if old := _OLD_UNEXPECTED.search(parsed.message):
+        unexpected = [old["key"]]
+    if old := _OLD_MISSING.search(parsed.message):
+        missing = re.findall(r"'([^']+)'", old["keys"])
     if not missing and not unexpected:
         return None
     facts = [
@@ -315,6 +325,15 @@ def _key_causes(missing: list[str], unexpected: list[str], facts: list[str]) -> 
                 fix=f'state = {{k.removeprefix("{prefix}"): v for k, v in state.items()}}',
             )
         )
+    alone = _wrapper_prefix(unexpected) if not missing else None
+    if alone is not None:  # torch < 0.4 named only the first unexpected key, and no missing ones
+        causes.append(
+            Cause(
+                f"the checkpoint's keys carry the `{alone}` prefix of DataParallel / torch.compile",
+                0.75,
+                fix=f'state = {{k.removeprefix("{alone}"): v for k, v in state.items()}}',
+            )
+        )
     prefix = _shared_prefix(missing, unexpected)
     if prefix is not None:
         causes.append(
@@ -343,6 +362,14 @@ def _key_causes(missing: list[str], unexpected: list[str], facts: list[str]) -> 
             )
         )
     return causes
+
+
+def _wrapper_prefix(keys: list[str]) -> str | None:
+    """``module.`` / ``_orig_mod.`` when every key starts with it: only a wrapper adds those."""
+    for prefix in ("module.", "_orig_mod."):
+        if keys and all(k.startswith(prefix) for k in keys):
+            return prefix
+    return None
 
 
 def _shared_prefix(source: list[str], target: list[str]) -> str | None:
