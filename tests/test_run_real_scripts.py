@@ -63,6 +63,14 @@ CASES = [
         "zero width or height",
         _fix('keep = (targets[0]["boxes"][:, 2:] > targets[0]["boxes"][:, :2]).all(1)'),
     ),
+    Case(
+        "real_retinanet_coco_weights",
+        "head.classification_head.cls_logits",
+        "819 = 9*91",
+        _fix("state = torch.load(path); state = {k: v for k, v in state.items() if not k.startswith(")
+        + r".*"
+        + _fix("backbone.load_state_dict(state, strict=False)"),
+    ),
     Case("real_fasterrcnn_xywh", None, "read as x, y, w, h", r"box_convert\(.*xywh"),
 ]
 

@@ -826,6 +826,48 @@ def _prefixed_state_dict(scene: Scene, exc: BaseException) -> LiveEvidence | Non
     return None
 
 
+# a fix's free name `state` stands for the state_dict given to load_state_dict
+_STATE_NAME = re.compile(r"(?<![\w.])state(?![\w])")
+
+
+def name_the_state_dict(scene: Scene, diagnosis: Diagnosis) -> None:
+    """Rewrite the fixes' placeholder `state` as what the user passed to `load_state_dict`: their variable's
+    name, or, for an expression such as `torch.load(path)`, a first statement `state = torch.load(path)`.
+
+    Read from the user's source line: `load_state_dict` copies its argument, so the live object has no name.
+    """
+    if not any(f.f_code.co_name == "load_state_dict" for f in scene.frames):
+        return
+    expression = _load_state_dict_argument(scene.user_frame)
+    if expression is None or expression == "state":
+        return
+    for cause in diagnosis.causes:
+        if not cause.fix or not _STATE_NAME.search(cause.fix):
+            continue
+        if expression.isidentifier():
+            cause.fix = _STATE_NAME.sub(expression, cause.fix)
+        else:
+            cause.fix = f"state = {expression}; {cause.fix}"
+
+
+def _load_state_dict_argument(frame: FrameType | None) -> str | None:
+    """The source of the argument in the user's `....load_state_dict(ARG)` call on the failing line."""
+    import ast
+    import linecache
+
+    if frame is None:
+        return None
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    try:
+        tree = ast.parse(line)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load_state_dict" and node.args:
+            return ast.unparse(node.args[0])
+    return None
+
+
 def _common_prefix(value: Any) -> str | None:
     if not isinstance(value, Mapping) or not value:
         return None

@@ -350,6 +350,7 @@ def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) 
     evidence = layers.data_evidence(scene, exc, diagnosis)
     diagnosis.facts.extend(f for f in evidence.facts if f not in diagnosis.facts)
     diagnosis.causes = merge_causes(diagnosis.causes, evidence.causes)
+    layers.name_the_state_dict(scene, diagnosis)
     if not recognised_by_message and len(diagnosis.causes) > before:
         _name_live_diagnosis(diagnosis, evidence.code)
     if scene.model is not None:
