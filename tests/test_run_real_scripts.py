@@ -71,6 +71,12 @@ CASES = [
         + r".*"
         + _fix("backbone.load_state_dict(state, strict=False)"),
     ),
+    Case(
+        "real_convnet_view_batch",
+        "fc",
+        "16,384 features",
+        _fix("X = X.view(X.size(0), -1)  # in ConvNet.forward; and model.fc = nn.Linear(16384, 3)"),
+    ),
     Case("real_fasterrcnn_xywh", None, "read as x, y, w, h", r"box_convert\(.*xywh"),
 ]
 

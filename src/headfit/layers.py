@@ -509,10 +509,85 @@ def _loss_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
         return _container_to_loss(output, out_name, target_name, loss_name)
     if not isinstance(target, torch.Tensor):
         return None
+    folded = _batch_folded_by_model(scene, output, target)
+    if folded is not None:
+        return folded
     if frame.f_code.co_name in ("cross_entropy", "nll_loss"):
         return _class_targets(scene, output, target, out_name, target_name)
     if output.shape != target.shape:
         return _size_mismatch(output, target, out_name, target_name, loss_name)
+    return None
+
+
+_FOLDING_VIEW = re.compile(r"(\w+)\s*=\s*(\w+)\.(view|reshape)\(\s*-1\s*,")
+
+
+def _batch_folded_by_model(scene: Scene, output: torch.Tensor, target: torch.Tensor) -> LiveEvidence | None:
+    """The model returned fewer rows than the images it was given: a `view(-1, F)` with F hard-coded for
+    another feature-map size folded several samples into one row (the loss then sees a smaller batch)."""
+    if scene.model is None or output.dim() < 2 or target.dim() < 1 or output.shape[0] >= target.shape[0]:
+        return None
+    batch = target.shape[0]
+    inputs = [t for t in _user_tensors(scene) if t.dim() >= 3 and t.shape[0] == batch]
+    if not inputs:
+        return None
+    from headfit.trace import trace
+
+    calls = trace(scene.model, (inputs[0],), diagnose=False).calls
+    done = [c for c in calls if c.returned and c.output_shapes and c.output_shapes[0][:1] == [batch]]
+    folded = next((c for c in calls if c.input_shapes and c.input_shapes[0][:1] == [output.shape[0]]), None)
+    if folded is None or not done or not isinstance(_module_at(scene.model, folded.module), nn.Linear):
+        return None
+    per_sample = math.prod(done[-1].output_shapes[0][1:])
+    layer = _module_at(scene.model, folded.module)
+    owner_path = folded.module.rpartition(".")[0]
+    owner = _module_at(scene.model, owner_path)
+    view = _folding_view(type(owner))
+    fact = (
+        f"{batch} images went into `{scene.prefix}` but {output.shape[0]} rows reached `{folded.module}`: "
+        f"each sample has {fmt(per_sample)} features, `{folded.module}` expects {fmt(layer.in_features)} "
+        f"= {layer.in_features // per_sample} samples per row"
+        + (f" (`{view[0]}` in `{type(owner).__name__}.forward`)" if view else "")
+    )
+    resize = f"{path_expr(scene.prefix, folded.module)} = nn.Linear({per_sample}, {layer.out_features})"
+    fix = (
+        f"{view[1]} = {view[1]}.view({view[1]}.size(0), -1)  # in {type(owner).__name__}.forward; and {resize}"
+        if view
+        else resize
+    )
+    cause = Cause(
+        f"the flatten before `{folded.module}` hard-codes {fmt(layer.in_features)} features and `-1` absorbs the batch",
+        0.9,
+        folded.module,
+        "in_features",
+        fix,
+    )
+    return LiveEvidence([fact], [cause], LOSS_INPUT_CODE)
+
+
+def _user_tensors(scene: Scene) -> list[torch.Tensor]:
+    from headfit.live import names_in
+
+    frame = scene.user_frame
+    return [v for v in names_in(frame).values() if isinstance(v, torch.Tensor)] if frame is not None else []
+
+
+def _module_at(model: nn.Module, path: str) -> nn.Module | None:
+    return model.get_submodule(path) if path else model
+
+
+def _folding_view(cls: type) -> tuple[str, str] | None:
+    """The `x = x.view(-1, F)` line of a module's forward, and the variable it assigns."""
+    import inspect
+
+    try:
+        source = inspect.getsource(cls.forward)
+    except (OSError, TypeError):
+        return None
+    for line in source.splitlines():
+        match = _FOLDING_VIEW.search(line)
+        if match:
+            return line.strip(), match.group(1)
     return None
 
 
