@@ -77,6 +77,14 @@ CASES = [
         "16,384 features",
         _fix("X = X.view(X.size(0), -1)  # in ConvNet.forward; and model.fc = nn.Linear(16384, 3)"),
     ),
+    Case(
+        "real_fasterrcnn_coco_num_classes",
+        "roi_heads.box_predictor.cls_score",
+        "91",
+        _fix("state_dict = {k: v for k, v in state_dict.items() if not k.startswith(")
+        + r".*"
+        + _fix("model.load_state_dict(state_dict, strict=False)"),
+    ),
     Case("real_fasterrcnn_xywh", None, "read as x, y, w, h", r"box_convert\(.*xywh"),
 ]
 
