@@ -400,6 +400,10 @@ def roi_index_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
         if size
         else f"dimension {dim} is empty"
     ]
+    if not in_roi_heads:
+        facts.append(
+            "no traceback: if this came from a torchvision R-CNN's `roi_heads.postprocess_detections`, read on"
+        )
     facts.append(
         "in `postprocess_detections` the boxes have (bbox_pred classes - 1) x proposals rows and the scores "
         "(cls_score classes - 1) x proposals: an index past the boxes means bbox_pred has fewer classes than cls_score"
