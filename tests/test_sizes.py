@@ -107,6 +107,12 @@ def test_detector_resizes_any_size():
     assert answer.accepts(17, 3000)
 
 
+def test_ssd_resizes_to_its_fixed_size_and_pads_nothing():
+    answer = sizes(build_model("torchvision:ssd300_vgg16", device="meta"))
+    assert answer.resized_internally and "exactly 300x300" in answer.summary
+    assert "multiples of" not in answer.summary
+
+
 def test_a_model_that_accepts_nothing():
     never = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(5, 2, 1))
     answer = sizes(never, "1x3x9x9", max_probes=12)

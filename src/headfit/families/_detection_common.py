@@ -163,7 +163,8 @@ def size_rule(model: nn.Module) -> SizeRule:
             f"every image is resized so its shorter side is {short} and its longer side at most "
             f"{t.max_size} (`transform.min_size`, `transform.max_size`)"
         )
-    notes.append(f"the resized batch is zero-padded so H and W are multiples of {t.size_divisible}")
+    if t.size_divisible > 1:  # SSD's transforms use 1: nothing to pad
+        notes.append(f"the resized batch is zero-padded so H and W are multiples of {t.size_divisible}")
     return SizeRule(resized_internally=True, minimum=1, notes=notes)
 
 
