@@ -308,3 +308,25 @@ def test_locate_maps_library_files_to_modules():
     assert owner("torchvision/models/detection/anchor_utils.py", "forward").module == "anchor_generator"
     assert owner("timm/layers/patch_embed.py", "forward").module == "patch_embed"
     assert owner("torchvision/models/detection/_utils.py", "decode") is None
+
+
+@pytest.mark.parametrize(
+    "builder, outputs_for_3, objects",
+    [("retinanet_resnet50_fpn", 27, 3), ("fasterrcnn_mobilenet_v3_large_320_fpn", 4, 3)],
+)
+def test_state_dict_head_mismatch_counts_background_only_where_the_family_does(
+    builder, outputs_for_3, objects
+):
+    from torchvision.models import get_model
+
+    def build(num_classes):
+        return get_model(builder, weights=None, weights_backbone=None, num_classes=num_classes)
+
+    with torch.device("meta"):
+        coco, mine = build(91), build(objects + (builder.startswith("fasterrcnn")))
+    r = raised(lambda: mine.load_state_dict(coco.state_dict()))
+    diagnosis = explain(r.text)
+    assert diagnosis.code == "HF106"
+    assert str(outputs_for_3) in _numbers_in(diagnosis.facts)
+    adapt = next(c.fix for c in diagnosis.causes if c.fix and c.fix.startswith("headfit adapt"))
+    assert f"--num-classes {objects} " in adapt

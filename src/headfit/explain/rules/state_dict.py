@@ -47,6 +47,7 @@ CLASS_LAYERS = (
 )
 # words that mark a class layer in other codebases' names: fc_cls, cls_headers, conv_logits, class_embed
 _CLASS_WORDS = re.compile(r"cls|class|logits")
+FOCAL_HEAD = "classification_head.cls_logits"  # torchvision RetinaNet/FCOS: K columns, no background
 BOX_LAYERS = ("bbox_pred",)  # 4 * classes (background included in torchvision's R-CNN)
 COCO_WITH_BACKGROUND = 91
 # class counts of the datasets public checkpoints are trained on: ImageNet-1k/21k, COCO (with and without
@@ -194,8 +195,12 @@ def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) ->
     prefixes = sorted({m.module + "." for m in head})
     keep = ", ".join(f'"{p}"' for p in prefixes)
     module = head[0].module
-    # torchvision's R-CNN heads count background; `headfit adapt --num-classes` takes object classes
-    with_background = ckpt_classes == COCO_WITH_BACKGROUND or any(m.layer in BOX_LAYERS for m in head)
+    # torchvision's R-CNN and SSD heads count background; `headfit adapt --num-classes` takes object
+    # classes. RetinaNet/FCOS (sigmoid focal loss, `classification_head.cls_logits`) count none.
+    focal = any(m.module.endswith(FOCAL_HEAD) for m in head)
+    with_background = not focal and (
+        ckpt_classes == COCO_WITH_BACKGROUND or any(m.layer in BOX_LAYERS for m in head)
+    )
     objects = model_classes - 1 if with_background else model_classes
     if ckpt_classes not in PRETRAINING_COUNTS or objects < 1:
         return _own_checkpoint_causes(module, keep, ckpt_classes, model_classes, objects)
