@@ -31,7 +31,7 @@ CASES = [
         "real_skip_sequential",
         "0.2",
         "in_channels",
-        fix_is("model[0][2] = nn.Conv2d(19, 16, kernel_size=3, stride=2, padding=1)"),
+        fix_is("model[0][2] = nn.Conv2d(19, 16, kernel_size=3, stride=2, padding=1, padding_mode='reflect')"),
     ),
     Case(
         "real_collate_bbox_dict",

@@ -22,6 +22,7 @@ from torch import nn
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt, product_expr, shape_str
 from headfit.families._detection_targets import ZERO_SIZE_FILTER, only_zero_size
+from headfit.families._util import in_width, layer_code
 from headfit.families.base import Evidence
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def _conv_channels(m, path: str, target: str, shape: list[int], arrived: int) ->
             ),
         ]
         return Evidence(facts, causes)
-    fix = f"{target} = {_conv_ctor(m, arrived)}"
+    fix = f"{target} = {layer_code(m, arrived, m.out_channels)}"
     cause = Cause(
         f"`{path}` has `in_channels` {m.in_channels} but {arrived} channels arrive",
         0.85,
@@ -148,26 +149,6 @@ def _conv_channels(m, path: str, target: str, shape: list[int], arrived: int) ->
         fix,
     )
     return Evidence(facts, [cause])
-
-
-def _conv_ctor(m, in_channels: int) -> str:
-    args = [str(in_channels), str(m.out_channels), f"kernel_size={_one(m.kernel_size)}"]
-    if _one(m.stride) != 1:
-        args.append(f"stride={_one(m.stride)}")
-    if not isinstance(m.padding, str) and _one(m.padding) != 0:
-        args.append(f"padding={_one(m.padding)}")
-    if m.groups != 1:
-        args.append(f"groups={m.groups}")
-    if m.bias is None:
-        args.append("bias=False")
-    return f"nn.{type(m).__name__}({', '.join(args)})"
-
-
-def _one(value: Any) -> Any:
-    """``(3, 3)`` -> ``3``; a tuple that differs per dimension stays a tuple."""
-    if isinstance(value, tuple) and len(set(value)) == 1:
-        return value[0]
-    return value
 
 
 def _conv_kernel(m, path: str, spatial: list[int]) -> Evidence:
@@ -710,11 +691,7 @@ def _out_attr(layer: nn.Module) -> str:
 
 
 def _resized_head(prefix: str, path: str, layer: nn.Module, outputs: int) -> str:
-    target = path_expr(prefix, path)
-    if isinstance(layer, nn.Linear):
-        bias = "" if layer.bias is not None else ", bias=False"
-        return f"{target} = nn.Linear({layer.in_features}, {outputs}{bias})"
-    return f"{target} = nn.{type(layer).__name__}({layer.in_channels}, {outputs}, kernel_size={_one(layer.kernel_size)})"
+    return f"{path_expr(prefix, path)} = {layer_code(layer, in_width(layer), outputs)}"
 
 
 def _size_mismatch(output, target, out_name: str, target_name: str, loss: str) -> LiveEvidence | None:

@@ -7,7 +7,7 @@ re-headed model on ``meta``, CUDA or half precision stays what it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from headfit.errors import UsageError
 
@@ -217,15 +217,41 @@ def module_expr(prefix: str, path: str) -> str:
 
 
 def layer_code(layer: nn.Module, in_width: int, out_width: int) -> str:
-    """Constructor code for a layer like ``layer`` with other widths: ``nn.Linear(2048, 10)``."""
+    """Constructor code for a layer like ``layer`` with other widths, keeping everything else that
+    shapes its output (stride, padding, dilation, groups, padding mode, bias): ``nn.Linear(2048, 10)``,
+    ``nn.Conv2d(19, 16, kernel_size=3, stride=2, padding=1, padding_mode='reflect')``."""
     from torch import nn
 
-    bias = "" if getattr(layer, "bias", None) is not None else ", bias=False"
+    bias = [] if getattr(layer, "bias", None) is not None else ["bias=False"]
     if isinstance(layer, nn.Linear):
-        return f"nn.Linear({in_width}, {out_width}{bias})"
-    kernel = layer.kernel_size
-    kernel_text = str(kernel[0]) if len(set(kernel)) == 1 else str(tuple(kernel))
-    return f"nn.{type(layer).__name__}({in_width}, {out_width}, kernel_size={kernel_text}{bias})"
+        return f"nn.Linear({', '.join([str(in_width), str(out_width), *bias])})"
+    args = [str(in_width), str(out_width), f"kernel_size={_compact(layer.kernel_size)}"]
+    args += _conv_geometry(layer, in_width) + bias
+    return f"nn.{type(layer).__name__}({', '.join(args)})"
+
+
+def _conv_geometry(conv: nn.Module, in_width: int) -> list[str]:
+    """The non-default arguments of a conv; a depthwise conv stays depthwise at its new width."""
+    args = []
+    for name, default in (("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1)):
+        value = getattr(conv, name, default)
+        if isinstance(value, str) or _compact(value) != default:
+            args.append(
+                f"{name}={_compact(value)!r}" if isinstance(value, str) else f"{name}={_compact(value)}"
+            )
+    if conv.groups != 1:
+        depthwise = conv.groups == conv.in_channels
+        args.append(f"groups={in_width if depthwise else conv.groups}")
+    if conv.padding_mode != "zeros":
+        args.append(f"padding_mode={conv.padding_mode!r}")
+    return args
+
+
+def _compact(value: Any) -> Any:
+    """``(3, 3)`` -> ``3``; a tuple that differs per dimension stays a tuple."""
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        return value[0]
+    return value
 
 
 def out_width(layer: nn.Module) -> int | None:
