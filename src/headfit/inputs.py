@@ -65,10 +65,6 @@ class InputSpec:
             tensors = [torch.zeros(s, device=device, dtype=dtype) for s in self.shapes]
         return tensors if self.is_list else tensors[0]
 
-    def with_hw(self, height: int, width: int) -> InputSpec:
-        """The same spec with the last two dimensions of every shape replaced (for size probing)."""
-        return InputSpec(tuple(s[:-2] + (height, width) for s in self.shapes), self.is_list, self.dtype)
-
     def __str__(self) -> str:
         text = ",".join("x".join(map(str, s)) for s in self.shapes)
         return f"[{text}]" if self.is_list else text
