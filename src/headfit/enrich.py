@@ -8,7 +8,6 @@ those that name the same module and attribute, and rank by their own confidence.
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import TYPE_CHECKING
 
@@ -46,19 +45,12 @@ _MODEL_EXPR = re.compile(r"(?<![\w.])model(?=\.\w|\[)")
 
 
 def _evidence(diagnosis, model, module_path, module, prefix, input_shapes) -> list[Evidence]:
+    from headfit import layers  # per-layer knowledge: Linear, Conv, BatchNorm, ... (imports torch)
+
     found = [family_for(model).explain_failure(model, module_path, diagnosis, prefix)]
-    layers = _layers_module()
-    if layers is not None and module is not None:
+    if module is not None:
         found.append(layers.layer_evidence(module, module_path, diagnosis, prefix, input_shapes))
     return found
-
-
-def _layers_module():
-    """Per-layer knowledge (Linear, Conv, BatchNorm, ...) lives in ``headfit.layers`` when present."""
-    try:
-        return importlib.import_module("headfit.layers")
-    except ModuleNotFoundError:
-        return None
 
 
 def merge_causes(old: list[Cause], new: list[Cause]) -> list[Cause]:
