@@ -147,7 +147,6 @@ def test_seed_case_fcos_coco_to_two_classes_then_check(tmp_path):
         if not key.startswith("head.classification_head.cls_logits."):
             assert torch.equal(tensor, original[key]), key
 
-    pytest.importorskip("headfit.cli.check", reason="`headfit check` is not there yet")
     checked = subprocess.run(
         [*headfit, "check", "fcos2.safetensors", "--input", "[3x1333x762]x2"],
         cwd=tmp_path,

@@ -260,7 +260,7 @@ def verify_adapted(model: nn.Module, report: AdaptReport) -> Verification:
     check = report.verification or Verification()
     start = time.perf_counter()
     family = family_for(model)
-    _run_check(model, family, check)
+    _run_check(model, check)
     if _on_meta(model):
         check.steps.append("smoke step skipped: the model is on the meta device")
     elif check.ok:
@@ -274,26 +274,16 @@ def _on_meta(model: nn.Module) -> bool:
     return any(p.device.type == "meta" for p in model.parameters())
 
 
-def _run_check(model: nn.Module, family: Family, check: Verification) -> None:
-    """``headfit.check`` when it is there; the family's lint on its own otherwise."""
-    try:
-        from headfit.check import check as run_check
-    except ImportError:
-        run_check = None
-    if run_check is None:
-        problems = family.lint(model)
-        for p in problems:
-            check.fail(f"lint {p.code} at `{p.module}`: {p.summary}")
-        if not problems:
-            check.steps.append("lint: the heads and their attributes agree (meta trace not available)")
-        return
+def _run_check(model: nn.Module, check: Verification) -> None:
+    """``headfit.check``: the family's lint plus the meta-device trace."""
+    from headfit.check import check as run_check
+
     result = run_check(model)
-    for p in getattr(result, "problems", []):
+    for p in result.problems:
         check.fail(f"check {p.code} at `{p.module}`: {p.summary}")
-    trace = getattr(result, "trace", None)
-    if trace is not None and not getattr(trace, "completed", True):
-        check.fail(f"the meta-device trace stopped at `{trace.stopped_at}`: {trace.reason}")
-    if getattr(result, "ok", check.ok) and check.ok:
+    if not result.trace.completed:
+        check.fail(f"the meta-device trace stopped at `{result.trace.stopped_at}`: {result.trace.reason}")
+    if result.ok and check.ok:
         check.steps.append("check: the heads agree and the meta-device trace completes")
 
 
