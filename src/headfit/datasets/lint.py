@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from headfit.datasets.geometry import as_written, clip_boxes, exif_boxes, fits, xyxy_text
-from headfit.datasets.headers import MISSING, SWAPS_SIDES, TRUNCATED, is_image_file, mode_words
+from headfit.datasets.headers import MISSING, SWAPS_SIDES, TRUNCATED, mode_words
 from headfit.datasets.problems import Id, Problem
 from headfit.datasets.records import DetectionDataset, ImageRecord
 from headfit.datasets.report import ClassStats, DataReport, DataStats
+from headfit.datasets.resolve import Listings, gc_paused
 
 TOLERANCE = 1e-3  # pixels a box may pass the image edge by (float rounding) before it is a problem
 XYXY_SHARE = 0.95  # share of COCO boxes that must read as valid x1,y1,x2,y2 for HF304
@@ -41,18 +42,22 @@ class BoxTable:
     height: np.ndarray  # NaN when neither is known
     labels: np.ndarray  # [M] contiguous class index, -1 for an id the class map does not know
     crowd: np.ndarray  # [M] bool
+    folders: list[str]  # [images] each file's absolute folder, and its name: file checks go by folder
+    names: list[str]
+    counts: np.ndarray  # [images] boxes per image
 
     @classmethod
     def of(cls, dataset: DetectionDataset) -> BoxTable:
         records = dataset.images
-        counts = np.fromiter((r.num_boxes for r in records), dtype=np.int64, count=len(records))
+        counts = np.fromiter((len(r.boxes) for r in records), dtype=np.int64, count=len(records))
         offset = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(records) else np.zeros(0, np.int64)
-        boxes = [r.boxes for r in records if r.num_boxes]
-        ids = [r.category_ids for r in records if r.num_boxes]
-        crowd = [r.crowd for r in records if r.num_boxes]
-        index = dataset.classes._index
-        labels = [index.get(c, -1) for c in np.concatenate(ids).tolist()] if ids else []
+        filled = [r for r in records if len(r.boxes)]
+        boxes = [r.boxes for r in filled]
+        ids = [r.category_ids for r in filled]
+        crowd = [r.crowd for r in filled]
+        labels = _class_indices(dataset, np.concatenate(ids)) if ids else np.zeros(0, np.int64)
         frames = [frame(r) for r in records]
+        folders, names = _split_paths(records)
         return cls(
             boxes=np.concatenate(boxes).astype(np.float64) if boxes else np.zeros((0, 4)),
             image=np.repeat(np.arange(len(records)), counts),
@@ -61,11 +66,34 @@ class BoxTable:
             height=np.array([f[1] for f in frames], dtype=np.float64),
             labels=np.asarray(labels, dtype=np.int64),
             crowd=np.concatenate(crowd) if crowd else np.zeros(0, bool),
+            folders=folders,
+            names=names,
+            counts=counts,
         )
 
     def annotation_id(self, dataset: DetectionDataset, m: int) -> Id:
         i = int(self.image[m])
         return dataset.images[i].annotation_ids[m - int(self.offset[i])]
+
+
+def _class_indices(dataset: DetectionDataset, category_ids: np.ndarray) -> np.ndarray:
+    """Contiguous class index per box, -1 for an id the class map does not know (one dict lookup per
+    distinct id, not per box)."""
+    distinct, inverse = np.unique(category_ids, return_inverse=True)
+    lookup = np.array([dataset.classes._index.get(c, -1) for c in distinct.tolist()], dtype=np.int64)
+    return lookup[inverse.reshape(-1)]
+
+
+def _split_paths(records: list[ImageRecord]) -> tuple[list[str], list[str]]:
+    absolute: dict[str, str] = {}
+    folders, names = [], []
+    for record in records:
+        folder, name = os.path.split(os.fspath(record.file))
+        if folder not in absolute:
+            absolute[folder] = os.path.normcase(os.path.abspath(folder))
+        folders.append(absolute[folder])
+        names.append(name)
+    return folders, names
 
 
 def frame(record: ImageRecord) -> tuple[float, float]:
@@ -78,16 +106,21 @@ def frame(record: ImageRecord) -> tuple[float, float]:
 
 def lint(dataset: DetectionDataset) -> DataReport:
     """Everything wrong with ``dataset`` (problems), what training handles (notes), and its stats."""
+    with gc_paused():
+        return _lint(dataset)
+
+
+def _lint(dataset: DetectionDataset) -> DataReport:
     table = BoxTable.of(dataset)
     problems = list(dataset.problems)
     problems += image_file_problems(dataset)
     sized = declared_size_problems(dataset)
     problems += sized
-    problems += duplicate_file_problems(dataset)
+    problems += duplicate_file_problems(dataset, table)
     problems += duplicate_annotation_problems(dataset)
     problems += unknown_category_problems(dataset, table, problems)
     problems += box_problems(dataset, table, problems, {p.image_id for p in sized})
-    problems += other_annotation_problems(dataset)
+    problems += other_annotation_problems(dataset, table)
     notes = list(dataset.notes) + dataset_notes(dataset, table)
     return DataReport(
         dataset.source, dataset.format, dataset.split, problems, notes, dataset_stats(dataset, table)
@@ -182,12 +215,11 @@ def declared_size_problems(dataset: DetectionDataset) -> list[Problem]:
     return problems
 
 
-def duplicate_file_problems(dataset: DetectionDataset) -> list[Problem]:
-    first: dict[str, ImageRecord] = {}
+def duplicate_file_problems(dataset: DetectionDataset, table: BoxTable) -> list[Problem]:
+    first: dict[tuple[str, str], ImageRecord] = {}
     problems = []
-    for record in dataset.images:
-        key = os.path.normcase(os.path.abspath(record.file))
-        earlier = first.setdefault(key, record)
+    for record, folder, name in zip(dataset.images, table.folders, table.names, strict=True):
+        earlier = first.setdefault((folder, os.path.normcase(name)), record)
         if earlier is record:
             continue
         problems.append(
@@ -397,25 +429,36 @@ def _outside(dataset, record, aid, box, width, height) -> Problem:
     )
 
 
-def other_annotation_problems(dataset: DetectionDataset) -> list[Problem]:
+def other_annotation_problems(dataset: DetectionDataset, table: BoxTable | None = None) -> list[Problem]:
     """An image whose Pascal VOC XML beside it (or in ``../Annotations``) has more boxes than this
     dataset gives it: the dataset labels part of the objects, and the rest train as background."""
     if dataset.format == "voc":
         return []
+    table = table or BoxTable.of(dataset)
+    listings = Listings()
+    source = os.path.normcase(os.path.abspath(dataset.source))
+    xmls_in: dict[str, list[str]] = {}
     problems = []
-    for record in dataset.images:
-        other = _sidecar(record.file)
-        if other is None or other.resolve() == Path(dataset.source).resolve():
+    for record, folder, name in zip(dataset.images, table.folders, table.names, strict=True):
+        if folder not in xmls_in:
+            annotations = os.path.join(os.path.dirname(folder), "Annotations")
+            xmls_in[folder] = [
+                f for f in (folder, annotations) if any(n.endswith(".xml") for n in listings.names(f))
+            ]
+        if not xmls_in[folder]:
             continue
-        boxes = _xml_boxes(other)
+        other = _sidecar(name, xmls_in[folder], listings)
+        if other is None or os.path.normcase(other) == source:
+            continue
+        boxes = _xml_boxes(Path(other))
         if boxes is None or len(boxes) <= record.num_boxes:
             continue
         shared = _shared_boxes(record.boxes, boxes)
         problems.append(
             Problem(
                 "HF317",
-                f"image {_q(record.image_id)} has {record.num_boxes} boxes here, but `{other.name}` beside it has "
-                f"{len(boxes)} ({shared} of these {record.num_boxes} among them): the rest would train as background",
+                f"image {_q(record.image_id)} has {record.num_boxes} boxes here, but `{os.path.basename(other)}` beside it "
+                f"has {len(boxes)} ({shared} of these {record.num_boxes} among them): the rest would train as background",
                 f"train on the complete annotation (`headfit data check {other}`), or annotate the missing "
                 f"{len(boxes) - shared} objects; `--fix OUT` leaves the image out",
                 record.image_id,
@@ -426,10 +469,11 @@ def other_annotation_problems(dataset: DetectionDataset) -> list[Problem]:
     return problems
 
 
-def _sidecar(file: Path) -> Path | None:
-    for candidate in (file.with_suffix(".xml"), file.parent.parent / "Annotations" / f"{file.stem}.xml"):
-        if os.path.exists(candidate):
-            return candidate
+def _sidecar(name: str, folders: list[str], listings: Listings) -> str | None:
+    xml = os.path.splitext(name)[0] + ".xml"
+    for folder in folders:
+        if xml in listings.names(folder):
+            return os.path.join(folder, xml)
     return None
 
 
@@ -469,7 +513,9 @@ def dataset_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
     notes = []
     notes += _class_notes(dataset, table)
     negatives = [
-        r.image_id for r in dataset.images if r.num_boxes == 0 and (r.header is None or r.header.usable)
+        dataset.images[i].image_id
+        for i in np.flatnonzero(table.counts == 0).tolist()
+        if dataset.images[i].header is None or dataset.images[i].header.usable
     ]
     if negatives:
         notes.append(
@@ -481,8 +527,8 @@ def dataset_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
             f"{crowd:,} crowd boxes (`iscrowd` 1): COCO's mAP ignores detections on them, and training leaves them out of the targets"
         )
     notes += _image_notes(dataset)
-    notes += _box_count_notes(dataset)
-    notes += _twin_notes(dataset)
+    notes += _box_count_notes(dataset, table)
+    notes += _twin_notes(dataset, table)
     return notes
 
 
@@ -549,13 +595,11 @@ def _image_notes(dataset: DetectionDataset) -> list[str]:
     return notes
 
 
-def _box_count_notes(dataset: DetectionDataset) -> list[str]:
-    if not dataset.images:
+def _box_count_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
+    if not dataset.images or table.counts.max() <= MAX_DETECTIONS:
         return []
-    busiest = max(dataset.images, key=lambda r: r.num_boxes)
-    if busiest.num_boxes <= MAX_DETECTIONS:
-        return []
-    crowded = sum(r.num_boxes > MAX_DETECTIONS for r in dataset.images)
+    busiest = dataset.images[int(table.counts.argmax())]
+    crowded = int((table.counts > MAX_DETECTIONS).sum())
     return [
         f"{_count([0] * crowded, 'image')} {'have' if crowded > 1 else 'has'} more than {MAX_DETECTIONS} boxes (image {_q(busiest.image_id)} has "
         f"{busiest.num_boxes}): torchvision detectors keep {MAX_DETECTIONS} detections per image "
@@ -564,19 +608,22 @@ def _box_count_notes(dataset: DetectionDataset) -> list[str]:
     ]
 
 
-def _twin_notes(dataset: DetectionDataset) -> list[str]:
+def _twin_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
     """Images with a same-stem twin beside them that the annotations do not name (a .tif and its .png)."""
-    named = {os.path.normcase(os.path.abspath(r.file)) for r in dataset.images}
-    listings: dict[Path, dict[str, list[str]]] = {}
+    listings = Listings()
+    shared_stems: dict[str, set[str]] = {}  # folder -> stems that more than one image file has
+    named = set(zip(table.folders, table.names, strict=True))
     twins = []
-    for record in dataset.images:
-        folder = record.file.parent
-        if folder not in listings:
-            listings[folder] = _stems(folder)
-        for other in listings[folder].get(record.file.stem.lower(), []):
-            path = folder / other
-            if other != record.file.name and os.path.normcase(os.path.abspath(path)) not in named:
-                twins.append(f"`{record.file.name}` / `{other}`")
+    for folder, name in zip(table.folders, table.names, strict=True):
+        if folder not in shared_stems:
+            stems = listings.image_stems(folder)
+            shared_stems[folder] = {stem for stem, files in stems.items() if len(files) > 1}
+        stem = os.path.splitext(name)[0].lower()
+        if stem not in shared_stems[folder]:
+            continue
+        for other in listings.image_stems(folder)[stem]:
+            if other != name and (folder, other) not in named:
+                twins.append(f"`{name}` / `{other}`")
     if not twins:
         return []
     return [
@@ -584,18 +631,6 @@ def _twin_notes(dataset: DetectionDataset) -> list[str]:
         f"{'them' if len(twins) > 1 else 'it'} that the annotations do not name ({', '.join(twins[:SHOWN])}"
         f"{', ...' if len(twins) > SHOWN else ''}): only the named file is trained on, and a folder of both predicts the picture twice"
     ]
-
-
-def _stems(folder: Path) -> dict[str, list[str]]:
-    stems: dict[str, list[str]] = {}
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return stems
-    for name in names:
-        if is_image_file(name):
-            stems.setdefault(os.path.splitext(name)[0].lower(), []).append(name)
-    return stems
 
 
 def _count(items: list, noun: str) -> str:
@@ -616,7 +651,7 @@ def _ids(ids: list[Id]) -> str:
 
 def dataset_stats(dataset: DetectionDataset, table: BoxTable) -> DataStats:
     records = dataset.images
-    counts = np.fromiter((r.num_boxes for r in records), dtype=np.int64, count=len(records))
+    counts = table.counts
     per_class = _per_class(dataset, table)
     b = table.boxes
     area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
@@ -649,12 +684,8 @@ def _per_class(dataset: DetectionDataset, table: BoxTable) -> list[ClassStats]:
     k = len(dataset.classes)
     valid = table.labels >= 0
     boxes = np.bincount(table.labels[valid], minlength=k) if valid.any() else np.zeros(k, np.int64)
-    pairs = (
-        np.unique(np.stack([table.image[valid], table.labels[valid]], axis=1), axis=0)
-        if valid.any()
-        else np.zeros((0, 2), np.int64)
-    )
-    images = np.bincount(pairs[:, 1], minlength=k) if len(pairs) else np.zeros(k, np.int64)
+    pairs = np.unique(table.image[valid] * k + table.labels[valid])  # each (image, class) once
+    images = np.bincount(pairs % k, minlength=k) if len(pairs) else np.zeros(k, np.int64)
     return [
         ClassStats(cid, name, i, int(boxes[i]), int(images[i]))
         for i, (cid, name) in enumerate(zip(dataset.classes.ids, dataset.classes.names, strict=True))
