@@ -417,7 +417,9 @@ def _outside(dataset, record, aid, box, width, height) -> Problem:
     if dataset.format == "coco" and box[2] - box[0] > box[0] and box[3] - box[1] > box[1]:
         corners = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
         if corners[2] <= width and corners[3] <= height:
-            facts.append(f"read as x1,y1,x2,y2 the bbox would be {xyxy_text(corners)}, inside the image")
+            facts.append(
+                f"read as corners x1,y1,x2,y2 = {xyxy_text(corners)}, the bbox would lie inside the image"
+            )
     return Problem(
         "HF303",
         f"annotation {aid} leaves the {size} image by {by} ({written})",
