@@ -21,7 +21,7 @@ from headfit.datasets.records import ClassMap, DetectionDataset, ImageRecord
 from headfit.datasets.resolve import ImageFinder, attach_headers, require_image_folder
 from headfit.errors import UsageError
 
-MAX_JSON_BYTES = 1 << 30  # COCO's own train2017 instances file is 448 MB
+MAX_JSON_BYTES = 1_000_000_000  # COCO's own train2017 instances file is 448 MB
 JSON_MEMORY_FACTOR = 8  # bytes of Python objects per byte of COCO JSON text (measured: 6-8)
 EXPECTED = (
     "a COCO instances file is one object with `images` ([{id, file_name, width, height}]), "
@@ -80,14 +80,15 @@ def _size_of(path: Path) -> int:
 def _refuse_too_large(path: Path, size: int) -> None:
     available = _available_memory()
     needed = size * JSON_MEMORY_FACTOR
-    if size > MAX_JSON_BYTES or (available is not None and needed > available):
-        limit = f"{MAX_JSON_BYTES / 1e9:.1f} GB"
-        memory = f"; parsing it would need about {needed / 1e9:.0f} GB of memory" if available else ""
-        raise UsageError(
-            f"`{path}` is {size / 1e9:.1f} GB, more than headfit parses (files up to {limit}, and within "
-            f"the memory free now: {(available or 0) / 1e9:.0f} GB{memory}); COCO's own train2017 "
-            f"instances file is 0.45 GB. Split it into one JSON per split or per part, and check each"
-        )
+    if size <= MAX_JSON_BYTES and (available is None or needed <= available):
+        return
+    memory = f", {available / 1e9:.0f} GB are free now" if available is not None else ""
+    raise UsageError(
+        f"`{path}` is {size / 1e9:.1f} GB: headfit parses COCO JSON files up to {MAX_JSON_BYTES / 1e9:.0f} GB "
+        f"and within the free memory (Python's json needs about {JSON_MEMORY_FACTOR} bytes per byte: "
+        f"{needed / 1e9:.0f} GB here{memory}); COCO's own train2017 instances file is 0.45 GB. "
+        "Split it into one JSON per split or per part, and check each"
+    )
 
 
 def _available_memory() -> int | None:
