@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from data_support import image, one_image_coco, yolo
 
+from data_support import image, one_image_coco, yolo
 from headfit.cli import main
 
 
