@@ -461,7 +461,7 @@ def other_annotation_problems(dataset: DetectionDataset, table: BoxTable | None 
                 "HF317",
                 f"image {_q(record.image_id)} has {record.num_boxes} boxes here, but `{os.path.basename(other)}` beside it "
                 f"has {len(boxes)} ({shared} of these {record.num_boxes} among them): the rest would train as background",
-                f"train on the complete annotation (`headfit data check {other}`), or annotate the missing "
+                f"train on the complete annotation (`headfit data check {_shown(other)}`), or annotate the missing "
                 f"{len(boxes) - shared} objects; `--fix OUT` leaves the image out",
                 record.image_id,
                 None,
@@ -469,6 +469,12 @@ def other_annotation_problems(dataset: DetectionDataset, table: BoxTable | None 
             )
         )
     return problems
+
+
+def _shown(path: str) -> str:
+    """A path as a command the user can paste: relative to the working folder when inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _sidecar(name: str, folders: list[str], listings: Listings) -> str | None:
