@@ -156,7 +156,7 @@ def fix_renderables(fix: FixResult) -> list[RenderableType]:
     for change in fix.changes[:SHOWN_CHANGES]:
         parts.append(
             Text.from_markup(
-                f"  [dim]{change.action}[/] {escape(change.summary)}"
+                f"  [dim]{change.action}:[/] {escape(change.summary)}"
                 + (f" [dim]({change.code})[/]" if change.code else "")
             )
         )
