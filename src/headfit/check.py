@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from headfit.diagnosis import Diagnosis, Problem
 from headfit.errors import UsageError
-from headfit.inputs import InputSpec
+from headfit.inputs import float_dtype, input_hw, positional_inputs, shape_text
+from headfit.sizes import SizeAnswer, sizes
 from headfit.trace import TraceResult, trace
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from headfit.sizes import SizeAnswer
 
 
 @dataclass
@@ -137,67 +136,9 @@ def _ask(family: Any, method: str, model: nn.Module, notes: list[str], fallback:
         return fallback
 
 
-def float_dtype(model: nn.Module) -> Any:
-    """The dtype of the model's floating parameters (inputs made from specs follow it: a half model
-    takes half inputs)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-
-
-def positional_inputs(
-    inputs: Any, defaults: list[InputSpec] | None = None, float_dtype: Any = None
-) -> tuple[tuple[Any, ...], list[str]]:
-    """The positional arguments of the trace (meta tensors or the user's tensors) and how to show them.
-
-    Floating tensors made from specs take ``float_dtype`` when given; the user's tensors keep theirs.
-    """
-    if defaults is not None:
-        inputs = tuple(defaults)
-    if isinstance(inputs, list) and inputs and all(isinstance(i, (str, InputSpec)) for i in inputs):
-        inputs = tuple(inputs)
-    if not isinstance(inputs, tuple):
-        inputs = (inputs,)
-    args = tuple(_one_input(i, float_dtype) for i in inputs)
-    return args, [_shown(i) for i in args]
-
-
 def within_depth(path: str, depth: int | None) -> bool:
     """Whether a module path is at most ``depth`` levels below the model (the model itself is level 0)."""
     return depth is None or path == "" or path.count(".") < depth
-
-
-def _one_input(value: Any, float_dtype: Any) -> Any:
-    import torch
-
-    if isinstance(value, str):
-        value = InputSpec.parse(value)
-    if isinstance(value, InputSpec):
-        made = value.make("meta")
-        if float_dtype is None or not value.dtype.startswith("float"):
-            return made
-        return [t.to(float_dtype) for t in made] if value.is_list else made.to(float_dtype)
-    if isinstance(value, (torch.Tensor, list, dict)) or _is_tuple_of_tensors(value):
-        return value
-    raise UsageError(
-        f"cannot trace with an input of type {type(value).__name__}. Give a spec string such as "
-        "`2x3x224x224` or `[3x800x1333,3x600x900]`, an InputSpec, a tensor, a list of image tensors, "
-        "or a tuple of these for several positional inputs."
-    )
-
-
-def _is_tuple_of_tensors(value: Any) -> bool:
-    import torch
-
-    return isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value)
-
-
-def _shown(value: Any) -> str:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return "x".join(map(str, value.shape))
-    if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
-        return "[" + ",".join("x".join(map(str, v.shape)) for v in value) + "]"
-    return type(value).__name__
 
 
 def _trace_problem(
@@ -260,8 +201,6 @@ def _missing_inputs_fix(model: nn.Module, report: CheckReport) -> str | None:
 
 def _size_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem | None:
     """When the lint is clean, ask ``sizes`` whether the traced H x W is one the model rejects."""
-    from headfit.sizes import input_hw, sizes
-
     hw = input_hw(args)
     if hw is None:
         return None
@@ -281,6 +220,4 @@ def _size_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) 
 
 
 def _shapes_text(shapes: list[list[int]]) -> str:
-    if not shapes:
-        return "no tensors"
-    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes)
+    return ", ".join(shape_text(s, "list") for s in shapes) or "no tensors"

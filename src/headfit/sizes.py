@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headfit.errors import UsageError
+from headfit.inputs import float_dtype, input_hw, positional_inputs, resized, shape_text
 
 if TYPE_CHECKING:
     from torch import nn
@@ -79,7 +80,6 @@ def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> Size
 
     ``inputs`` takes what ``check`` takes; its first image-like input is resized for each probe.
     """
-    from headfit.check import float_dtype, positional_inputs
     from headfit.families import family_for
 
     family = family_for(model)
@@ -98,17 +98,6 @@ def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> Size
     answer.notes = [*rule_notes, *answer.notes]
     answer.probes = list(prober.results.items_list())
     return answer
-
-
-def input_hw(args: tuple[Any, ...]) -> tuple[int, int] | None:
-    """(H, W) of the first image-like input: a tensor (or list of tensors) with >= 3 dimensions."""
-    from torch.utils._pytree import tree_leaves
-
-    for leaf in tree_leaves(args):
-        shape = getattr(leaf, "shape", None)
-        if shape is not None and len(shape) >= 3:
-            return int(shape[-2]), int(shape[-1])
-    return None
 
 
 class _Results(dict):
@@ -145,7 +134,7 @@ class _Prober:
                 return False
             result = trace(
                 self.model,
-                _resized(self.args, *key),
+                resized(self.args, *key),
                 head_paths=self.head_paths,
                 replica=self.replica,
                 diagnose=False,
@@ -243,20 +232,7 @@ def _budget_note(probe: _Prober) -> list[str]:
     return []
 
 
-def _resized(args: tuple[Any, ...], height: int, width: int) -> tuple[Any, ...]:
-    """The same inputs with H x W replaced in every image-like tensor (meta: nothing is allocated)."""
-    import torch
-    from torch.utils._pytree import tree_map
-
-    def resize(leaf: Any) -> Any:
-        if isinstance(leaf, torch.Tensor) and leaf.dim() >= 3:
-            return torch.empty((*leaf.shape[:-2], height, width), dtype=leaf.dtype, device="meta")
-        return leaf
-
-    return tree_map(resize, args)
-
-
 def _shapes(args: tuple[Any, ...]) -> str:
     from headfit.trace import shapes_of
 
-    return ", ".join("x".join(map(str, s)) for s in shapes_of(args)) or "no tensors"
+    return ", ".join(shape_text(s) for s in shapes_of(args)) or "no tensors"
