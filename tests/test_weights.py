@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from headfit.errors import CheckpointError, UnsafeCheckpointError, UsageError
+from headfit.render import render
 from headfit.weights import LoadReport, file_sha256, load_weights
 
 
@@ -223,6 +224,6 @@ def test_report_to_dict_and_table():
     assert isinstance(report, LoadReport)
 
     out = StringIO()
-    Console(file=out, width=120).print(report)
+    Console(file=out, width=120).print(render(report))
     text = out.getvalue()
     assert "stripped prefix `module.`" in text and "fc.weight" in text and "[91, 4]" in text

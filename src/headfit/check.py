@@ -6,17 +6,20 @@ Nothing here changes the user's model: the lint reads attributes, the trace runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from headfit.diagnosis import Diagnosis, Problem
 from headfit.errors import UsageError
 from headfit.inputs import float_dtype, input_hw, positional_inputs, shape_text
 from headfit.sizes import SizeAnswer, sizes
+from headfit.spec import require_module
 from headfit.trace import TraceResult, trace
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from headfit.weights import ShapeComparison
 
 
 @dataclass
@@ -31,6 +34,7 @@ class CheckReport:
     depth: int | None = None  # modules deeper than this are left out of the document
     sizes: SizeAnswer | None = None  # when the trace failed on a size the model does not accept
     notes: list[str] = field(default_factory=list)  # what check could not do (a family that failed)
+    weights: ShapeComparison | None = None  # a saved model's file against the model its sidecar rebuilds
 
     @property
     def ok(self) -> bool:
@@ -39,6 +43,28 @@ class CheckReport:
     @property
     def diagnosis(self) -> Diagnosis | None:
         return self.trace.diagnosis
+
+    def findings(self) -> list[Problem | Diagnosis]:
+        """The problems and the trace's diagnosis as they are printed: each fix once.
+
+        Problems that share ``(module, attribute, fix)`` merge into the first (HF240, "the trace raised
+        here", folds into the lint problem that explains why), which gains their summaries and facts.
+        A diagnosis cause whose ``(module, attribute, fix)`` a problem already carries keeps its rank
+        and summary; its fix points at that problem instead. The report itself is unchanged.
+        """
+        shown: dict[tuple[str | None, str | None, str], Problem] = {}
+        found: list[Problem | Diagnosis] = []
+        for problem in self.problems:
+            key = (problem.module, problem.attribute, problem.fix or "")
+            first = shown.get(key) if problem.fix else None
+            if first is None:
+                shown[key] = replace(problem, facts=list(problem.facts))
+                found.append(shown[key])
+            else:
+                first.facts.extend(_merged_facts(first, problem))
+        if self.diagnosis is not None:
+            found.append(_without_shown_fixes(self.diagnosis, shown))
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         trace_doc = self.trace.to_dict()
@@ -54,7 +80,27 @@ class CheckReport:
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
             "sizes": self.sizes.to_dict() if self.sizes else None,
             "notes": list(self.notes),
+            "weights": self.weights.to_dict() if self.weights else None,
         }
+
+
+def _merged_facts(first: Problem, other: Problem) -> list[str]:
+    """What ``other`` adds to ``first``: its code and summary, then its facts that ``first`` lacks."""
+    facts = [f"{other.code}: {other.summary}"]
+    facts.extend(f for f in other.facts if f not in first.facts and first.summary not in f)
+    return facts
+
+
+def _without_shown_fixes(
+    diagnosis: Diagnosis, shown: dict[tuple[str | None, str | None, str], Problem]
+) -> Diagnosis:
+    causes = []
+    for cause in diagnosis.causes:
+        problem = shown.get((cause.module, cause.attribute, cause.fix or "")) if cause.fix else None
+        if problem is not None:
+            cause = replace(cause, fix=f"the fix of error[{problem.code}] above")
+        causes.append(cause)
+    return replace(diagnosis, causes=causes)
 
 
 def check(
@@ -75,6 +121,7 @@ def check(
     """
     from headfit.families import family_for
 
+    require_module(model, "check")
     family = family_for(model)
     notes: list[str] = []
     defaults = _ask(family, "default_inputs", model, notes, None) if inputs is None else None

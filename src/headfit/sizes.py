@@ -29,6 +29,7 @@ class SizeAnswer:
 
     summary: str
     accepted_any: bool
+    model: str = ""  # the model's name, as the caller gave it (a MODEL spec) or its class name
     exact: tuple[int, int] | None = None
     multiple_of: int | None = None
     minimum: int | None = None
@@ -63,6 +64,7 @@ class SizeAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "summary": self.summary,
             "accepted_any": self.accepted_any,
             "exact": list(self.exact) if self.exact else None,
@@ -75,10 +77,13 @@ class SizeAnswer:
         }
 
 
-def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> SizeAnswer:
+def sizes(
+    model: nn.Module, inputs: Any = None, *, max_probes: int = 24, name: str | None = None
+) -> SizeAnswer:
     """Which H x W ``model`` accepts, probing at most ``max_probes`` sizes on the meta device.
 
     ``inputs`` takes what ``check`` takes; its first image-like input is resized for each probe.
+    ``name`` names the model in the answer (default: its class name).
     """
     from headfit.families import family_for
 
@@ -97,6 +102,7 @@ def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> Size
     rule_notes = [n for n in (rule.notes if rule else []) if n not in answer.summary]
     answer.notes = [*rule_notes, *answer.notes]
     answer.probes = list(prober.results.items_list())
+    answer.model = name or type(model).__name__
     return answer
 
 
