@@ -14,7 +14,7 @@ from headfit.errors import UsageError
 from headfit.inputs import float_dtype, input_hw, positional_inputs, shape_text
 from headfit.sizes import SizeAnswer, sizes
 from headfit.spec import require_module
-from headfit.trace import TraceResult, trace
+from headfit.trace import ModuleCall, TraceResult, trace
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,6 +43,10 @@ class CheckReport:
     @property
     def diagnosis(self) -> Diagnosis | None:
         return self.trace.diagnosis
+
+    def calls_within(self, depth: int | None) -> list[ModuleCall]:
+        """The traced calls of modules at most ``depth`` levels deep (all of them for None)."""
+        return [c for c in self.trace.calls if within_depth(c.module, depth)]
 
     def findings(self) -> list[Problem | Diagnosis]:
         """The problems and the trace's diagnosis as they are printed: each fix once.

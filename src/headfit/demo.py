@@ -22,6 +22,10 @@ MISTAKE = "model.head.classification_head.cls_logits = nn.Conv2d(256, 2, kernel_
 class DemoRun:
     """What the demo did, step by step, as data (``render.render`` lays it out)."""
 
+    spec: str = SPEC
+    mistake: str = MISTAKE
+    images: str = IMAGES
+    classes: int = USER_CLASSES
     error: str = ""
     seconds_to_error: float = 0.0
     diagnosis: Any = None  # Diagnosis from the message alone, as `headfit explain` gives it

@@ -160,12 +160,10 @@ def _check_report(report: CheckReport) -> RenderableType:
 def _module_table(report: CheckReport) -> Table:
     from rich.table import Table
 
-    from headfit.check import within_depth
-
     calls, depth = report.trace.calls, report.depth
     if depth is None and len(calls) > AUTO_DEPTH_ROWS:
         depth = 2
-    shown = [c for c in calls if within_depth(c.module, depth)]
+    shown = report.calls_within(depth)
     title = f"{report.model} at {' '.join(report.inputs)}"
     if len(shown) < len(calls):
         title += f" ({len(shown)} of {len(calls)} module calls, depth {depth}; --depth N shows more)"
@@ -377,13 +375,11 @@ def _verification_lines(check: Verification | None) -> list[str]:
 def _demo_run(run: DemoRun) -> RenderableType:
     from rich.rule import Rule
 
-    from headfit.demo import IMAGES, MISTAKE, SPEC, USER_CLASSES
-
     parts: list[RenderableType] = [
         Rule("1. the classic mistake"),
-        f"built `{SPEC}` (91 COCO classes) and re-headed it by hand for {USER_CLASSES} classes:",
-        Text(f"    {MISTAKE}", style="cyan"),
-        f"forward on {IMAGES} (meta device, {run.seconds_to_error * 1000:.0f} ms) raised:",
+        f"built `{escape(run.spec)}` (91 COCO classes) and re-headed it by hand for {run.classes} classes:",
+        Text(f"    {run.mistake}", style="cyan"),
+        f"forward on {run.images} (meta device, {run.seconds_to_error * 1000:.0f} ms) raised:",
         Text(f"    {run.error}", style="red"),
         Rule("2. headfit explain (the message alone)"),
         render(run.diagnosis),
@@ -394,7 +390,7 @@ def _demo_run(run: DemoRun) -> RenderableType:
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
     parts.append("check: [green]ok[/]" if run.broken_check.ok else f"check: [red]{count}[/]")
     parts.extend(
-        [Rule(f"4. headfit adapt --num-classes {USER_CLASSES} --weights coco.pth"), render(run.adapt_run)]
+        [Rule(f"4. headfit adapt --num-classes {run.classes} --weights coco.pth"), render(run.adapt_run)]
     )
     parts.append(Rule("5. headfit check (the adapted model)"))
     if run.fixed_check is None:
@@ -403,6 +399,6 @@ def _demo_run(run: DemoRun) -> RenderableType:
     parts.extend(render(p) for p in run.fixed_check.problems)
     traced = len({c.module for c in run.fixed_check.trace.calls})
     verdict = "[green]ok[/]" if run.fixed_check.ok else "[red]problems found[/]"
-    parts.append(f"check on {IMAGES}: {verdict} ({traced} modules traced on the meta device)")
+    parts.append(f"check on {run.images}: {verdict} ({traced} modules traced on the meta device)")
     parts.extend(f"  note: {escape(note)}" for note in run.fixed_check.trace.notes)
     return _group(*parts)
