@@ -17,6 +17,7 @@ would import and call code, so it is refused unless the caller passes ``trust_co
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.metadata
 import json
 import os
@@ -406,9 +407,13 @@ def _new_file_mode() -> int:
 
 
 def _write_error(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno == 28:
+    """The reason a write failed; torch's zip writer reports a full disk as "file write failed"."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return "no space left on the device; the previous files, if any, are unchanged"
-    return str(exc)
+    text = " ".join(str(exc).split())
+    if "write failed" in text or "failed writing" in text:
+        return f"{text} (most likely no space left on the device); the previous files, if any, are unchanged"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -479,7 +484,7 @@ def adapt_file(
     options = options or AdaptOptions.of(**keywords)
     check_writable(output)
     fmt = output_format(output, fmt)
-    source = _saved_source(spec, output, weights)
+    source = _saved_source(spec, weights, ema)
     _refuse_overwriting(output, weights, source)
     if source is not None:
         model, load = rebuilt(source, trust_code=trust_code)
@@ -501,14 +506,15 @@ def adapt_file(
     return run
 
 
-def _saved_source(spec: str, output: Path, weights: Path | None) -> Sidecar | None:
+def _saved_source(spec: str, weights: Path | None, ema: bool) -> Sidecar | None:
     if not is_adapted_weights(spec):
         return None
     source = read_sidecar(Path(spec))
-    if weights is not None:
+    if weights is not None or ema:
+        given = f"--weights {weights}" if weights is not None else "--ema"
         raise UsageError(
-            f"{spec!r} is a saved model, which brings its own weights; drop --weights {weights}, or give "
-            f"the base spec `{source.spec}` to load {str(weights)!r} into it"
+            f"{spec!r} is a saved model, which brings its own weights; drop {given}, or give the base spec "
+            f"`{source.spec}` with the checkpoint to load into it"
         )
     return source
 
