@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from adapt_support import SPEC, TinyFamily, TinyNet
-from headfit.adapt import adapt, adapt_file, adapt_with_report, rebuild, sidecar_path
+from headfit.adapt import adapt, adapt_with_report
 from headfit.classnames import read_name_list, resolve_keep, source_categories
 from headfit.errors import ModelSpecError, UsageError, VerificationError
-from headfit.spec import build_model
+from headfit.saved import adapt_file, load_model, rebuild, sidecar_path
 from headfit.weights import load_weights
 
 
@@ -161,13 +161,13 @@ def test_adapt_file_saves_weights_and_sidecar_and_rebuild_restores_the_model(tmp
     assert doc["class_names"] == ["a", "b", "c"] and doc["kept_classes"] == [1, 2, 3]
     assert doc["source_checkpoint"]["sha256"] == run.load.sha256 and doc["replaced"] == ["fc"]
 
-    rebuilt = rebuild(out)
+    rebuilt = rebuild(out, trust_code=True)
     original = tiny()
     assert rebuilt.fc.out_features == 3
     assert torch.equal(rebuilt.body.conv.weight, original.body.conv.weight)
     assert torch.equal(rebuilt.fc.weight, original.fc.weight[[1, 2, 3]])
-    assert type(build_model(str(out))) is TinyNet
-    meta = build_model(str(out), device="meta")
+    assert type(load_model(str(out), trust_code=True)) is TinyNet
+    meta = load_model(str(out), device="meta", trust_code=True)
     assert meta.fc.weight.device.type == "meta" and meta.fc.out_features == 3
 
 
@@ -175,7 +175,7 @@ def test_pt_format_round_trips(tmp_path):
     out = tmp_path / "tiny3.pt"
     adapt_file(SPEC, 3, out)
     assert isinstance(torch.load(out, weights_only=True), dict)
-    assert rebuild(sidecar_path(out)).fc.out_features == 3
+    assert rebuild(sidecar_path(out), trust_code=True).fc.out_features == 3
 
 
 def test_failed_verification_writes_nothing(tmp_path):
@@ -194,20 +194,20 @@ def test_weights_without_a_sidecar_cannot_be_rebuilt(tmp_path):
     adapt_file(SPEC, 3, lone)
     sidecar_path(lone).unlink()
     with pytest.raises(ModelSpecError, match="has no sidecar"):
-        build_model(str(lone))
+        load_model(str(lone), trust_code=True)
 
 
 def test_rebuilt_class_count_must_match_num_classes(tmp_path):
     out = tmp_path / "t.safetensors"
     adapt_file(SPEC, 3, out)
-    with pytest.raises(ModelSpecError, match="adapted for 3 classes, not 5"):
-        build_model(str(out), num_classes=5)
+    with pytest.raises(ModelSpecError, match="saved for 3 classes, not 5"):
+        load_model(str(out), num_classes=5, trust_code=True)
 
 
 def test_load_weights_strict_into_a_rebuilt_model(tmp_path):
     out = tmp_path / "t.safetensors"
     adapt_file(SPEC, 3, out)
-    report = load_weights(rebuild(out), out, strict_head=True)
+    report = load_weights(rebuild(out, trust_code=True), out, strict_head=True)
     assert report.complete and not report.unexpected
 
 

@@ -137,7 +137,7 @@ def test_seed_case_fcos_coco_to_two_classes_then_check(tmp_path):
     assert doc["adapt"]["attributes"] == {"head.classification_head.num_classes": 2}
     assert doc["adapt"]["head_outputs"] == 2 and not doc["adapt"]["background"]
 
-    from headfit.adapt import rebuild
+    from headfit.saved import rebuild
 
     model = rebuild(tmp_path / "fcos2.safetensors")
     assert model.head.classification_head.cls_logits.out_channels == 2

@@ -9,9 +9,9 @@ import torchvision
 from torch import nn
 
 import headfit
-from headfit.check import CheckReport, check, float_dtype, positional_inputs
+from headfit.check import CheckReport, check
 from headfit.errors import UsageError
-from headfit.inputs import InputSpec
+from headfit.inputs import InputSpec, float_dtype, positional_inputs
 from headfit.spec import build_model
 
 

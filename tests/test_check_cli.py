@@ -47,10 +47,21 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
 def test_seed_exits_1_naming_module_and_attribute(capsys, seed_spec):
     code, out, _ = _run(capsys, "check", f"{seed_spec}:seed", "--input", "[3x1333x762,3x1333x762]")
     assert code == 1
-    assert "error[HF240]: the shape trace raised in `head.classification_head`" in out
+    assert "error[HF201]:" in out and "HF240: the shape trace raised in `head.classification_head`" in out
     assert "`head.classification_head`.`num_classes`" in out
     assert "help: model.head.classification_head.num_classes = 2" in out
     assert "2x3x1344x768" in out  # the table shows what the transform made of the input
+
+
+def test_the_classic_fcos_mistake_prints_each_fix_once(capsys):
+    """Lint (HF201), the failed trace (HF240) and the message's diagnosis (HF101) name one culprit."""
+    code, out, _ = _run(capsys, "check", f"{MISTAKES}:fcos_num_classes_left_at_91", "--input", "[3x64x64]")
+    flat = " ".join(out.split())  # rich wraps long lines
+    helps = [h.split(" = note:")[0].split(" cause ")[0].strip() for h in flat.split("help:")[1:]]
+    assert code == 1 and len(helps) == len(set(helps)) == 3, helps
+    assert flat.count("help: model.head.classification_head.num_classes = 2") == 1
+    assert "help: the fix of error[HF201] above" in flat
+    assert "1 problem found" in flat and "error[HF101]" in flat
 
 
 def test_seed_json_is_one_check_document(capsys, seed_spec):

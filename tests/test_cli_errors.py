@@ -7,6 +7,7 @@ need a fresh interpreter (the traceback switch, a real KeyboardInterrupt) use a 
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -126,12 +127,10 @@ def test_run_json_path_gets_the_error_document_and_stdout_stays_empty(capsys, tm
 
 @pytest.fixture
 def buggy_sizes(monkeypatch):
-    import headfit.sizes
-
     def broken(*args, **kwargs):
         return {}["a key headfit forgot"]
 
-    monkeypatch.setattr(headfit.sizes, "sizes", broken)
+    monkeypatch.setattr(importlib.import_module("headfit.sizes"), "sizes", broken)
 
 
 def test_internal_error_is_one_paragraph_with_the_command_line(capsys, monkeypatch, buggy_sizes):
@@ -258,11 +257,11 @@ def test_adapt_refuses_an_output_it_cannot_write(capsys, tmp_path, models_file, 
 
 
 def test_adapt_output_in_a_read_only_folder_is_refused(capsys, tmp_path, models_file, monkeypatch):
-    import headfit.adapt
-
     read_only = tmp_path / "read-only"
     read_only.mkdir()
-    monkeypatch.setattr(headfit.adapt.os, "access", lambda path, mode: Path(path) != read_only)
+    monkeypatch.setattr(
+        importlib.import_module("headfit.saved").os, "access", lambda path, mode: Path(path) != read_only
+    )
     code, _, err = run_cli(
         capsys, "adapt", f"{models_file}:build", "-k", "3", "-o", str(read_only / "m.safetensors")
     )
@@ -381,7 +380,7 @@ def test_api_functions_name_the_model_they_need(function):
         "adapt": lambda model: headfit.adapt(model, 3),
         "load_weights": lambda model: headfit.load_weights(model, {}),
     }[function]
-    with pytest.raises(TypeError, match=f"{function}\\(\\) takes a torch.nn.Module, not str.*build_model"):
+    with pytest.raises(TypeError, match=f"{function}\\(\\) takes a torch.nn.Module, not str.*load_model"):
         call("torchvision:resnet18")
     with pytest.raises(TypeError, match="not int"):
         call(42)
@@ -398,8 +397,6 @@ def test_load_weights_needs_a_source(source):
 
 
 def test_running_out_of_memory_is_not_called_a_bug(capsys, monkeypatch):
-    import headfit.sizes
-
     def allocate(*args, **kwargs):  # what torch's CPU allocator raises for a 10^9-class head
         raise RuntimeError(
             "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
@@ -407,7 +404,7 @@ def test_running_out_of_memory_is_not_called_a_bug(capsys, monkeypatch):
         )
 
     monkeypatch.delenv("HEADFIT_DEBUG", raising=False)
-    monkeypatch.setattr(headfit.sizes, "sizes", allocate)
+    monkeypatch.setattr(importlib.import_module("headfit.sizes"), "sizes", allocate)
     code, out, err = run_cli(capsys, "sizes", "torchvision:alexnet", "--json")
     assert code == 2
     assert_error_document(out, 2, "OutOfMemoryError", "32000000000 bytes")
@@ -415,11 +412,11 @@ def test_running_out_of_memory_is_not_called_a_bug(capsys, monkeypatch):
     assert "bug" not in err
 
 
-def test_demo_keep_under_a_file_is_one_paragraph(capsys, tmp_path):
+def test_demo_out_dir_under_a_file_is_one_paragraph(capsys, tmp_path):
     (tmp_path / "a_file").write_text("")
-    code, out, err = run_cli(capsys, "demo", "--keep", str(tmp_path / "a_file" / "sub"), "--json")
+    code, out, err = run_cli(capsys, "demo", "--out-dir", str(tmp_path / "a_file" / "sub"), "--json")
     assert code == 2
-    assert_error_document(out, 2, "UsageError", "--keep")
+    assert_error_document(out, 2, "UsageError", "--out-dir")
     assert_one_paragraph(err, "a_file", "Not a directory")
 
 

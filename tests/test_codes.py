@@ -20,10 +20,9 @@ from click.testing import CliRunner
 
 import headfit
 import headfit.catalogue as catalogue
-import headfit.explain.engine as engine
 from headfit.catalogue import all_codes, code_info
 from headfit.cli import cli
-from headfit.explain import explain
+from headfit.explain import engine, explain
 
 SOURCE = Path(headfit.__file__).parent
 CODE = re.compile(r"^HF\d{3}$")

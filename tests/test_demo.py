@@ -9,7 +9,7 @@ import sys
 
 def test_demo_reproduces_diagnoses_and_fixes_the_fcos_mistake(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "headfit", "demo", "--json", "--keep", str(tmp_path)],
+        [sys.executable, "-m", "headfit", "demo", "--json", "--out-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import headfit.explain.engine as engine
-from headfit.explain import diagnose_text
+from headfit.explain import diagnose_text, engine
 from headfit.explain.parse import parse_error
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

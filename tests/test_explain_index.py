@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-import headfit.explain.engine as engine
 from headfit.diagnosis import Diagnosis
-from headfit.explain import diagnose_text
+from headfit.explain import diagnose_text, engine
 from headfit.explain.rule_index import NEEDLES
 
 SEED = "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
@@ -77,7 +76,7 @@ def test_the_cli_imports_rich_only_to_print_text_and_json_only_for_json(args, he
 
 def test_a_rule_module_missing_from_the_index_is_still_used():
     code = (
-        "import headfit.explain.rule_index as index\n"
+        "from headfit.explain import rule_index as index\n"
         "index.NEEDLES = {k: v for k, v in index.NEEDLES.items() if k != 'vit'}\n"
         "from headfit.explain import diagnose_text\n"
         "result = diagnose_text('AssertionError: Wrong image height! Expected 224 but got 384!').code\n"

@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from headfit.errors import CheckpointError, UnsafeCheckpointError, UsageError
+from headfit.render import render
 from headfit.weights import LoadReport, file_sha256, load_weights
 
 
@@ -206,6 +207,54 @@ def test_a_file_that_is_no_checkpoint_is_unreadable_not_unsafe(tmp_path):
         load_weights(tiny(), path)
 
 
+def _safetensors_bytes() -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in tiny().state_dict().items()})
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda good: b"\x80" + bytes(range(256)) * 4,  # random bytes that start like a pickle
+        lambda good: bytes(reversed(range(256))) * 4,
+        lambda good: good[: len(good) // 2],  # a truncated safetensors file
+        # a truncated safetensors file whose header length starts with a pickle's protocol byte
+        lambda good: (0x80 + 256 * 400).to_bytes(8, "little") + b'{"a":' + b" " * 200,
+        lambda good: b"PK\x03\x04" + b"\x00" * 500,  # a zip (torch.save) cut short
+    ],
+    ids=["pickle-like", "random", "truncated", "truncated-pickle-like-header", "truncated-zip"],
+)
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_corrupt_file_is_called_corrupt_never_unsafe(tmp_path, damage, suffix):
+    path = tmp_path / f"damaged{suffix}"
+    path.write_bytes(damage(_safetensors_bytes()))
+    with pytest.raises(CheckpointError) as info:
+        load_weights(tiny(), path)
+    message = str(info.value)
+    assert not isinstance(info.value, UnsafeCheckpointError)
+    assert "corrupt or truncated" in message, message
+    assert "arbitrary code" not in message and "weights_only=False" not in message
+
+
+def test_an_empty_file_says_so(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+        load_weights(tiny(), tmp_path / "empty.pt")
+
+
+def test_shapes_are_read_without_tensor_data(tmp_path):
+    from headfit.weights import compare_shapes, tensor_shapes
+
+    torch.save(tiny().state_dict(), tmp_path / "w.pt")
+    (tmp_path / "w.safetensors").write_bytes(_safetensors_bytes())
+    expected = {k: list(v.shape) for k, v in tiny().state_dict().items()}
+    assert tensor_shapes(tmp_path / "w.pt") == expected == tensor_shapes(tmp_path / "w.safetensors")
+    other = compare_shapes(tmp_path / "w.safetensors", tiny(7))
+    assert not other.ok and [m.key for m in other.mismatched] == ["fc.weight", "fc.bias"]
+    assert compare_shapes(tmp_path / "w.pt", tiny()).ok
+
+
 def test_missing_file_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         load_weights(tiny(), tmp_path / "nope.pt")
@@ -223,6 +272,6 @@ def test_report_to_dict_and_table():
     assert isinstance(report, LoadReport)
 
     out = StringIO()
-    Console(file=out, width=120).print(report)
+    Console(file=out, width=120).print(render(report))
     text = out.getvalue()
     assert "stripped prefix `module.`" in text and "fc.weight" in text and "[91, 4]" in text

@@ -1,121 +1,83 @@
 """headfit: precise diagnoses of PyTorch shape errors, a meta-device pre-flight for models, and
 re-heading pretrained models for K classes the right way.
 
-Importing headfit does not import torch; each function imports what it needs when called.
+Importing headfit does not import torch: each name below is the real function or class, imported
+from its module on first use (PEP 562 ``__getattr__``), so ``help(headfit.adapt)`` shows its
+signature. ``headfit.check``, ``headfit.adapt``, ``headfit.sizes`` and ``headfit.explain`` are always
+the functions, also after their modules were imported; reach a module itself with
+``from headfit.check import CheckReport`` or ``importlib.import_module("headfit.check")``.
 """
 
 from __future__ import annotations
 
 import sys as _sys
 import types as _types
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-__version__ = "0.1.0"
+# public name -> the module that defines it
+_EXPORTS = {
+    "explain": "headfit.explain",
+    "check": "headfit.check",
+    "sizes": "headfit.sizes",
+    "adapt": "headfit.adapt",
+    "adapt_with_report": "headfit.adapt",
+    "load_weights": "headfit.weights",
+    "load_model": "headfit.saved",
+    "rebuild": "headfit.saved",
+    "install": "headfit.live",
+    "diagnosing": "headfit.live",
+    "load_ipython_extension": "headfit.live",
+    "unload_ipython_extension": "headfit.live",
+    "render": "headfit.render",
+    # the report types the functions return
+    "Diagnosis": "headfit.diagnosis",
+    "Cause": "headfit.diagnosis",
+    "Location": "headfit.diagnosis",
+    "Problem": "headfit.diagnosis",
+    "CheckReport": "headfit.check",
+    "SizeAnswer": "headfit.sizes",
+    "AdaptOptions": "headfit.adapt",
+    "AdaptReport": "headfit.adapt",
+    "LoadReport": "headfit.weights",
+    "InputSpec": "headfit.inputs",
+}
 
-if TYPE_CHECKING:
-    from headfit.diagnosis import Diagnosis
-
-__all__ = [
-    "explain",
-    "check",
-    "adapt",
-    "load_weights",
-    "install",
-    "diagnosing",
-    "load_ipython_extension",
-    "__version__",
-]
-
-
-def explain(error_or_text: BaseException | str) -> Diagnosis:
-    """Diagnose an exception object, an error message or a pasted traceback (no torch import)."""
-    from headfit.explain import explain as _explain
-
-    return _explain(error_or_text)
-
-
-def check(model: Any, inputs: Any = None, **options: Any) -> Any:
-    """Lint the model's heads and trace it on the meta device; returns a CheckReport."""
-    from headfit.check import check as _check
-
-    return _check(_a_module(model, "check"), inputs, **options)
-
-
-def adapt(model: Any, num_classes: int, **options: Any) -> Any:
-    """Re-head ``model`` in place for ``num_classes`` classes, keeping every weight that fits; returns it."""
-    from headfit.adapt import adapt as _adapt
-
-    return _adapt(_a_module(model, "adapt"), num_classes, **options)
+__all__ = [*_EXPORTS, "__version__"]
 
 
-def load_weights(model: Any, source: Any, **options: Any) -> Any:
-    """Load a checkpoint safely (weights_only / safetensors), skipping what does not fit; returns a LoadReport."""
-    from collections.abc import Mapping
-    from os import PathLike
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'headfit' has no attribute {name!r}")
+    import importlib
 
-    from headfit.weights import load_weights as _load_weights
-
-    if not isinstance(source, (str, PathLike, Mapping)):
-        raise TypeError(
-            "load_weights() needs a checkpoint: a path to a .pt/.pth/.bin/.safetensors file or a state_dict, "
-            f"not {type(source).__name__}"
-        )
-    return _load_weights(_a_module(model, "load_weights"), source, **options)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-def _a_module(model: Any, function: str) -> Any:
-    """``model`` itself when it is an nn.Module; a TypeError that says how to get one otherwise."""
-    torch = _sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
-        return model
-    hint = (
-        f" Build it first: `model = headfit.spec.build_model({model!r})`." if isinstance(model, str) else ""
-    )
-    raise TypeError(f"{function}() takes a torch.nn.Module, not {type(model).__name__}.{hint}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
-def install() -> None:
-    """Explain uncaught exceptions of this program with live objects (sets sys.excepthook)."""
-    from headfit.live import install as _install
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    _install()
-
-
-def diagnosing(**options: Any) -> Any:
-    """Context manager: print a diagnosis of an exception raised inside it, then re-raise it."""
-    from headfit.live import diagnosing as _diagnosing
-
-    return _diagnosing(**options)
-
-
-def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext headfit``: diagnose exceptions in IPython/Jupyter after the normal traceback."""
-    from headfit.live import load_ipython_extension as _load
-
-    _load(ipython)
-
-
-def unload_ipython_extension(ipython: Any) -> None:
-    from headfit.live import unload_ipython_extension as _unload
-
-    _unload(ipython)
-
-
-_FUNCTIONS = {name: globals()[name] for name in __all__ if callable(globals().get(name))}
-
-
-class _CallableModule(_types.ModuleType):
-    """A submodule named like a public function (``headfit.check``, ``headfit.explain``) that also
-    answers calls with that function: importing the submodule rebinds the package attribute to it."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _FUNCTIONS[self.__name__.rpartition(".")[2]](*args, **kwargs)
+    try:
+        return version("headfit")
+    except PackageNotFoundError:  # a source tree on sys.path that pip never installed
+        return "unknown"
 
 
 class _Package(_types.ModuleType):
+    """headfit's module type: importing a submodule named like a public function (``headfit.check``)
+    makes the import system bind the submodule to the package attribute; the function stays there."""
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTIONS and type(value) is _types.ModuleType:
-            value.__class__ = _CallableModule
+        if name in _EXPORTS and isinstance(value, _types.ModuleType) and value.__name__ == _EXPORTS[name]:
+            return
         super().__setattr__(name, value)
 
 

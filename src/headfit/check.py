@@ -6,18 +6,20 @@ Nothing here changes the user's model: the lint reads attributes, the trace runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from headfit.diagnosis import Diagnosis, Problem
 from headfit.errors import UsageError
-from headfit.inputs import InputSpec
-from headfit.trace import TraceResult, trace
+from headfit.inputs import float_dtype, input_hw, positional_inputs, shape_text
+from headfit.sizes import SizeAnswer, sizes
+from headfit.spec import require_module
+from headfit.trace import ModuleCall, TraceResult, trace
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from headfit.sizes import SizeAnswer
+    from headfit.weights import ShapeComparison
 
 
 @dataclass
@@ -32,6 +34,7 @@ class CheckReport:
     depth: int | None = None  # modules deeper than this are left out of the document
     sizes: SizeAnswer | None = None  # when the trace failed on a size the model does not accept
     notes: list[str] = field(default_factory=list)  # what check could not do (a family that failed)
+    weights: ShapeComparison | None = None  # a saved model's file against the model its sidecar rebuilds
 
     @property
     def ok(self) -> bool:
@@ -40,6 +43,32 @@ class CheckReport:
     @property
     def diagnosis(self) -> Diagnosis | None:
         return self.trace.diagnosis
+
+    def calls_within(self, depth: int | None) -> list[ModuleCall]:
+        """The traced calls of modules at most ``depth`` levels deep (all of them for None)."""
+        return [c for c in self.trace.calls if within_depth(c.module, depth)]
+
+    def findings(self) -> list[Problem | Diagnosis]:
+        """The problems and the trace's diagnosis as they are printed: each fix once.
+
+        Problems that share ``(module, attribute, fix)`` merge into the first (HF240, "the trace raised
+        here", folds into the lint problem that explains why), which gains their summaries and facts.
+        A diagnosis cause whose ``(module, attribute, fix)`` a problem already carries keeps its rank
+        and summary; its fix points at that problem instead. The report itself is unchanged.
+        """
+        shown: dict[tuple[str | None, str | None, str], Problem] = {}
+        found: list[Problem | Diagnosis] = []
+        for problem in self.problems:
+            key = (problem.module, problem.attribute, problem.fix or "")
+            first = shown.get(key) if problem.fix else None
+            if first is None:
+                shown[key] = replace(problem, facts=list(problem.facts))
+                found.append(shown[key])
+            else:
+                first.facts.extend(_merged_facts(first, problem))
+        if self.diagnosis is not None:
+            found.append(_without_shown_fixes(self.diagnosis, shown))
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         trace_doc = self.trace.to_dict()
@@ -55,7 +84,27 @@ class CheckReport:
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
             "sizes": self.sizes.to_dict() if self.sizes else None,
             "notes": list(self.notes),
+            "weights": self.weights.to_dict() if self.weights else None,
         }
+
+
+def _merged_facts(first: Problem, other: Problem) -> list[str]:
+    """What ``other`` adds to ``first``: its code and summary, then its facts that ``first`` lacks."""
+    facts = [f"{other.code}: {other.summary}"]
+    facts.extend(f for f in other.facts if f not in first.facts and first.summary not in f)
+    return facts
+
+
+def _without_shown_fixes(
+    diagnosis: Diagnosis, shown: dict[tuple[str | None, str | None, str], Problem]
+) -> Diagnosis:
+    causes = []
+    for cause in diagnosis.causes:
+        problem = shown.get((cause.module, cause.attribute, cause.fix or "")) if cause.fix else None
+        if problem is not None:
+            cause = replace(cause, fix=f"the fix of error[{problem.code}] above")
+        causes.append(cause)
+    return replace(diagnosis, causes=causes)
 
 
 def check(
@@ -76,6 +125,7 @@ def check(
     """
     from headfit.families import family_for
 
+    require_module(model, "check")
     family = family_for(model)
     notes: list[str] = []
     defaults = _ask(family, "default_inputs", model, notes, None) if inputs is None else None
@@ -137,67 +187,9 @@ def _ask(family: Any, method: str, model: nn.Module, notes: list[str], fallback:
         return fallback
 
 
-def float_dtype(model: nn.Module) -> Any:
-    """The dtype of the model's floating parameters (inputs made from specs follow it: a half model
-    takes half inputs)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-
-
-def positional_inputs(
-    inputs: Any, defaults: list[InputSpec] | None = None, float_dtype: Any = None
-) -> tuple[tuple[Any, ...], list[str]]:
-    """The positional arguments of the trace (meta tensors or the user's tensors) and how to show them.
-
-    Floating tensors made from specs take ``float_dtype`` when given; the user's tensors keep theirs.
-    """
-    if defaults is not None:
-        inputs = tuple(defaults)
-    if isinstance(inputs, list) and inputs and all(isinstance(i, (str, InputSpec)) for i in inputs):
-        inputs = tuple(inputs)
-    if not isinstance(inputs, tuple):
-        inputs = (inputs,)
-    args = tuple(_one_input(i, float_dtype) for i in inputs)
-    return args, [_shown(i) for i in args]
-
-
 def within_depth(path: str, depth: int | None) -> bool:
     """Whether a module path is at most ``depth`` levels below the model (the model itself is level 0)."""
     return depth is None or path == "" or path.count(".") < depth
-
-
-def _one_input(value: Any, float_dtype: Any) -> Any:
-    import torch
-
-    if isinstance(value, str):
-        value = InputSpec.parse(value)
-    if isinstance(value, InputSpec):
-        made = value.make("meta")
-        if float_dtype is None or not value.dtype.startswith("float"):
-            return made
-        return [t.to(float_dtype) for t in made] if value.is_list else made.to(float_dtype)
-    if isinstance(value, (torch.Tensor, list, dict)) or _is_tuple_of_tensors(value):
-        return value
-    raise UsageError(
-        f"cannot trace with an input of type {type(value).__name__}. Give a spec string such as "
-        "`2x3x224x224` or `[3x800x1333,3x600x900]`, an InputSpec, a tensor, a list of image tensors, "
-        "or a tuple of these for several positional inputs."
-    )
-
-
-def _is_tuple_of_tensors(value: Any) -> bool:
-    import torch
-
-    return isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value)
-
-
-def _shown(value: Any) -> str:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return "x".join(map(str, value.shape))
-    if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
-        return "[" + ",".join("x".join(map(str, v.shape)) for v in value) + "]"
-    return type(value).__name__
 
 
 def _trace_problem(
@@ -260,8 +252,6 @@ def _missing_inputs_fix(model: nn.Module, report: CheckReport) -> str | None:
 
 def _size_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) -> Problem | None:
     """When the lint is clean, ask ``sizes`` whether the traced H x W is one the model rejects."""
-    from headfit.sizes import input_hw, sizes
-
     hw = input_hw(args)
     if hw is None:
         return None
@@ -281,6 +271,4 @@ def _size_problem(model: nn.Module, report: CheckReport, args: tuple[Any, ...]) 
 
 
 def _shapes_text(shapes: list[list[int]]) -> str:
-    if not shapes:
-        return "no tensors"
-    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes)
+    return ", ".join(shape_text(s, "list") for s in shapes) or "no tensors"

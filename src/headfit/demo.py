@@ -20,8 +20,12 @@ MISTAKE = "model.head.classification_head.cls_logits = nn.Conv2d(256, 2, kernel_
 
 @dataclass
 class DemoRun:
-    """What the demo did, step by step, as data (rendered by ``cli/demo.py``)."""
+    """What the demo did, step by step, as data (``render.render`` lays it out)."""
 
+    spec: str = SPEC
+    mistake: str = MISTAKE
+    images: str = IMAGES
+    classes: int = USER_CLASSES
     error: str = ""
     seconds_to_error: float = 0.0
     diagnosis: Any = None  # Diagnosis from the message alone, as `headfit explain` gives it
@@ -93,9 +97,9 @@ def save_coco_stand_in(path: Path) -> Path:
 
 
 def run_demo(workdir: Path) -> DemoRun:
-    from headfit.adapt import adapt_file, rebuild
     from headfit.check import check
     from headfit.explain import explain
+    from headfit.saved import adapt_file, rebuild
 
     run = DemoRun()
     broken = make_the_mistake()

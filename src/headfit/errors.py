@@ -29,3 +29,7 @@ class VerificationError(HeadfitError):
 
 class CheckpointError(HeadfitError):
     """A checkpoint that cannot be read, or whose tensors fit nothing in the model."""
+
+
+class UntrustedCodeError(ModelSpecError):
+    """A saved model whose sidecar would import and call code outside torchvision and timm."""

@@ -1,11 +1,16 @@
-"""Input specs for a shape trace: ``2x3x800x1333`` (a batched tensor) or ``[3x800x1333,3x600x900]``
-(a list of images, as torchvision detection models take; ``[3x800x1333]x2`` repeats the list).
+"""Inputs of a shape trace: the ``--input`` syntax and what ``check``/``sizes`` make of any input.
+
+``InputSpec`` parses ``2x3x800x1333`` (a batched tensor) or ``[3x800x1333,3x600x900]`` (a list of
+images, as torchvision detection models take; ``[3x800x1333]x2`` repeats the list).
+``positional_inputs`` turns whatever a caller passed (specs, tensors, lists, tuples) into the
+positional arguments of a forward; ``input_hw`` and ``resized`` read and vary their height and width.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +18,7 @@ from headfit.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 _MAX_ELEMENTS = 2**63  # torch indexes tensors with int64
 _DIMS = re.compile(r"^\d+(x\d+)*$")
@@ -83,3 +89,93 @@ def _dims(text: str) -> tuple[int, ...]:
             "(2^63): use smaller dimensions, e.g. `2x3x224x224`"
         )
     return dims
+
+
+def float_dtype(model: nn.Module) -> Any:
+    """The dtype of the model's floating parameters (inputs made from specs follow it: a half model
+    takes half inputs)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def positional_inputs(
+    inputs: Any, defaults: list[InputSpec] | None = None, float_dtype: Any = None
+) -> tuple[tuple[Any, ...], list[str]]:
+    """The positional arguments of the trace (meta tensors or the user's tensors) and how to show them.
+
+    Floating tensors made from specs take ``float_dtype`` when given; the user's tensors keep theirs.
+    """
+    if defaults is not None:
+        inputs = tuple(defaults)
+    if isinstance(inputs, list) and inputs and all(isinstance(i, (str, InputSpec)) for i in inputs):
+        inputs = tuple(inputs)
+    if not isinstance(inputs, tuple):
+        inputs = (inputs,)
+    args = tuple(_one_input(i, float_dtype) for i in inputs)
+    return args, [_shown(i) for i in args]
+
+
+def _one_input(value: Any, float_dtype: Any) -> Any:
+    import torch
+
+    if isinstance(value, str):
+        value = InputSpec.parse(value)
+    if isinstance(value, InputSpec):
+        made = value.make("meta")
+        if float_dtype is None or not value.dtype.startswith("float"):
+            return made
+        return [t.to(float_dtype) for t in made] if value.is_list else made.to(float_dtype)
+    if isinstance(value, (torch.Tensor, list, dict)) or _is_tuple_of_tensors(value):
+        return value
+    raise UsageError(
+        f"cannot trace with an input of type {type(value).__name__}. Give a spec string such as "
+        "`2x3x224x224` or `[3x800x1333,3x600x900]`, an InputSpec, a tensor, a list of image tensors, "
+        "or a tuple of these for several positional inputs."
+    )
+
+
+def _is_tuple_of_tensors(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value)
+
+
+def _shown(value: Any) -> str:
+    """One positional input in ``--input`` syntax: ``2x3x224x224`` or ``[3x800x1333,3x600x900]``."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return shape_text(value.shape)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
+        return "[" + ",".join(shape_text(v.shape) for v in value) + "]"
+    return type(value).__name__
+
+
+def shape_text(shape: Sequence[int], style: str = "x") -> str:
+    """A shape as ``2x3x224x224`` (``style="x"``, the ``--input`` syntax) or ``[2, 3, 224, 224]`` (``"list"``)."""
+    if style == "list":
+        return "[" + ", ".join(map(str, shape)) + "]"
+    return "x".join(map(str, shape))
+
+
+def input_hw(args: tuple[Any, ...]) -> tuple[int, int] | None:
+    """(H, W) of the first image-like input: a tensor (or list of tensors) with >= 3 dimensions."""
+    from torch.utils._pytree import tree_leaves
+
+    for leaf in tree_leaves(args):
+        shape = getattr(leaf, "shape", None)
+        if shape is not None and len(shape) >= 3:
+            return int(shape[-2]), int(shape[-1])
+    return None
+
+
+def resized(args: tuple[Any, ...], height: int, width: int) -> tuple[Any, ...]:
+    """The same inputs with H x W replaced in every image-like tensor (meta: nothing is allocated)."""
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def resize(leaf: Any) -> Any:
+        if isinstance(leaf, torch.Tensor) and leaf.dim() >= 3:
+            return torch.empty((*leaf.shape[:-2], height, width), dtype=leaf.dtype, device="meta")
+        return leaf
+
+    return tree_map(resize, args)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headfit.errors import UsageError
+from headfit.inputs import float_dtype, input_hw, positional_inputs, resized, shape_text
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,6 +29,7 @@ class SizeAnswer:
 
     summary: str
     accepted_any: bool
+    model: str = ""  # the model's name, as the caller gave it (a MODEL spec) or its class name
     exact: tuple[int, int] | None = None
     multiple_of: int | None = None
     minimum: int | None = None
@@ -62,6 +64,7 @@ class SizeAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "summary": self.summary,
             "accepted_any": self.accepted_any,
             "exact": list(self.exact) if self.exact else None,
@@ -74,12 +77,14 @@ class SizeAnswer:
         }
 
 
-def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> SizeAnswer:
+def sizes(
+    model: nn.Module, inputs: Any = None, *, max_probes: int = 24, name: str | None = None
+) -> SizeAnswer:
     """Which H x W ``model`` accepts, probing at most ``max_probes`` sizes on the meta device.
 
     ``inputs`` takes what ``check`` takes; its first image-like input is resized for each probe.
+    ``name`` names the model in the answer (default: its class name).
     """
-    from headfit.check import float_dtype, positional_inputs
     from headfit.families import family_for
 
     family = family_for(model)
@@ -97,18 +102,8 @@ def sizes(model: nn.Module, inputs: Any = None, *, max_probes: int = 24) -> Size
     rule_notes = [n for n in (rule.notes if rule else []) if n not in answer.summary]
     answer.notes = [*rule_notes, *answer.notes]
     answer.probes = list(prober.results.items_list())
+    answer.model = name or type(model).__name__
     return answer
-
-
-def input_hw(args: tuple[Any, ...]) -> tuple[int, int] | None:
-    """(H, W) of the first image-like input: a tensor (or list of tensors) with >= 3 dimensions."""
-    from torch.utils._pytree import tree_leaves
-
-    for leaf in tree_leaves(args):
-        shape = getattr(leaf, "shape", None)
-        if shape is not None and len(shape) >= 3:
-            return int(shape[-2]), int(shape[-1])
-    return None
 
 
 class _Results(dict):
@@ -145,7 +140,7 @@ class _Prober:
                 return False
             result = trace(
                 self.model,
-                _resized(self.args, *key),
+                resized(self.args, *key),
                 head_paths=self.head_paths,
                 replica=self.replica,
                 diagnose=False,
@@ -243,20 +238,7 @@ def _budget_note(probe: _Prober) -> list[str]:
     return []
 
 
-def _resized(args: tuple[Any, ...], height: int, width: int) -> tuple[Any, ...]:
-    """The same inputs with H x W replaced in every image-like tensor (meta: nothing is allocated)."""
-    import torch
-    from torch.utils._pytree import tree_map
-
-    def resize(leaf: Any) -> Any:
-        if isinstance(leaf, torch.Tensor) and leaf.dim() >= 3:
-            return torch.empty((*leaf.shape[:-2], height, width), dtype=leaf.dtype, device="meta")
-        return leaf
-
-    return tree_map(resize, args)
-
-
 def _shapes(args: tuple[Any, ...]) -> str:
     from headfit.trace import shapes_of
 
-    return ", ".join("x".join(map(str, s)) for s in shapes_of(args)) or "no tensors"
+    return ", ".join(shape_text(s) for s in shapes_of(args)) or "no tensors"

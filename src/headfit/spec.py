@@ -2,6 +2,9 @@
 
 Builders are always called without downloading weights. Every failure is a ModelSpecError: one
 paragraph that says what was wrong and what to do (the CLI turns it into exit code 2).
+
+This module builds what a spec names and nothing else: saved models (``X.safetensors`` + its sidecar)
+are ``saved.py``'s, and ``saved.load_model`` is the one resolver that takes either.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headfit.errors import ModelSpecError
+from headfit.errors import ModelSpecError, UsageError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,20 +31,25 @@ _EXAMPLES = (
 )
 
 
-def build_model(spec: str, num_classes: int | None = None, device: str | None = None) -> nn.Module:
-    """Build the model a spec names, with ``num_classes`` passed to the builder where it takes one.
-
-    ``device="meta"`` builds without allocating parameter memory (for sweeps and size probing).
-    A path to weights written by ``headfit adapt`` (``out.safetensors`` with ``out.safetensors.json``)
-    rebuilds that adapted model.
-    """
-    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
-        raise ModelSpecError(
-            f"--num-classes must be a whole number >= 1 and at most {MAX_CLASSES:,} (the classes your "
-            f"model predicts), got {num_classes}."
+def check_class_count(value: Any, what: str = "`num_classes`") -> int:
+    """``value`` when it is a class count headfit can build (1 .. 2^31-1); a UsageError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
+        raise UsageError(
+            f"{what} must be a whole number >= 1 and at most {MAX_CLASSES:,} (your object classes; the "
+            f"background is added where the model counts one), got {value!r}"
         )
-    if _names_adapted_weights(spec):
-        return _rebuild_adapted(spec, num_classes, device)
+    return value
+
+
+def build_model(spec: str, num_classes: int | None = None, device: str | None = None) -> nn.Module:
+    """Build the model a spec names, with ``num_classes`` passed to the builder as it is.
+
+    ``num_classes`` is the builder's own argument: for torchvision detectors it counts the background
+    (``saved.load_model`` takes object classes and adds it). ``device="meta"`` builds without
+    allocating parameter memory (for sweeps and size probing).
+    """
+    if num_classes is not None:
+        check_class_count(num_classes)
     source, sep, name = spec.rpartition(":")  # the last colon: a folder may have one in its name
     if not sep or not source or not name:
         raise ModelSpecError(f"cannot read the model spec {spec!r}.{_spec_hint(spec)} {_EXAMPLES}")
@@ -114,26 +122,6 @@ def _parameters_on_meta() -> Iterator[None]:
         yield
     finally:
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
-
-
-def _names_adapted_weights(spec: str) -> bool:
-    from headfit.adapt import is_adapted_weights
-
-    return is_adapted_weights(spec)
-
-
-def _rebuild_adapted(spec: str, num_classes: int | None, device: str | None) -> nn.Module:
-    from headfit.adapt import rebuild
-    from headfit.families import family_for
-
-    model = rebuild(spec, device=device)
-    built = family_for(model).num_classes(model)
-    if num_classes is not None and built is not None and num_classes != built:
-        raise ModelSpecError(
-            f"{spec!r} was adapted for {built} classes, not {num_classes}: drop --num-classes, "
-            f"or adapt again with `headfit adapt ... --num-classes {num_classes}`"
-        )
-    return model
 
 
 def _checked(model: Any, spec: str) -> nn.Module:
@@ -308,3 +296,24 @@ def _call_builder(builder: Any, kwargs: dict[str, Any], spec: str) -> nn.Module:
 def _without_backtrace(exc: BaseException) -> str:
     """The message of ``exc`` without the C++ backtrace torch appends to some errors."""
     return str(exc).split("\nException raised from ", 1)[0].strip()
+
+
+def names_a_library_builder(spec: str) -> bool:
+    """Whether ``spec`` names a torchvision or timm model builder, which runs no code but the library's.
+
+    The source is read as ``build_model`` reads it (everything before the last colon), so no spelling
+    can reach a file or module through a ``torchvision:`` prefix. The builders then only reach their
+    registries: ``torchvision:NAME`` must be in ``torchvision.models.list_models()`` and ``timm:NAME``
+    must pass ``timm.is_model``, else building is a ModelSpecError before anything is called.
+    """
+    source, sep, name = spec.rpartition(":")
+    return bool(sep and name) and source in ("torchvision", "timm")
+
+
+def require_module(model: Any, function: str) -> None:
+    """A TypeError that says how to get a model when ``function`` was given something else."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return
+    hint = f" Build it first: `model = headfit.load_model({model!r})`." if isinstance(model, str) else ""
+    raise TypeError(f"{function}() takes a torch.nn.Module, not {type(model).__name__}.{hint}")

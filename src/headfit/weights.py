@@ -19,14 +19,16 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headfit.errors import CheckpointError, UnsafeCheckpointError, UsageError
+from headfit.inputs import shape_text
+from headfit.spec import require_module
 
 if TYPE_CHECKING:
     import torch
-    from rich.console import Console, ConsoleOptions, RenderResult
     from torch import nn
 
 # where training scripts put the state_dict, most common first
@@ -72,9 +74,6 @@ class LoadReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from render_load_report(self)
-
 
 def load_weights(
     model: nn.Module,
@@ -90,6 +89,12 @@ def load_weights(
     EMA copy of a training checkpoint. Raises ``UnsafeCheckpointError`` for files that need arbitrary
     unpickling and ``CheckpointError`` when nothing in the checkpoint fits the model.
     """
+    require_module(model, "load_weights")
+    if not isinstance(source, (str, PathLike, Mapping)):
+        raise TypeError(
+            "load_weights() needs a checkpoint: a path to a .pt/.pth/.bin/.safetensors file or a state_dict, "
+            f"not {type(source).__name__}"
+        )
     if isinstance(source, Mapping):
         raw, label, digest = source, "<state_dict>", None
     else:
@@ -123,11 +128,26 @@ def _with_module_versions(tensors: dict[str, Any], model: nn.Module) -> dict[str
 
 def read_checkpoint(path: Path) -> Mapping[str, Any]:
     """The object stored in a checkpoint file, read without executing any code from it."""
-    if not path.is_file():
-        raise UsageError(f"the checkpoint {str(path)!r} does not exist or is not a file")
-    if _looks_like_safetensors(path) or (path.suffix == SAFETENSORS_SUFFIX and not _looks_like_torch(path)):
+    _require_file(path)
+    if _reads_as_safetensors(path):
         return _read_safetensors(path)
     return _read_torch(path)  # also a torch.save file renamed .safetensors: the bytes decide, not the name
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"the checkpoint {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"the checkpoint {str(path)!r} is empty (0 bytes): it was not written completely"
+        )
+
+
+def _reads_as_safetensors(path: Path) -> bool:
+    """The bytes decide: a safetensors header, or a ``.safetensors`` name on bytes that are not torch's."""
+    return _looks_like_safetensors(path) or (
+        path.suffix == SAFETENSORS_SUFFIX and not _looks_like_torch(path)
+    )
 
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
@@ -137,7 +157,7 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {str(path)!r} as safetensors: {exc}") from None
+        raise CheckpointError(_corrupt(path, "safetensors file", exc)) from None
 
 
 def _read_torch(path: Path) -> Mapping[str, Any]:
@@ -151,11 +171,9 @@ def _read_torch(path: Path) -> Mapping[str, Any]:
         ) as file:  # a file object: torch.load reads a `.safetensors` *name* as safetensors
             obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if _WEIGHTS_ONLY_REFUSAL in str(exc):
-            raise UnsafeCheckpointError(_unsafe_paragraph(path, str(exc))) from None
-        raise CheckpointError(_unreadable(path, exc)) from None
+        raise _refusal(path, exc) from None
     except Exception as exc:  # not a torch file at all (zip/pickle errors of many types)
-        raise CheckpointError(_unreadable(path, exc)) from None
+        raise CheckpointError(_corrupt(path, "PyTorch checkpoint", exc)) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict. Save the weights with "
@@ -164,14 +182,33 @@ def _read_torch(path: Path) -> Mapping[str, Any]:
     return obj
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
+def _refusal(path: Path, exc: Exception) -> CheckpointError:
+    """``weights_only`` refused the file: a real pickle of Python objects is unsafe; anything else
+    (an unknown opcode, a stream that ends early) is a damaged file, and unpickling it would not help."""
+    message = str(exc)
+    if _UNSUPPORTED_GLOBAL.search(message):
+        return UnsafeCheckpointError(_unsafe_paragraph(path, message))
+    return CheckpointError(_corrupt(path, "PyTorch checkpoint", exc))
+
+
+def _corrupt(path: Path, kind: str, exc: Exception) -> str:
     return (
-        f"cannot read {str(path)!r} as a PyTorch checkpoint ({type(exc).__name__}: {exc}). "
-        "headfit reads files written by `torch.save(model.state_dict(), path)` and `.safetensors` files"
+        f"cannot read {str(path)!r} as a {kind}: the file is corrupt or truncated, or not a checkpoint "
+        f"at all ({type(exc).__name__}: {_reader_words(exc)}). Write or download it again; headfit reads "
+        "files written by `torch.save(model.state_dict(), path)` and `.safetensors` files"
     )
 
 
-_WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+def _reader_words(exc: Exception) -> str:
+    """The reader's own reason, without torch's advice to retry with ``weights_only=False``."""
+    message = str(exc)
+    if _WEIGHTS_ONLY_DETAIL in message:
+        message = message.split(_WEIGHTS_ONLY_DETAIL, 1)[1]
+        message = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return " ".join(message.split()) or "no detail"
+
+
+_WEIGHTS_ONLY_DETAIL = "WeightsUnpickler error:"
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
@@ -190,12 +227,11 @@ def _unsafe_paragraph(path: Path, message: str) -> str:
 
 
 def _looks_like_safetensors(path: Path) -> bool:
-    """A safetensors file starts with an 8-byte little-endian header length, then a JSON ``{``."""
+    """A safetensors file starts with an 8-byte little-endian header length, then a JSON ``{`` (a
+    truncated file too: its header length then exceeds the file, which the safetensors reader says)."""
     with path.open("rb") as f:
         head = f.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+    return len(head) == 9 and head[8:9] == b"{"
 
 
 def _looks_like_torch(path: Path) -> bool:
@@ -203,6 +239,80 @@ def _looks_like_torch(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(4)
     return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
+@dataclass
+class ShapeComparison:
+    """The tensors of a weights file against a model's, by name and shape (no tensor data read)."""
+
+    source: str
+    matched: int = 0
+    mismatched: list[SkippedTensor] = field(default_factory=list)  # same name, other shape
+    missing: list[str] = field(default_factory=list)  # model tensors the file does not have
+    unexpected: list[str] = field(default_factory=list)  # file tensors the model does not have
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatched or self.missing or self.unexpected)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def compare_shapes(path: Path, model: nn.Module) -> ShapeComparison:
+    """Compare the names and shapes stored in ``path`` with ``model``'s state_dict (meta models too)."""
+    stored = tensor_shapes(path)
+    comparison = ShapeComparison(str(path))
+    for key, tensor in model.state_dict().items():
+        shape = stored.get(key)
+        if shape is None:
+            comparison.missing.append(key)
+        elif shape != list(tensor.shape):
+            comparison.mismatched.append(SkippedTensor(key, shape, list(tensor.shape)))
+        else:
+            comparison.matched += 1
+    wanted = set(model.state_dict())
+    comparison.unexpected = [k for k in stored if k not in wanted]
+    return comparison
+
+
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """The names and shapes of the tensors in a checkpoint file, reading no tensor data: the header of
+    a safetensors file, or a torch file through ``mmap`` (pages that are never touched are never read)."""
+    _require_file(path)
+    if _reads_as_safetensors(path):
+        return _safetensors_shapes(path)
+    return _torch_shapes(path)
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return {key: list(file.get_slice(key).get_shape()) for key in file.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(_corrupt(path, "safetensors file", exc)) from None
+
+
+def _torch_shapes(path: Path) -> dict[str, list[int]]:
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except Exception as exc:  # a damaged zip, a legacy file mmap cannot map: the data path says which
+        if path.suffix == SAFETENSORS_SUFFIX or "mmap" in str(exc):
+            return {
+                k: list(v.shape) for k, v in find_state_dict(_read_torch(path), label=str(path))[0].items()
+            }
+        raise CheckpointError(_corrupt(path, "PyTorch checkpoint", exc)) from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict")
+    return {k: list(v.shape) for k, v in find_state_dict(obj, label=str(path))[0].items()}
 
 
 def file_sha256(path: Path) -> str:
@@ -330,60 +440,7 @@ def _shapes_refused(label: str, skipped: list[SkippedTensor]) -> str:
     first = skipped[0]
     return (
         f"{len(skipped)} tensor(s) of {label!r} do not fit the model, e.g. `{first.key}`: "
-        f"checkpoint {_shape(first.checkpoint_shape)}, model {_shape(first.model_shape)}. "
+        f"checkpoint {shape_text(first.checkpoint_shape, 'list')}, model {shape_text(first.model_shape, 'list')}. "
         "The checkpoint was saved from a model with another head; rebuild the model with the same "
         "class count (or use strict_head=False to skip those tensors)"
     )
-
-
-def _shape(shape: list[int]) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
-
-
-def render_load_report(report: LoadReport, limit: int = 8) -> RenderResult:
-    """A short rich table: counts per outcome, and the skipped tensors with both shapes."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    title = f"[bold]loaded[/] {escape(str(report.source))}"
-    if report.entry:
-        title += f" (entry `{escape(report.entry)}`)"
-    yield title  # a line of its own: a table title would wrap a long path at the table's width
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("outcome")
-    table.add_column("tensors", justify="right")
-    table.add_column("detail", overflow="fold")
-    table.add_row("loaded", str(len(report.loaded)), _stripped_detail(report))
-    table.add_row(
-        "skipped", str(len(report.skipped)), "shape does not fit the model" if report.skipped else ""
-    )
-    table.add_row("missing", str(len(report.missing)), _missing_detail(report))
-    table.add_row("unexpected", str(len(report.unexpected)), _first_keys(report.unexpected, limit))
-    yield table
-    if report.skipped:
-        skipped = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-        skipped.add_column("skipped tensor")
-        skipped.add_column("checkpoint", justify="right")
-        skipped.add_column("model", justify="right")
-        for s in report.skipped[:limit]:
-            skipped.add_row(s.key, _shape(s.checkpoint_shape), _shape(s.model_shape))
-        if len(report.skipped) > limit:
-            skipped.add_row(f"... {len(report.skipped) - limit} more", "", "")
-        yield skipped
-    for note in report.notes:
-        yield f"note: {note}"
-
-
-def _stripped_detail(report: LoadReport) -> str:
-    return f"stripped prefix `{report.stripped_prefix}`" if report.stripped_prefix else ""
-
-
-def _missing_detail(report: LoadReport) -> str:
-    if report.missing_only_counters():
-        return "only BatchNorm `num_batches_tracked` counters (harmless)"
-    return _first_keys(report.missing, 3)
-
-
-def _first_keys(keys: list[str], limit: int) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... {len(keys) - limit} more" if len(keys) > limit else "")

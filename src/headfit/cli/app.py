@@ -42,6 +42,45 @@ def json_flag(help: str = "Print one JSON document.") -> Any:
     return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=_json_to_stdout, help=help)
 
 
+def input_option(
+    help: str = "A positional input: `2x3x224x224` or `[3x800x1333,3x600x900]` (repeat for several).",
+) -> Any:
+    """``--input SPEC`` (repeatable): its value is ``inputs``, a tuple of spec strings."""
+    return click.option("--input", "inputs", multiple=True, metavar="SPEC", help=help)
+
+
+def num_classes_option(required: bool = False, help: str | None = None) -> Any:
+    """``--num-classes K`` / ``-k K``: object classes, never the background, in every command."""
+    return click.option(
+        "--num-classes",
+        "-k",
+        "num_classes",
+        type=int,
+        required=required,
+        metavar="K",
+        callback=_class_count,
+        help=help
+        or "Build MODEL for K object classes, not counting the background: headfit adds the background "
+        "class where the model counts one (a torchvision Faster R-CNN for 3 classes gets 4 outputs).",
+    )
+
+
+def _class_count(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    from headfit.spec import check_class_count
+
+    return None if value is None else check_class_count(value, "--num-classes")
+
+
+def trust_code_option() -> Any:
+    """``--trust-code``: let a saved model's sidecar import and call code outside torchvision and timm."""
+    return click.option(
+        "--trust-code",
+        is_flag=True,
+        help="Allow a saved MODEL whose sidecar names a builder outside torchvision and timm "
+        "(`file.py:CALLABLE`, `package.module:CALLABLE`) to import and run that code.",
+    )
+
+
 def _json_to_stdout(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.meta[JSON_TARGET] = STDOUT

@@ -15,7 +15,7 @@ EXIT_UNRECOGNISED = 3
 @click.command("explain")
 @click.argument("text", required=False)
 @json_flag()
-@click.option("--code", "code", metavar="HF1xx", help="Print the long explanation of a diagnosis code.")
+@click.option("--code", "code", metavar="HFnnn", help="Print the long explanation of a diagnosis code.")
 def command(text: str | None, as_json: bool, code: str | None) -> None:
     """Diagnose TEXT, an error message or a whole traceback, or the file TEXT names (stdin when TEXT is
     absent or `-`)."""
@@ -28,9 +28,9 @@ def command(text: str | None, as_json: bool, code: str | None) -> None:
     if as_json:
         print_json(diagnosis.to_dict())
     else:
-        from headfit.render import diagnosis_text
+        from headfit.render import render
 
-        console().print(diagnosis_text(diagnosis))
+        console().print(render(diagnosis))
     raise SystemExit(EXIT_DIAGNOSED if diagnosis.recognised else EXIT_UNRECOGNISED)
 
 

@@ -18,7 +18,7 @@ from headfit.cli.app import json_to_file
     metavar="PATH",
     type=click.Path(dir_okay=False),
     callback=json_to_file,
-    help="write the diagnosis document here",
+    help="Write the diagnosis document to PATH.",
 )
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
