@@ -148,7 +148,6 @@ class _Prober:
                 _resized(self.args, *key),
                 head_paths=self.head_paths,
                 replica=self.replica,
-                diagnose=False,
             )
             self.results[key] = not result.failed
             if result.failed:
