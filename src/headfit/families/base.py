@@ -97,7 +97,7 @@ class Family:
     takes_targets: ClassVar[bool] = False  # forward(images, targets) computes the loss (detectors)
     lint_confidence: ClassVar[tuple[float, float]] = (0.9, 0.7)  # a lint cause in / away from the failure
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         raise NotImplementedError
@@ -128,13 +128,13 @@ class Family:
             return f"1..{num_classes} (0 is the background)"
         return f"0..{num_classes - 1}"
 
-    # -- lint --------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         """Head invariants that do not hold, without running the model."""
         return []
 
-    # -- inputs and sizes --------------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """The positional inputs a shape trace uses when the user gives none."""
@@ -145,7 +145,7 @@ class Family:
     def size_rule(self, model: nn.Module) -> SizeRule | None:
         return None
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Re-head ``model`` in place for ``num_classes`` object classes and say what changed."""
@@ -162,7 +162,7 @@ class Family:
             )
         return options
 
-    # -- smoke step (verification after adapt) -----------------------------------------------------------
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
 
     def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
         """A tiny synthetic batch for one real train step after ``adapt`` (see ``headfit/smoke.py``)."""
@@ -180,9 +180,9 @@ class Family:
         """How many classes an eval-mode ``output`` carries (to verify a re-headed model)."""
         return default_output_classes(self, model, output)
 
-    # -- training ----------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
         """What the live model says about a forward that failed in ``module_path``: the family's facts,

@@ -40,7 +40,7 @@ class GenericFamily(Family):
     adapt_options = ("keep", "head")  # head: the path of the layer to replace, when headfit's guess is wrong
     examples = ("examples/small_cnn.py:SmallCNN",)
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return True
@@ -56,7 +56,7 @@ class GenericFamily(Family):
         found = find_classifier(model)
         return out_width(found[1]) if found else None
 
-    # -- lint --------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         problems = _chain_problems(model)
@@ -68,7 +68,7 @@ class GenericFamily(Family):
             problems.extend(_attribute_problems(model, *found))
         return problems
 
-    # -- inputs and sizes --------------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """2x3x224x224 for an RGB conv net, 2xF for an MLP, 2x16 token ids for an Embedding first."""
@@ -94,7 +94,7 @@ class GenericFamily(Family):
             return SizeRule(multiple_of=factor, notes=[note])
         return SizeRule(minimum=factor, notes=[f"the strides and pools downsample the input {factor}x"])
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Replace the classifier layer (or the one named by ``head``) with one for ``num_classes``."""
@@ -112,15 +112,15 @@ class GenericFamily(Family):
             self.name, num_classes, self.outputs_for(num_classes), [path], attributes, [note], rows
         )
 
-    # -- training ----------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         return _module_facts(model, module_path)
 
 
-# -- finding the classifier -------------------------------------------------------------------------------
+# -- finding the classifier ------------------------------------------------------------------------------
 
 
 def find_classifier(model: nn.Module, head: str | None = None) -> tuple[str, nn.Module] | None:
@@ -169,7 +169,7 @@ def _layer_text(layer: nn.Module) -> str:
     return f"{type(layer).__name__}({in_width(layer)}, {out_width(layer)})"
 
 
-# -- lint -------------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def _chain_problems(model: nn.Module) -> list[Problem]:
@@ -352,7 +352,7 @@ def _rebuilt(layer: nn.Module, width: int) -> str:
     return layer_code(layer, width, out_width(layer))
 
 
-# -- sizes ------------------------------------------------------------------------------------------------
+# -- sizes -----------------------------------------------------------------------------------------------
 
 
 def _downsampling(model: nn.Module) -> int:
@@ -378,7 +378,7 @@ def _first(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else int(value)
 
 
-# -- adapt ------------------------------------------------------------------------------------------------
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _set_count_attributes(model: nn.Module, path: str, old: int, num_classes: int) -> dict[str, int]:
@@ -393,7 +393,7 @@ def _set_count_attributes(model: nn.Module, path: str, old: int, num_classes: in
     return changed
 
 
-# -- live evidence ----------------------------------------------------------------------------------------
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _module_facts(model: nn.Module, module_path: str) -> list[str]:

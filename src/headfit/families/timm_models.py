@@ -40,7 +40,7 @@ class TimmFamily(Family):
     examples = ("timm:resnet18", "timm:deit_tiny_distilled_patch16_224")
     lint_confidence = (0.9, 0.75)
 
-    # -- recognition and heads ------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         """A timm model by its class's module and timm's head API; timm itself is never imported here."""
@@ -63,7 +63,7 @@ class TimmFamily(Family):
         layers = classifier_layers(model)
         return out_width(layers[0][1]) if layers else None
 
-    # -- lint -----------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         layers = classifier_layers(model)
@@ -71,7 +71,7 @@ class TimmFamily(Family):
         problems.extend(_count_problems(model, layers))
         return problems
 
-    # -- inputs and sizes -----------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """The pretrained_cfg input size (the patch embedding's when it is strict), batch 2."""
@@ -100,7 +100,7 @@ class TimmFamily(Family):
         )
         return SizeRule(minimum=reduction, notes=[note])
 
-    # -- adapt ----------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """``reset_classifier(K)`` as timm does, keeping every tensor outside the classifier layers."""
@@ -128,9 +128,9 @@ class TimmFamily(Family):
             kept_rows=kept,
         )
 
-    # -- training ------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence --------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         return _head_facts(model)
@@ -145,7 +145,7 @@ class TimmFamily(Family):
         return evidence
 
 
-# -- the classifier layers --------------------------------------------------------------------------------
+# -- the classifier layers -------------------------------------------------------------------------------
 
 
 def classifier_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -208,7 +208,7 @@ def _head_kind(index: int, path: str) -> HeadKind:
     return "distillation_classifier" if "dist" in path else "aux_classifier"
 
 
-# -- lint -------------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def _feature_widths(model: nn.Module, path: str) -> set[int]:
@@ -423,7 +423,7 @@ def _size_facts(rule: SizeRule | None) -> list[str]:
     return facts
 
 
-# -- adapt ------------------------------------------------------------------------------------------------
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _check_keep(keep: list[int] | None, num_classes: int, layers: list[tuple[str, nn.Module]]) -> list[int]:
@@ -528,7 +528,7 @@ def _adapt_notes(how: str, replaced: list[str], num_classes: int, old: int | Non
     return notes
 
 
-# -- live evidence ----------------------------------------------------------------------------------------
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _head_facts(model: nn.Module) -> list[str]:

@@ -67,7 +67,7 @@ class TorchvisionClassification(Family):
     examples = ("torchvision:resnet18", "torchvision:googlenet")
     aux_loss_weight = AUX_LOSS_WEIGHT
 
-    # -- recognition and heads ------------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return layout_of(model) is not None
@@ -86,12 +86,12 @@ class TorchvisionClassification(Family):
         head = main_head(model, layout_of(model))
         return None if head is None else out_width(head[1])
 
-    # -- lint -----------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         return lint_classifier(model, layout_of(model))
 
-    # -- inputs and sizes -----------------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         if layout_of(model).video:
@@ -114,7 +114,7 @@ class TorchvisionClassification(Family):
             return SizeRule(minimum=75, notes=["Inception v3 is trained at 299x299"])
         return None
 
-    # -- adapt ----------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         keep = self.checked_options(options).get("keep")
@@ -142,7 +142,7 @@ class TorchvisionClassification(Family):
             kept_rows=rows or [],
         )
 
-    # -- smoke step (verification after adapt) --------------------------------------------------------------
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
 
     def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
         device = next(model.parameters()).device
@@ -163,9 +163,9 @@ class TorchvisionClassification(Family):
         logits = logit_tensors(output)[0]
         return int(logits.shape[1])
 
-    # -- training -------------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence --------------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         layout = layout_of(model)
@@ -173,7 +173,7 @@ class TorchvisionClassification(Family):
         return [] if head is None else _live_facts(model, layout, head)
 
 
-# -- layouts --------------------------------------------------------------------------------------------
+# -- layouts ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def layout_of(model: nn.Module) -> Layout | None:
     return None
 
 
-# -- heads ----------------------------------------------------------------------------------------------
+# -- heads -----------------------------------------------------------------------------------------------
 
 
 def feature_width(model: nn.Module, layout: Layout) -> int | None:
@@ -314,7 +314,7 @@ def _aux_heads(model: nn.Module, layout: Layout) -> list[tuple[Aux, str, nn.Modu
     return present
 
 
-# -- lint -----------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def lint_classifier(model: nn.Module, layout: Layout) -> list[Problem]:
@@ -371,7 +371,7 @@ def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str) -> 
     return problems
 
 
-# -- adapt ----------------------------------------------------------------------------------------------
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _no_head_message(model: nn.Module, layout: Layout) -> str:
@@ -400,7 +400,7 @@ def _adapt_notes(
     return notes
 
 
-# -- inputs and smoke step ------------------------------------------------------------------------------
+# -- inputs and smoke step -------------------------------------------------------------------------------
 
 
 def _video_clip(model: nn.Module) -> tuple[int, int, int]:
@@ -449,7 +449,7 @@ def logit_tensors(output: Any) -> list[Any]:
     return [output]
 
 
-# -- live evidence --------------------------------------------------------------------------------------
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _live_facts(model: nn.Module, layout: Layout, head: tuple[str, nn.Module]) -> list[str]:

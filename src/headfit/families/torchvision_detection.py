@@ -42,7 +42,7 @@ class DetectionFamily(Family):
     lint_confidence = (0.95, 0.85)
     takes_targets = True
 
-    # -- inputs and sizes --------------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         return common.default_inputs()
@@ -50,7 +50,7 @@ class DetectionFamily(Family):
     def size_rule(self, model: nn.Module) -> SizeRule | None:
         return common.size_rule(model)
 
-    # -- smoke step (verification after adapt) -----------------------------------------------------------
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
 
     @contextlib.contextmanager
     def smoke_context(self, model: nn.Module) -> Iterator[None]:
@@ -96,9 +96,9 @@ class DetectionFamily(Family):
         outputs = self.head_outputs(model)
         return outputs if top is None else max(outputs, top + 1)
 
-    # -- training ----------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
         """Live facts and lint causes (the base's), and a label the message names that the head lacks."""
@@ -122,7 +122,7 @@ class DenseDetectionFamily(DetectionFamily):
     counts_background = DENSE.background
     examples = ("torchvision:fcos_resnet50_fpn", "torchvision:retinanet_resnet50_fpn")
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, (RetinaNet, FCOS))
@@ -140,7 +140,7 @@ class DenseDetectionFamily(DetectionFamily):
                 heads.append(HeadInfo(f"{REG}.{name}", "box_regressor", layer.out_channels))
         return heads
 
-    # -- lint --------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         anchors, problems = _anchor_count(model)
@@ -149,7 +149,7 @@ class DenseDetectionFamily(DetectionFamily):
         problems += common.lint_anchor_generator(model.anchor_generator, "anchor_generator", model.backbone)
         return problems
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Replace ``cls_logits`` only (the conv tower stays), with the prior-probability init."""
@@ -182,7 +182,7 @@ class DenseDetectionFamily(DetectionFamily):
             kept_rows=list(rows or []),
         )
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         cls = model.head.classification_head
@@ -206,7 +206,7 @@ class DenseDetectionFamily(DetectionFamily):
         return evidence
 
 
-# -- lint ---------------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def _anchor_count(model: nn.Module) -> tuple[int, list[Problem]]:
@@ -292,7 +292,7 @@ def _lint_regression(reg: nn.Module, anchors: int) -> list[Problem]:
     return problems
 
 
-# -- live evidence ------------------------------------------------------------------------------------------
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _rehead_for_num_classes(model: nn.Module) -> Cause | None:

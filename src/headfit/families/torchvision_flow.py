@@ -27,12 +27,12 @@ class TorchvisionFlow(Family):
     priority = 20
     examples = ("torchvision:raft_small",)
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, RAFT)
 
-    # -- inputs and sizes --------------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         image = InputSpec.batch(1, 3, *TRACE_SIZE)
@@ -44,7 +44,7 @@ class TorchvisionFlow(Family):
             notes=["both images must have the same size; RAFT works at 1/8 resolution"],
         )
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         raise UsageError(

@@ -44,7 +44,7 @@ class RCNNFamily(DetectionFamily):
     adapt_options = ("keep", "num_keypoints")
     examples = ("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",)
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, GeneralizedRCNN) and hasattr(model.roi_heads, "box_predictor")
@@ -69,7 +69,7 @@ class RCNNFamily(DetectionFamily):
             )
         return heads
 
-    # -- lint --------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         problems = _lint_box_predictor(model.roi_heads.box_predictor)
@@ -82,7 +82,7 @@ class RCNNFamily(DetectionFamily):
         )
         return problems
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Replace ``cls_score`` and ``bbox_pred`` (and ``mask_fcn_logits``) for K+1 outputs."""
@@ -125,7 +125,7 @@ class RCNNFamily(DetectionFamily):
             kept_rows=list(rows or []),
         )
 
-    # -- smoke step (verification after adapt) -----------------------------------------------------------
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
 
     def extra_targets(self, model: nn.Module, target: dict, image: torch.Tensor) -> dict[str, torch.Tensor]:
         extra = {}
@@ -142,9 +142,9 @@ class RCNNFamily(DetectionFamily):
             extra["keypoints"] = torch.stack([xs, ys, torch.ones_like(xs)], dim=1)[None].to(image.dtype)
         return extra
 
-    # -- training ----------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         box = model.roi_heads.box_predictor
@@ -159,14 +159,14 @@ class RCNNFamily(DetectionFamily):
         return facts
 
 
-# -- heads ----------------------------------------------------------------------------------------------
+# -- heads -----------------------------------------------------------------------------------------------
 
 
 def _predictor(model: nn.Module, name: str) -> nn.Module | None:
     return getattr(model.roi_heads, name, None)
 
 
-# -- lint -----------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def _lint_box_predictor(box: nn.Module) -> list[Problem]:
@@ -294,7 +294,7 @@ def _last_conv_out(module: nn.Module | None) -> int | None:
     return convs[-1].out_channels if convs else None
 
 
-# -- adapt ----------------------------------------------------------------------------------------------
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _background_keep(keep: Any, num_classes: int, source_outputs: int) -> list[int] | None:

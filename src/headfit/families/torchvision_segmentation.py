@@ -40,7 +40,7 @@ class TorchvisionSegmentation(Family):
     examples = ("torchvision:lraspp_mobilenet_v3_large", "torchvision:fcn_resnet50")
     aux_loss_weight = AUX_LOSS_WEIGHT
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, (_SimpleSegmentationModel, LRASPP))
@@ -52,12 +52,12 @@ class TorchvisionSegmentation(Family):
         heads = head_paths(model)
         return _outputs(model, heads[0][0]) if heads else None
 
-    # -- lint --------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         return lint_segmentation(model)
 
-    # -- inputs and sizes --------------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         return [InputSpec.batch(2, 3, 520, 520)]  # the weights' evaluation size
@@ -69,7 +69,7 @@ class TorchvisionSegmentation(Family):
             ]
         )
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         keep = self.checked_options(options).get("keep")
@@ -91,7 +91,7 @@ class TorchvisionSegmentation(Family):
             kept_rows=rows or [],
         )
 
-    # -- smoke step (verification after adapt) -----------------------------------------------------------
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
 
     def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
         device = next(model.parameters()).device
@@ -109,15 +109,15 @@ class TorchvisionSegmentation(Family):
     def output_classes(self, model: nn.Module, output: Any) -> int | None:
         return int(output["out"].shape[1])
 
-    # -- training ----------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         return [f"`{path}` emits {_outputs(model, path)} classes" for path, _ in head_paths(model)]
 
 
-# -- heads --------------------------------------------------------------------------------------------------
+# -- heads -----------------------------------------------------------------------------------------------
 
 
 def head_paths(model: nn.Module) -> list[tuple[str, str]]:
@@ -154,7 +154,7 @@ def _backbone_width(model: nn.Module, output: str) -> tuple[str, int | None]:
     return "backbone", None
 
 
-# -- lint ---------------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def lint_segmentation(model: nn.Module) -> list[Problem]:

@@ -42,7 +42,7 @@ class SSDFamily(DetectionFamily):
     smoke_images = 2  # SSDlite's last extra block is 1x1: BatchNorm in train mode needs two images
     examples = ("torchvision:ssdlite320_mobilenet_v3_large",)
 
-    # -- recognition and heads ---------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, SSDModel)
@@ -55,7 +55,7 @@ class SSDFamily(DetectionFamily):
         attrs = {f"{CLS}.num_columns": cls.num_columns}
         return [HeadInfo(p, "box_classifier", cls.num_columns, attrs) for p, _ in _scoring_convs(cls, CLS)]
 
-    # -- lint --------------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
     def lint(self, model: nn.Module) -> list[Problem]:
         anchors = common.anchors_per_location(model.anchor_generator) or []
@@ -65,7 +65,7 @@ class SSDFamily(DetectionFamily):
             problems += _lint_columns(model.head.regression_head, REG, anchors, "HF212")
         return problems
 
-    # -- adapt -------------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Rebuild only the last conv of each level for K+1 columns; the SSDlite depthwise blocks stay."""
@@ -100,9 +100,9 @@ class SSDFamily(DetectionFamily):
             kept_rows=[0, *rows] if rows is not None else [],
         )
 
-    # -- training ----------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    # -- live evidence -----------------------------------------------------------------------------------
+    # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         cls = model.head.classification_head
@@ -114,7 +114,7 @@ class SSDFamily(DetectionFamily):
         ]
 
 
-# -- heads ----------------------------------------------------------------------------------------------
+# -- heads -----------------------------------------------------------------------------------------------
 
 
 def _scoring_convs(head: nn.Module, path: str) -> list[tuple[str, nn.Conv2d]]:
@@ -133,7 +133,7 @@ def _is_lite(model: nn.Module) -> bool:
     return not isinstance(model.head.classification_head.module_list[0], nn.Conv2d)
 
 
-# -- lint -----------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def _lint_levels(model: nn.Module, anchors: list[int]) -> list[Problem]:
@@ -193,7 +193,7 @@ def _lint_columns(head: nn.Module, path: str, anchors: list[int], code: str) -> 
     return problems
 
 
-# -- adapt ----------------------------------------------------------------------------------------------
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _xavier(layer: nn.Module) -> None:
