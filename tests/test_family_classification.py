@@ -316,5 +316,9 @@ def test_explain_failure_from_a_real_forward():
     evidence = family_for(model).explain_failure(model, "fc", diagnosis)
     assert "`layer4` produces 512 features per sample" in evidence.facts
     (cause,) = evidence.causes
-    assert (cause.module, cause.attribute, cause.fix) == ("fc", "in_features", "model.fc = nn.Linear(512, 10)")
+    assert (cause.module, cause.attribute, cause.fix) == (
+        "fc",
+        "in_features",
+        "model.fc = nn.Linear(512, 10)",
+    )
     assert cause.confidence >= 0.9

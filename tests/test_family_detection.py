@@ -180,8 +180,13 @@ def test_num_classes_set_without_the_conv_offers_both_directions():
     model = build("retinanet_resnet50_fpn")
     model.head.classification_head.num_classes = 3
     diagnosis = Diagnosis("HF119", "split", "RuntimeError", "split_with_sizes expects ...", "")
-    causes = sorted(family_for(model).explain_failure(model, "", diagnosis).causes, key=lambda c: -c.confidence)
-    assert [c.fix for c in causes] == ["model.head.classification_head.num_classes = 91", "headfit.adapt(model, 3)"]
+    causes = sorted(
+        family_for(model).explain_failure(model, "", diagnosis).causes, key=lambda c: -c.confidence
+    )
+    assert [c.fix for c in causes] == [
+        "model.head.classification_head.num_classes = 91",
+        "headfit.adapt(model, 3)",
+    ]
     assert causes[1].module == "head.classification_head.cls_logits"
 
 
