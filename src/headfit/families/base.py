@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from headfit.diagnosis import Cause, Diagnosis, Problem
 from headfit.errors import UsageError
+from headfit.inputs import InputSpec
 from headfit.smoke import SmokeBatch, default_output_classes, default_smoke_batch, default_smoke_loss
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from headfit.inputs import InputSpec
 
 HeadKind = Literal[
     "classifier",
@@ -138,8 +137,6 @@ class Family:
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """The positional inputs a shape trace uses when the user gives none."""
-        from headfit.inputs import InputSpec
-
         return [InputSpec.batch(2, 3, 224, 224)]
 
     def size_rule(self, model: nn.Module) -> SizeRule | None:
@@ -201,7 +198,7 @@ class Family:
 
     def cause_from(self, problem: Problem, failing_module: str) -> Cause:
         """A lint problem as a cause: most likely when the forward failed in, above or below its module."""
-        from headfit.nnutil import are_related
+        from headfit.nnutil import are_related  # nnutil imports torch; this module must not (explain)
 
         near, far = self.lint_confidence
         confidence = near if are_related(problem.module, failing_module) else far

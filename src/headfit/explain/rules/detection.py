@@ -245,7 +245,7 @@ def _pinned_causes(param: str, pinned: str, given: str, builder: str | None) -> 
                 0.8,
                 module=RCNN.keypoint_head,
                 fix=f"model = keypointrcnn_resnet50_fpn(weights='DEFAULT'); "
-                f"model.roi_heads.keypoint_predictor = KeypointRCNNPredictor(512, {given})",
+                f"model.{RCNN.keypoint_head} = KeypointRCNNPredictor(512, {given})",
             )
         ]
     detection = pinned == str(COCO_CLASSES)
@@ -358,7 +358,7 @@ def _fcos_cause(actual: int, total: int, facts: list[str], confidence: float) ->
         confidence,
         module=CLASSIFICATION_HEAD,
         attribute="num_classes",
-        fix="model.head.classification_head.num_classes = model.head.classification_head.cls_logits.out_channels",
+        fix=f"model.{DENSE.head}.num_classes = model.{DENSE.logits_path}.out_channels",
     )
 
 
@@ -376,7 +376,7 @@ def _retinanet_cause(actual: int, total: int, facts: list[str], confidence: floa
         confidence,
         module=CLASSIFICATION_HEAD,
         attribute="num_classes",
-        fix="h = model.head.classification_head; h.num_classes = h.cls_logits.out_channels // h.num_anchors",
+        fix=f"h = model.{DENSE.head}; h.num_classes = h.cls_logits.out_channels // h.num_anchors",
     )
 
 
@@ -420,7 +420,7 @@ def roi_index_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
             0.85 if in_roi_heads else 0.4,
             module=f"{PREDICTOR}.bbox_pred",
             attribute="out_features",
-            fix="model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, K + 1)",
+            fix=f"model.{RCNN.head} = FastRCNNPredictor(model.{RCNN.head}.cls_score.in_features, K + 1)",
         ),
         Cause(
             "an index computed for a larger tensor (a label or position past the end)",
