@@ -309,8 +309,8 @@ def _rehead_for_num_classes(model: nn.Module) -> Cause | None:
     fitting = out // anchors
     confidence = 0.5 if fitting in PRETRAINED_CLASS_COUNTS and k not in PRETRAINED_CLASS_COUNTS else 0.3
     return Cause(
-        f"`num_classes` = {k} is what you meant and `cls_logits` still emits {fitting} classes: re-head it "
-        f"for {k} classes ({anchors} x {k} = {anchors * k} channels)",
+        f"or the other way round: keep `num_classes` = {k} and re-head `cls_logits` (now {fitting} "
+        f"classes) for {k} ({anchors} x {k} = {anchors * k} channels)",
         confidence,
         DENSE.logits_path,
         "out_channels",

@@ -101,7 +101,7 @@ class RCNNFamily(DetectionFamily):
         arch = type(model).__name__.replace("RCNN", " R-CNN")
         notes = [
             f"{arch} counts background: the box predictor now has {outputs} outputs for your "
-            f"{num_classes} classes (labels {self.valid_labels(num_classes)})"
+            f"{num_classes} classes (labels 1..{num_classes}, 0 is the background)"
         ]
         mask = _predictor(model, "mask_predictor")
         if mask is not None:

@@ -95,7 +95,7 @@ class SSDFamily(DetectionFamily):
             attributes={f"{CLS}.num_columns": outputs},
             notes=[
                 f"{arch} counts background: the classification head now has {outputs} columns per anchor "
-                f"for your {num_classes} classes (labels {self.valid_labels(num_classes)})",
+                f"for your {num_classes} classes (labels 1..{num_classes}, 0 is the background)",
             ],
             kept_rows=[0, *rows] if rows is not None else [],
         )
