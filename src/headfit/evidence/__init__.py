@@ -3,12 +3,13 @@
 ``layer.layer_evidence`` reads the one module a forward failed in against the shapes that reached it
 (``enrich`` calls it for ``check`` and the live hooks alike). The finders read the values in the frames
 of a failed program: each is one function registered with ``@finder(code=...)`` (the idiom of the
-explain rules' ``@rule``), and ``data_evidence`` asks them all. Importing this package registers them.
+explain rules' ``@rule``, with a priority), and ``data_evidence`` asks them all. Importing this
+package registers them.
 """
 
 from __future__ import annotations
 
-from headfit.evidence import checkpoint, embedding, loader, loss, spatial, targets  # noqa: F401, I001  (registration order)
+from headfit.evidence import checkpoint, embedding, loader, loss, spatial, targets  # noqa: F401  (registers)
 from headfit.evidence.base import LiveEvidence, data_evidence, finder
 from headfit.evidence.checkpoint import name_the_state_dict
 

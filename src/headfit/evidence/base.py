@@ -34,6 +34,7 @@ class LiveEvidence(Evidence):
 class _Registered:
     find: Finder
     code: str | None
+    priority: int
 
 
 _FINDERS: list[_Registered] = []
@@ -41,11 +42,13 @@ _OUT_OF_BOUNDS = re.compile(r"(?:Target|index) (-?\d+) is out of bounds")
 _DEVICE_ASSERT = re.compile(r"device-side assert triggered|t >= 0 && t < n_classes")
 
 
-def finder(code: str | None) -> Callable[[Finder], Finder]:
-    """Register a finder; finders are asked in registration order (module import order, then source)."""
+def finder(code: str | None, priority: int = 50) -> Callable[[Finder], Finder]:
+    """Register a finder. Lower ``priority`` is asked first (its code wins when several explain the
+    failure): the data loader, then the loss, then the model's own inputs and state."""
 
     def register(find: Finder) -> Finder:
-        _FINDERS.append(_Registered(find, code))
+        _FINDERS.append(_Registered(find, code, priority))
+        _FINDERS.sort(key=lambda r: r.priority)  # stable: registration order within a priority
         return find
 
     return register

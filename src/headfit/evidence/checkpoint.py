@@ -19,7 +19,7 @@ from headfit.scene import Scene, is_library
 PREFIX_CODE = "HF133"  # a state_dict whose keys carry `module.` / `_orig_mod.`
 
 
-@finder(code=PREFIX_CODE)
+@finder(code=PREFIX_CODE, priority=50)
 def prefixed_state_dict(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     user_first = sorted(reversed(scene.frames), key=is_library)  # the user's own name for it, if any
     for frame in user_first:

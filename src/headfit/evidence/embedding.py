@@ -11,7 +11,7 @@ from headfit.nnutil import module_expr
 from headfit.scene import Scene, failing_method_frame, frame_inputs
 
 
-@finder(code=LABEL_CODE)
+@finder(code=LABEL_CODE, priority=30)
 def embedding_index(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     module = scene.module
     if not isinstance(module, nn.Embedding):

@@ -18,7 +18,7 @@ from headfit.scene import Scene, user_values
 COLLATE_CODE = "HF136"  # a DataLoader's default collate cannot stack samples of different sizes
 
 
-@finder(code=None)
+@finder(code=None, priority=10)
 def last_batch_of_one(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     """A BatchNorm in train mode got one sample: find the DataLoader whose last batch has one."""
     module = scene.module
@@ -40,7 +40,7 @@ def last_batch_of_one(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     return None
 
 
-@finder(code=COLLATE_CODE)
+@finder(code=COLLATE_CODE, priority=11)
 def collate_sizes(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     """The default collate tried to stack samples of different sizes: detection needs its own collate_fn."""
     batches = [f.f_locals["batch"] for f in scene.frames if f.f_code.co_name == "default_collate"]

@@ -41,7 +41,7 @@ _LOSS_FUNCTIONS = {
 }
 
 
-@finder(code=LOSS_INPUT_CODE)
+@finder(code=LOSS_INPUT_CODE, priority=20)
 def loss_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     """What the user's loss got: a model's whole output, a batch the model folded, labels past the
     logits, a target of another shape."""

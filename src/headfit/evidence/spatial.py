@@ -22,7 +22,7 @@ SKIP_CODE = "HF134"  # a skip connection joins feature maps of different sizes
 _CAT_SIZES = re.compile(r"Expected size (\d+) but got size (\d+) for tensor number (\d+)")
 
 
-@finder(code=SKIP_CODE)
+@finder(code=SKIP_CODE, priority=60)
 def skip_connection(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     match = _CAT_SIZES.search(str(exc))
     if not match or scene.model is None:
@@ -75,7 +75,7 @@ def _working_size(scene: Scene) -> tuple[Any, str | None]:
     return image, None
 
 
-@finder(code=None)
+@finder(code=None, priority=61)
 def grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     module = scene.module
     if not isinstance(module, nn.modules.conv._ConvNd) or module.in_channels != 3:

@@ -14,7 +14,7 @@ from headfit.scene import Scene
 TARGET_CODE = "HF132"  # detection targets that are not x1,y1,x2,y2 boxes with labels in range
 
 
-@finder(code=TARGET_CODE)
+@finder(code=TARGET_CODE, priority=40)
 def detection_targets(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     """The innermost list of target dicts (with ``boxes``) in the frames, against the user's model."""
     targets = _target_lists(scene)
