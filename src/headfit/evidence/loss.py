@@ -208,7 +208,8 @@ def _class_targets(
         return None
     evidence = _labels_out_of_range(scene, classes, low, high, target_name)
     bad = high if high >= classes else low
-    evidence.settles = target.dim() == 1 and bool(evidence.causes) and message_is_about(exc, bad)
+    named_head = any(c.module is not None for c in evidence.causes)  # the live head, with its count
+    evidence.settles = target.dim() == 1 and named_head and message_is_about(exc, bad)
     return evidence
 
 
