@@ -8,6 +8,8 @@ added without examples fails ``test_every_shipped_family_declares_examples``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -20,6 +22,7 @@ from headfit.spec import build_model
 from headfit.trace import trace
 
 K = 3
+ROOT = Path(__file__).resolve().parents[1]  # a file spec in `examples` is relative to the repository
 SHIPPED = [f for f in all_families() if type(f).__module__.startswith("headfit.families.")]
 EXAMPLES = [(family, spec) for family in SHIPPED for spec in family.examples]
 DETECTORS = [(family, spec) for family, spec in EXAMPLES if isinstance(family, DetectionFamily)]
@@ -27,6 +30,11 @@ DETECTORS = [(family, spec) for family, spec in EXAMPLES if isinstance(family, D
 
 def _id(case: tuple[Family, str]) -> str:
     return case[1]
+
+
+def _build(spec: str, device: str | None = None) -> torch.nn.Module:
+    source = spec.rpartition(":")[0]
+    return build_model(str(ROOT / spec) if source.endswith(".py") else spec, device=device)
 
 
 def test_every_shipped_family_declares_examples():
@@ -40,7 +48,7 @@ def test_an_example_keeps_the_family_contract(case):
     family, spec = case
     if spec.startswith("timm:"):
         pytest.importorskip("timm")
-    model = build_model(spec, device="meta")
+    model = _build(spec, device="meta")
     assert family_for(model) is family, f"{spec} is not recognised by {family.name}"
     heads = family.heads(model)
     diagnosis = Diagnosis("HF101", "view_size_mismatch", "RuntimeError", "shape '[2, -1]' is invalid", "")
@@ -71,7 +79,7 @@ def _eval_output(family: Family, spec: str, meta_model: torch.nn.Module):
     if not isinstance(family, DetectionFamily):
         inputs = tuple(i.make("meta") for i in family.default_inputs(meta_model))
         return trace(meta_model, inputs).output
-    model = build_model(spec)
+    model = _build(spec)
     family.adapt(model, K)
     with family.smoke_context(model), torch.no_grad():
         return model.eval()([torch.rand(3, 64, 64)])
@@ -82,7 +90,7 @@ def test_check_targets_is_empty_unless_the_family_takes_targets(case):
     family, spec = case
     if spec.startswith("timm:"):
         pytest.importorskip("timm")
-    model = build_model(spec, device="meta")
+    model = _build(spec, device="meta")
     targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([1])}]
     found = family.check_targets(model, targets)
     if not family.takes_targets:
@@ -100,7 +108,7 @@ def test_a_label_out_of_range_in_training_gets_one_cause_with_the_familys_count(
     """The live diagnosis of a real train step with label 7 on a head re-headed for 3 classes: one cause,
     `headfit.adapt(detector, 7 + 1)` without background, `adapt(detector, 7)` with it, in the user's name."""
     family, spec = case
-    detector = build_model(spec)
+    detector = _build(spec)
     family.adapt(detector, K)
     images = [torch.rand(3, 128, 128) for _ in range(family.smoke_images)]  # SSDlite's BatchNorm needs 2
     targets = [
