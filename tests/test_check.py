@@ -35,6 +35,8 @@ def test_seed_fcos_is_pinpointed():
     assert any("[2, 256, 168, 96]" in f for f in trace_problem.facts)
     assert report.trace.stopped_at == "head.classification_head" and not report.trace.completed
     assert report.diagnosis is not None and report.diagnosis.location.module == "head.classification_head"
+    top = report.diagnosis.causes[0]
+    assert (top.module, top.attribute) == ("head.classification_head", "num_classes")
     lint = [p for p in report.problems if p.code != "HF240"]
     assert any(p.module.startswith("head.classification_head") and p.attribute == "num_classes" for p in lint)
 

@@ -102,7 +102,7 @@ def test_every_rule_code_has_a_file_and_rules_emit_its_category():
 
 def test_categories_spelled_out_in_the_source_match_the_catalogue():
     written = categories_written_in_source()
-    assert ("HF240", "trace_failed", "trace.py") in written
+    assert ("HF240", "trace_failed", "check.py") in written
     for code, category, where in written:
         assert code_info(code).category == category, f"{where} emits {code} as {category!r}"
 

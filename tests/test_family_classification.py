@@ -313,8 +313,12 @@ def test_explain_failure_from_a_real_forward():
     message = str(error.value)
     assert "mat1 and mat2 shapes cannot be multiplied (1x512 and 2048x10)" in message
     diagnosis = Diagnosis(code=None, category=None, error_type="RuntimeError", message=message, summary="")
-    evidence = family_for(model).explain_failure(model, "fc", diagnosis, prefix="net")
+    evidence = family_for(model).explain_failure(model, "fc", diagnosis)
     assert "`layer4` produces 512 features per sample" in evidence.facts
     (cause,) = evidence.causes
-    assert (cause.module, cause.attribute, cause.fix) == ("fc", "in_features", "net.fc = nn.Linear(512, 10)")
+    assert (cause.module, cause.attribute, cause.fix) == (
+        "fc",
+        "in_features",
+        "model.fc = nn.Linear(512, 10)",
+    )
     assert cause.confidence >= 0.9

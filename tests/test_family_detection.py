@@ -12,8 +12,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from headfit.catalogue import code_info
 from headfit.diagnosis import Diagnosis
+from headfit.enrich import enrich
 from headfit.errors import UsageError
-from headfit.families import family_for
+from headfit.families import Evidence, family_for
 
 BUILDERS = {
     "fasterrcnn_resnet50_fpn": D.fasterrcnn_resnet50_fpn,
@@ -156,20 +157,37 @@ def test_adapt_rejects_bad_options():
         family_for(model).adapt(model, 2, keep=[1, 2, 3])
 
 
-def test_explain_failure_names_the_culprit_with_the_users_prefix():
+def test_explain_failure_names_the_culprit_and_enrich_the_users_name():
     model = build("fcos_resnet50_fpn")
     model.head.classification_head.cls_logits = nn.Conv2d(256, 2, 3, padding=1, device="meta")
     with pytest.raises(RuntimeError) as raised:  # the real error, on meta: instant
         model.head.classification_head([torch.empty(2, 256, 100, 100, device="meta")])
     diagnosis = Diagnosis("HF101", "view_size_mismatch", "RuntimeError", str(raised.value), "")
-    evidence = family_for(model).explain_failure(model, "head.classification_head", diagnosis, prefix="net")
+    evidence = family_for(model).explain_failure(model, "head.classification_head", diagnosis)
     assert any("emits 2 channels; `num_classes` says 91; `num_anchors` is 1" in f for f in evidence.facts)
     top = max(evidence.causes, key=lambda c: c.confidence)
     assert (top.module, top.attribute, top.fix) == (
         "head.classification_head",
         "num_classes",
-        "net.head.classification_head.num_classes = 2",
+        "model.head.classification_head.num_classes = 2",
     )
+    enriched = enrich(diagnosis, model, "head.classification_head", prefix="net")
+    assert enriched.causes[0].fix == "net.head.classification_head.num_classes = 2"
+
+
+def test_num_classes_set_without_the_conv_offers_both_directions():
+    """RetinaNet built for COCO, `num_classes` set to 3 by hand: keep the conv (91) or re-head for 3."""
+    model = build("retinanet_resnet50_fpn")
+    model.head.classification_head.num_classes = 3
+    diagnosis = Diagnosis("HF119", "split", "RuntimeError", "split_with_sizes expects ...", "")
+    causes = sorted(
+        family_for(model).explain_failure(model, "", diagnosis).causes, key=lambda c: -c.confidence
+    )
+    assert [c.fix for c in causes] == [
+        "model.head.classification_head.num_classes = 91",
+        "headfit.adapt(model, 3)",
+    ]
+    assert causes[1].module == "head.classification_head.cls_logits"
 
 
 # --- R-CNN ---------------------------------------------------------------------------------------------
@@ -405,19 +423,41 @@ def test_one_train_step_every_builder(name):
 
 
 def test_check_targets_finds_label_box_and_shape_mistakes():
-    from headfit.families.torchvision_detection import check_targets
-
     model = build("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4)
     targets = [
         {"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([7])},
         {"boxes": torch.tensor([[10.0, 20.0, 5.0, 8.0]]), "labels": torch.tensor([0])},
         {"boxes": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)},
     ]
-    causes = check_targets(model, targets).causes
+    causes = family_for(model).check_targets(model, targets, name="batch").causes
     summaries = " | ".join(c.summary for c in causes)
-    assert "label 7 but the head has 4 classes: valid labels are 1..3 (0 is the background)" in summaries
-    assert "label 0" in summaries and "(x, y, w, h)" in summaries and "need [N, 4]" in summaries
-    assert any(c.fix == "target['boxes'] = torch.zeros((0, 4))" for c in causes)
+    expected = "label 7 but the head has 4 outputs (3 classes + the background): valid labels are 1..3"
+    assert expected in summaries and "(x, y, w, h)" in summaries and "need [N, 4]" in summaries
+    label = only_label_cause(causes)
+    assert label.fix.endswith("`headfit.adapt(model, 7)`")  # 7 object classes + the background
+    assert any(c.fix.startswith('batch[2]["boxes"] = torch.zeros((0, 4))') for c in causes)
+
+
+def only_label_cause(causes):
+    (label,) = [c for c in causes if c.attribute == "labels"]
+    return label
+
+
+def test_check_targets_counts_label_zero_as_background_only_where_the_family_does():
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([0, 1])}]
+    rcnn = build("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4)
+    assert "background" in only_label_cause(family_for(rcnn).check_targets(rcnn, targets).causes).summary
+    fcos = build("fcos_resnet50_fpn", num_classes=3)
+    assert family_for(fcos).check_targets(fcos, targets).causes == []
+
+
+def test_a_classifier_family_checks_no_targets():
+    from torchvision.models import resnet18
+
+    with torch.device("meta"):
+        model = resnet18(weights=None)
+    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.tensor([99])}]
+    assert family_for(model).check_targets(model, targets) == Evidence()
 
 
 def test_explain_failure_reads_a_real_target_out_of_bounds():
@@ -427,6 +467,8 @@ def test_explain_failure_reads_a_real_target_out_of_bounds():
     diagnosis = Diagnosis("HF1xx", "index", "IndexError", str(raised.value), "")
     causes = family_for(model).explain_failure(model, "", diagnosis).causes
     assert any("label is 5 but the head has 3 classes: valid labels are 0..2" in c.summary for c in causes)
+    (label,) = [c for c in causes if c.attribute == "labels"]
+    assert label.fix.endswith("`headfit.adapt(model, 6)`")
 
 
 def test_explain_failure_on_rcnn_postprocess_names_bbox_pred():
@@ -435,7 +477,7 @@ def test_explain_failure_on_rcnn_postprocess_names_bbox_pred():
     diagnosis = Diagnosis(
         "HF1xx", "index", "IndexError", "index 3 is out of bounds for dimension 1 with size 0", ""
     )
-    evidence = family_for(model).explain_failure(model, "roi_heads", diagnosis, prefix="det")
+    evidence = family_for(model).explain_failure(model, "roi_heads", diagnosis)
     top = max(evidence.causes, key=lambda c: c.confidence)
     assert (top.module, top.attribute) == ("roi_heads.box_predictor", "bbox_pred")
-    assert top.fix.startswith("det.roi_heads.box_predictor = ")
+    assert top.fix.startswith("model.roi_heads.box_predictor = ")

@@ -154,13 +154,6 @@ def test_num_classes_attribute_that_disagrees_with_the_head():
     assert "10" in problem.summary and "3" in problem.summary
 
 
-def test_lint_fixes_use_the_given_prefix():
-    model = SmallCNN(10)
-    model.fc = nn.Linear(32, 3)
-    (problem,) = FAMILY.lint(model, prefix="net")
-    assert problem.fix == "net.num_classes = 3"
-
-
 # -- adapt --------------------------------------------------------------------------------------------------
 
 
@@ -293,10 +286,10 @@ def test_explain_failure_reads_the_failing_module_and_names_the_culprit():
     try:
         model(torch.randn(2, 3, 8, 8))
     except RuntimeError as exc:
-        evidence = FAMILY.explain_failure(model, "fc", _diagnosis(str(exc)), prefix="net")
+        evidence = FAMILY.explain_failure(model, "fc", _diagnosis(str(exc)))
     assert any("`fc` is `Linear(64, 10)`: it expects 64 features" in f for f in evidence.facts)
     (cause,) = evidence.causes
-    assert cause.fix == "net.fc = nn.Linear(32, 10)" and cause.confidence >= 0.9
+    assert cause.fix == "model.fc = nn.Linear(32, 10)" and cause.confidence >= 0.9
 
 
 def test_find_classifier_with_head_pointing_nowhere():

@@ -96,9 +96,9 @@ def test_a_real_lraspp_error_is_explained_by_the_live_model():
     message = str(error.value)
     assert "must match the size of tensor b" in message
     diagnosis = Diagnosis(None, None, "RuntimeError", message, "")
-    evidence = family_for(model).explain_failure(model, "classifier", diagnosis, prefix="seg")
+    evidence = family_for(model).explain_failure(model, "classifier", diagnosis)
     (cause,) = evidence.causes
-    assert cause.fix == "seg.classifier.low_classifier = nn.Conv2d(40, 5, kernel_size=1)"
+    assert cause.fix == "model.classifier.low_classifier = nn.Conv2d(40, 5, kernel_size=1)"
     assert "`classifier.high_classifier` emits 5 classes" in evidence.facts
 
 

@@ -135,10 +135,10 @@ def test_head_replaced_without_num_classes():
 def test_distilled_deit_with_one_head_replaced():
     model = real("deit_tiny_distilled_patch16_224").eval()
     model.head = nn.Linear(192, 10)
-    (problem,) = FAMILY.lint(model, prefix="net")
+    (problem,) = FAMILY.lint(model)
     assert (problem.code, problem.module) == ("HF232", "head")
     assert "`head` emits 10" in problem.summary and "`head_dist` emits 1000" in problem.summary
-    assert problem.fix == "net.reset_classifier(10)"
+    assert problem.fix == "model.reset_classifier(10)"
     with torch.no_grad(), pytest.raises(RuntimeError, match=r"\(10\) must match .* \(1000\)"):
         model(torch.randn(1, 3, 224, 224))
 
@@ -280,10 +280,10 @@ def test_explain_failure_on_a_wrong_input_size():
     height, width = FAMILY.size_rule(model).exact
     with pytest.raises(AssertionError) as info, torch.no_grad():
         model(torch.randn(1, 3, height * 2, width))
-    evidence = FAMILY.explain_failure(model, "patch_embed", _diagnosis(info.value), prefix="vit")
+    evidence = FAMILY.explain_failure(model, "patch_embed", _diagnosis(info.value))
     (cause,) = evidence.causes
     assert (cause.module, cause.attribute) == ("patch_embed", "img_size")
-    assert f"is {height * 2}" in cause.summary and "vit.set_input_size" in cause.fix
+    assert f"is {height * 2}" in cause.summary and "`model.set_input_size" in cause.fix
     assert any(f"exactly {height}x{width}" in f for f in evidence.facts)
 
 

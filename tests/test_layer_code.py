@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from headfit.families._util import layer_code
+from headfit.nnutil import layer_code
 
 
 @pytest.mark.parametrize(

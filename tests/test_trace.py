@@ -115,7 +115,7 @@ def test_innermost_running_module_is_where_it_stopped():
     assert result.failed and not result.completed
     assert result.stopped_at == "block.fc"
     assert result.stopped_call().input_shapes == [[1, 8]]
-    assert result.diagnosis is not None and result.diagnosis.location.module == "block.fc"
+    assert isinstance(result.error, RuntimeError)
     assert "RuntimeError" in result.reason
 
 
@@ -164,7 +164,7 @@ def test_data_dependent_ops_after_the_heads_complete_the_trace():
 def test_data_dependent_ops_before_a_head_leave_the_trace_incomplete_but_not_failed():
     result = trace(Filtering(), (torch.empty(2, 4),), head_paths=["head", "late"])
     assert not result.completed and not result.failed
-    assert "`late`" in result.reason and result.diagnosis is None
+    assert "`late`" in result.reason and result.error is None
 
 
 @pytest.mark.parametrize(
@@ -266,5 +266,4 @@ def test_seed_fcos_raises_in_the_classification_head():
     assert result.stopped_call().input_shapes[0] == [2, 256, 168, 96]
     transform = next(c for c in result.calls if c.module == "transform")
     assert transform.output_shapes[0] == [2, 3, 1344, 768]  # resized and padded to multiples of 32
-    causes = result.diagnosis.causes
-    assert causes and causes[0].module == "head.classification_head" and causes[0].attribute == "num_classes"
+    assert not hasattr(result, "diagnosis")  # the tracer records; `check` explains (test_check.py)

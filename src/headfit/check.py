@@ -2,15 +2,19 @@
 
 Nothing here changes the user's model: the lint reads attributes, the trace runs on a meta replica
 (see ``trace.py``), and size probing (``sizes.py``) runs only when the trace failed for no head reason.
+When the trace raised, ``check`` explains the error and enriches it with what the family knows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headfit.diagnosis import Diagnosis, Problem
+from headfit.enrich import enrich
 from headfit.errors import UsageError
+from headfit.explain import explain
 from headfit.inputs import float_dtype, input_hw, positional_inputs, shape_text
 from headfit.sizes import SizeAnswer, sizes
 from headfit.spec import require_module
@@ -31,6 +35,7 @@ class CheckReport:
     inputs: list[str]  # the positional inputs traced, in --input syntax
     problems: list[Problem] = field(default_factory=list)
     trace: TraceResult = field(default_factory=lambda: TraceResult(False))
+    diagnosis: Diagnosis | None = None  # the explained, enriched error when the trace raised
     depth: int | None = None  # modules deeper than this are left out of the document
     sizes: SizeAnswer | None = None  # when the trace failed on a size the model does not accept
     notes: list[str] = field(default_factory=list)  # what check could not do (a family that failed)
@@ -39,10 +44,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-    @property
-    def diagnosis(self) -> Diagnosis | None:
-        return self.trace.diagnosis
 
     def calls_within(self, depth: int | None) -> list[ModuleCall]:
         """The traced calls of modules at most ``depth`` levels deep (all of them for None)."""
@@ -141,8 +142,44 @@ def check(
     report.trace = trace(model, args, head_paths=head_paths, train=train)
     report.problems = _drop_contradicted_widths(model, report.problems, report.trace, notes)
     if report.trace.failed:
+        report.diagnosis = trace_diagnosis(model, report.trace)
         report.problems.append(_trace_problem(model, report, args, guessed=inputs is None))
     return report
+
+
+def trace_diagnosis(model: nn.Module, traced: TraceResult) -> Diagnosis:
+    """``explain``'s diagnosis of the error the trace raised, enriched with what the live model says
+    about the module it stopped in (and the shapes that reached it)."""
+    diagnosis = _explained(traced.error)
+    if diagnosis.user_location and _is_headfit_file(diagnosis.user_location.file):
+        diagnosis.user_location = None  # the "user" frame would be the trace itself
+    call = traced.stopped_call()
+    try:
+        return enrich(
+            diagnosis, model, traced.stopped_at or "", input_shapes=call.input_shapes if call else None
+        )
+    except Exception:  # a family's evidence must never hide the user's own error
+        return diagnosis
+
+
+def _explained(exc: BaseException) -> Diagnosis:
+    try:
+        diagnosis = explain(exc)
+    except Exception:  # the message parser may not know this error: keep the plain facts
+        diagnosis = None
+    if diagnosis is not None and diagnosis.recognised:
+        return diagnosis
+    return Diagnosis(
+        code="HF240",
+        category="trace_failed",
+        error_type=type(exc).__name__,
+        message=str(exc),
+        summary="the forward pass raised during the shape trace",
+    )
+
+
+def _is_headfit_file(path: str | None) -> bool:
+    return path is not None and Path(__file__).parent in Path(path).resolve().parents
 
 
 def _drop_contradicted_widths(
@@ -202,7 +239,7 @@ def _trace_problem(
     size_problem = _size_problem(model, report, args) if not report.problems else None
     if size_problem is not None:
         return size_problem
-    diagnosis = result.diagnosis
+    diagnosis = report.diagnosis
     top = diagnosis.causes[0] if diagnosis and diagnosis.causes else None
     where = f"`{result.stopped_at}`" if result.stopped_at else "the model's own forward"
     facts = [result.reason or "the forward raised"]

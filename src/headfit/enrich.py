@@ -3,7 +3,8 @@
 Used by ``check`` (the trace knows the model, the failing module and the shapes that reached it) and by
 the live hooks (``headfit run``, ``install()``, ``diagnosing()``), which find the same from the frames.
 When live evidence contradicts the message-only reasoning, the live evidence wins: its causes replace
-those that name the same module and attribute, and rank by their own confidence.
+those about the same finding, and rank by their own confidence. Families and evidence finders write
+fixes for a model named ``model``; ``name_the_model`` writes the user's own name into them.
 """
 
 from __future__ import annotations
@@ -31,32 +32,47 @@ def enrich(
     if module is not None:
         old = diagnosis.location or Location()
         diagnosis.location = Location(module_path, type(module).__name__, old.file, old.line, old.source)
-    for evidence in _evidence(diagnosis, model, module_path, module, prefix, input_shapes):
+    for evidence in _evidence(diagnosis, model, module_path, module, input_shapes):
         diagnosis.facts.extend(f for f in evidence.facts if f not in diagnosis.facts)
         diagnosis.causes = merge_causes(diagnosis.causes, evidence.causes)
-    if prefix != "model":
-        for cause in diagnosis.causes:
-            cause.fix = cause.fix and _MODEL_EXPR.sub(prefix, cause.fix)
+    name_the_model(diagnosis.causes, prefix)
     return diagnosis.ranked()
 
 
-# message-only fixes name the model `model`; the user's own name replaces it where it is an expression
-_MODEL_EXPR = re.compile(r"(?<![\w.])model(?=\.\w|\[)")
+# a fix's `model` names the user's model where it is an expression: `model.fc`, `model[0]`, `adapt(model, 3)`
+_MODEL_EXPR = re.compile(r"(?<![\w.])model(?=\.\w|\[|\s*[,)])")
 
 
-def _evidence(diagnosis, model, module_path, module, prefix, input_shapes) -> list[Evidence]:
-    from headfit import layers  # per-layer knowledge: Linear, Conv, BatchNorm, ... (imports torch)
+def name_the_model(causes: list[Cause], prefix: str) -> None:
+    """Write the user's name for the model (``detector``) where a fix says ``model``."""
+    if prefix == "model":
+        return
+    for cause in causes:
+        cause.fix = cause.fix and _MODEL_EXPR.sub(prefix, cause.fix)
 
-    found = [family_for(model).explain_failure(model, module_path, diagnosis, prefix)]
+
+def _evidence(diagnosis, model, module_path, module, input_shapes) -> list[Evidence]:
+    from headfit.evidence.layer import layer_evidence  # per-layer knowledge (imports torch)
+
+    found = [family_for(model).explain_failure(model, module_path, diagnosis)]
     if module is not None:
-        found.append(layers.layer_evidence(module, module_path, diagnosis, prefix, input_shapes))
+        found.append(layer_evidence(module, module_path, diagnosis, input_shapes))
     return found
 
 
 def merge_causes(old: list[Cause], new: list[Cause]) -> list[Cause]:
-    """Live causes first; a message-only cause about the same module and attribute, or with the same
-    fix, is dropped (the live one says it with the live numbers)."""
-    replaced = {(c.module, c.attribute) for c in new if c.module is not None}
+    """Live causes first; an older cause about the same finding is dropped (the live one says it with the
+    live numbers): the same module and attribute, the same module when the older names no attribute, the
+    same field of the data (no module, the same attribute: ``labels``, ``boxes``), or the same fix."""
+    findings = {(c.module, c.attribute) for c in new if c.module is not None or c.attribute is not None}
+    modules = {c.module for c in new if c.module is not None}
     fixes = {c.fix for c in new if c.fix}
-    kept = [c for c in old if c.module is None or (c.module, c.attribute) not in replaced]
-    return new + [c for c in kept if not (c.fix and c.fix in fixes)]
+
+    def superseded(cause: Cause) -> bool:
+        return (
+            (cause.module, cause.attribute) in findings
+            or (cause.attribute is None and cause.module in modules)
+            or bool(cause.fix and cause.fix in fixes)
+        )
+
+    return new + [c for c in old if not superseded(c)]

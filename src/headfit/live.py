@@ -17,22 +17,23 @@ import linecache
 import os
 import runpy
 import sys
-import sysconfig
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from headfit.diagnosis import Cause, Diagnosis, Location, unrecognised
-
-_HEADFIT_DIR = str(Path(__file__).resolve().parent)
-_LIBRARY_DIRS = tuple(
-    {str(Path(p).resolve()) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])}
-    | {str(Path(sysconfig.get_paths()["platlib"]).resolve()), _HEADFIT_DIR}
+from headfit.scene import (
+    Scene,
+    failing_method_frame,
+    frame_inputs,
+    innermost,
+    is_library,
+    read_scene,
+    tensor_fact,
 )
-MODULE_CALL_FUNCTIONS = {"_call_impl", "_wrapped_call_impl", "__call__"}
+
 LIVE_CODE = "HF130"  # the message alone is not recognised, but the live objects name the culprit
 
 
@@ -160,24 +161,10 @@ def _without_runner_frames(tb: TracebackType | None, script: Path) -> TracebackT
 # reading the frames
 
 
-@dataclass
-class Scene:
-    """What the failing frames hold: the user's model, the failing module, the user's names."""
-
-    frames: list[FrameType]  # outermost first
-    model: Any = None  # the outermost nn.Module on the stack (or the user's model for a loss failure)
-    module: Any = None  # the innermost module whose code is on the stack
-    module_path: str | None = None  # its path in model.named_modules()
-    module_frame: FrameType | None = None  # the innermost frame running a method of ``module``
-    prefix: str = "model"  # the user's name for ``model``
-    user_frame: FrameType | None = None  # the innermost frame of the user's own code
-    modules_on_stack: list[Any] = field(default_factory=list)
-
-
 def _diagnose(exc: BaseException) -> Diagnosis:
     diagnosis = _message_diagnosis(exc)
     frames = _frames(exc.__traceback__)
-    user = _innermost(frames, lambda f: not is_library(f))
+    user = innermost(frames, lambda f: not is_library(f))
     if user is not None:
         diagnosis.user_location = _location_of(user)
     if "torch" not in sys.modules or not frames:
@@ -224,103 +211,10 @@ def _frames(tb: TracebackType | None) -> list[FrameType]:
     return [frame for frame, _ in traceback.walk_tb(tb)]
 
 
-def is_library(frame: FrameType) -> bool:
-    filename = frame.f_code.co_filename
-    if filename.startswith("<") and not filename.startswith(("<ipython-input", "<string>", "<stdin>")):
-        return True
-    resolved = os.path.realpath(filename)
-    return resolved.startswith(_LIBRARY_DIRS) or "site-packages" in resolved
-
-
-def _innermost(frames: list[FrameType], keep) -> FrameType | None:
-    for frame in reversed(frames):
-        if keep(frame):
-            return frame
-    return None
-
-
 def _location_of(frame: FrameType) -> Location:
     line = frame.f_lineno
     source = linecache.getline(frame.f_code.co_filename, line).strip() or None
     return Location(file=frame.f_code.co_filename, line=line, source=source)
-
-
-def read_scene(frames: list[FrameType]) -> Scene:
-    """Find the modules on the stack, the user's model, its variable name and the failing module."""
-    from torch import nn
-
-    scene = Scene(frames=frames)
-    scene.user_frame = _innermost(frames, lambda f: not is_library(f))
-    on_stack: list[tuple[Any, FrameType]] = []
-    for frame in frames:
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, nn.Module) and frame.f_code.co_name not in MODULE_CALL_FUNCTIONS:
-            on_stack.append((owner, frame))
-    scene.modules_on_stack = _unique([m for m, _ in on_stack])
-    models = [m for m in scene.modules_on_stack if not _is_loss(m)]
-    scene.model = models[0] if models else _model_in_user_frames(frames)
-    if scene.model is None:
-        return scene
-    paths = {id(m): name for name, m in scene.model.named_modules()}
-    for module, frame in reversed(on_stack):
-        if id(module) in paths:
-            scene.module, scene.module_path, scene.module_frame = module, paths[id(module)], frame
-            break
-    scene.prefix = _user_name(frames, scene.model) or "model"
-    return scene
-
-
-def _unique(items: list[Any]) -> list[Any]:
-    seen: set[int] = set()
-    out = []
-    for item in items:
-        if id(item) not in seen:
-            seen.add(id(item))
-            out.append(item)
-    return out
-
-
-def _is_loss(module: Any) -> bool:
-    from torch.nn.modules.loss import _Loss
-
-    return isinstance(module, _Loss)
-
-
-def _model_in_user_frames(frames: list[FrameType]) -> Any:
-    """For a failure outside any model (a loss, a data check): the biggest model the user's code holds."""
-    from torch import nn
-
-    for frame in reversed(frames):
-        if is_library(frame):
-            continue
-        found = [v for v in names_in(frame).values() if isinstance(v, nn.Module) and not _is_loss(v)]
-        if found:
-            return max(found, key=lambda m: sum(p.numel() for p in m.parameters()))
-    return None
-
-
-def names_in(frame: FrameType) -> dict[str, Any]:
-    names = dict(frame.f_globals) if frame.f_code.co_name == "<module>" else {}
-    names.update(frame.f_locals)
-    if frame.f_code.co_name != "<module>":
-        for name, value in frame.f_globals.items():
-            names.setdefault(name, value)
-    return names
-
-
-def _user_name(frames: list[FrameType], obj: Any) -> str | None:
-    """The name the user's code gives ``obj``, from the innermost user frame that holds it."""
-    for frame in reversed(frames):
-        if is_library(frame):
-            continue
-        for name, value in names_in(frame).items():
-            if value is obj and name != "self" and not name.startswith("_"):
-                return name
-    return None
-
-
-def user_name(scene: Scene, obj: Any) -> str | None:
-    return _user_name(scene.frames, obj)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -328,35 +222,38 @@ def user_name(scene: Scene, obj: Any) -> str | None:
 
 
 def _with_live_evidence(diagnosis: Diagnosis, scene: Scene, exc: BaseException) -> Diagnosis:
-    from headfit import layers
-    from headfit.enrich import enrich, merge_causes
+    from headfit.enrich import enrich, merge_causes, name_the_model
+    from headfit.evidence import data_evidence, name_the_state_dict
 
     recognised_by_message = diagnosis.recognised
     before = len(diagnosis.causes)
     message_causes = list(diagnosis.causes)
     message_top = message_causes[0] if message_causes else None
     if scene.module_frame is not None:
-        location = _location_of(layers.failing_method_frame(scene))
+        location = _location_of(failing_method_frame(scene))
         diagnosis.location = Location(
             scene.module_path, type(scene.module).__name__, location.file, location.line, location.source
         )
     if scene.model is not None and scene.module_path is not None:
-        inputs = layers.frame_inputs(scene.module_frame) if scene.module_frame is not None else []
+        inputs = frame_inputs(scene.module_frame) if scene.module_frame is not None else []
         shapes = [list(t.shape) for _, t in inputs if hasattr(t, "shape")]
         enrich(diagnosis, scene.model, scene.module_path, prefix=scene.prefix, input_shapes=shapes or None)
-    tensor_fact = layers.tensor_fact(scene)
-    if tensor_fact and tensor_fact not in diagnosis.facts:
-        diagnosis.facts.append(tensor_fact)
-    evidence = layers.data_evidence(scene, exc, diagnosis)
+    tensors = tensor_fact(scene)
+    if tensors and tensors not in diagnosis.facts:
+        diagnosis.facts.append(tensors)
+    evidence = data_evidence(scene, exc, diagnosis)
     diagnosis.facts.extend(f for f in evidence.facts if f not in diagnosis.facts)
     diagnosis.causes = merge_causes(diagnosis.causes, evidence.causes)
-    layers.name_the_state_dict(scene, diagnosis)
+    if evidence.settles:
+        _drop_message_guesses(diagnosis, message_causes)
+    name_the_model(diagnosis.causes, scene.prefix)
+    name_the_state_dict(scene, diagnosis)
     if not recognised_by_message and len(diagnosis.causes) > before:
         _name_live_diagnosis(diagnosis, evidence.code)
     if scene.model is not None:
         _drop_guesses_about_missing_modules(diagnosis, message_causes, scene.model)
     _live_outranks_message(diagnosis, message_causes)
-    if message_top is not None:
+    if message_top is not None and not evidence.settles:
         _note_disagreement(diagnosis, message_top)
     return diagnosis
 
@@ -372,6 +269,13 @@ def _name_live_diagnosis(diagnosis: Diagnosis, code: str | None) -> None:
     diagnosis.ranked()
     diagnosis.summary = diagnosis.causes[0].summary
     diagnosis.reason = None
+
+
+def _drop_message_guesses(diagnosis: Diagnosis, message_causes: list[Cause]) -> None:
+    """The live values answer the error outright (the label out of range for this very head): the
+    guesses from the message alone, which could not see the head, are dropped."""
+    guesses = {id(c) for c in message_causes}
+    diagnosis.causes = [c for c in diagnosis.causes if id(c) not in guesses]
 
 
 def _drop_guesses_about_missing_modules(

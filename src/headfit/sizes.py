@@ -143,7 +143,6 @@ class _Prober:
                 resized(self.args, *key),
                 head_paths=self.head_paths,
                 replica=self.replica,
-                diagnose=False,
             )
             self.results[key] = not result.failed
             if result.failed:

@@ -12,9 +12,8 @@ ViT-like models, 64x64 or the family's minimum otherwise), so verification takes
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from headfit.families.base import SmokeBatch
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +24,15 @@ if TYPE_CHECKING:
 
 SMOKE_BATCH = 2
 SMOKE_SIZE = 64  # H and W when the model accepts any size
+
+
+@dataclass
+class SmokeBatch:
+    """Positional and keyword arguments for one train-mode forward, and the targets for its loss."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    targets: Any = None
 
 
 def default_smoke_batch(family: Family, model: nn.Module, num_classes: int) -> SmokeBatch:
@@ -101,7 +109,7 @@ def _accepts(model: nn.Module, family: Family, spec: InputSpec) -> bool:
     from headfit.trace import trace
 
     heads = [h.path for h in family.heads(model)]
-    return not trace(model, (spec.make("meta"),), train=True, head_paths=heads, diagnose=False).failed
+    return not trace(model, (spec.make("meta"),), train=True, head_paths=heads).failed
 
 
 def _small(family: Family, model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:

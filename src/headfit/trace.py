@@ -10,6 +10,9 @@ Detection post-processing selects boxes by value (``nonzero``, boolean masks, NM
 cannot do. During the trace ``nonzero`` and NMS keep every candidate (an upper bound on the real
 sizes), and an op that needs values (``.item()``, ``.tolist()``) raised after every head ran ends the
 trace as completed, with a note.
+
+The tracer only records: it never diagnoses. ``check`` explains a failed trace (``result.error``) and
+enriches it with what the model's family knows.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headfit.diagnosis import Diagnosis
+from headfit.nnutil import is_within
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +75,6 @@ class TraceResult:
     stopped_at: str | None = None
     reason: str | None = None
     error: BaseException | None = None
-    diagnosis: Diagnosis | None = None
     notes: list[str] = field(default_factory=list)
     output: Any = None
 
@@ -120,15 +122,13 @@ def trace(
     train: bool = False,
     head_paths: list[str] | None = None,
     replica: nn.Module | None = None,
-    diagnose: bool = True,
 ) -> TraceResult:
     """Run ``model(*args, **kwargs)`` on a meta replica and record every submodule call.
 
     Tensors in ``args``/``kwargs`` may live anywhere: only their shapes and dtypes are used.
     ``head_paths`` are the class-dependent layers: a data-dependent op raised after all of them ran
     completes the trace; one raised before leaves it incomplete (still not an error of the model).
-    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing); ``diagnose=False``
-    skips ``explain`` on a failure.
+    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing).
     """
     replica = replica if replica is not None else meta_replica(model)
     replica.train(train)
@@ -139,7 +139,7 @@ def trace(
     if run.error is not None and _needs_simulation(run, heads):
         run = _run(replica, paths, meta_args, meta_kwargs, simulate=True)
     if run.error is not None:
-        return _result_of_failure(run.error, model if diagnose else None, run.recorder, run.notes, heads)
+        return _result_of_failure(run.error, run.recorder, run.notes, heads)
     return TraceResult(True, run.recorder.calls, notes=run.notes, output=run.output)
 
 
@@ -226,7 +226,7 @@ class _Recorder:
                 self.handles.append(module.register_forward_hook(self._post, with_kwargs=True))
             except RuntimeError:  # ScriptModules do not take Python hooks
                 skipped.append(self.paths.get(id(module), "?"))
-        outermost = [p for p in skipped if not any(_inside(p, q) for q in skipped)]
+        outermost = [p for p in skipped if not any(p != q and is_within(p, q) for q in skipped)]
         return [
             f"`{p or '<model>'}` is TorchScript: its insides were run but not recorded" for p in outermost
         ]
@@ -282,76 +282,21 @@ class _Recorder:
 
 
 def _result_of_failure(
-    exc: BaseException, model: nn.Module | None, recorder: _Recorder, notes: list[str], head_paths: list[str]
+    exc: BaseException, recorder: _Recorder, notes: list[str], head_paths: list[str]
 ) -> TraceResult:
     stopped_at = recorder.innermost_in(exc)
-    running = next((c for c in reversed(recorder.calls) if c.module == stopped_at and not c.returned), None)
     if is_data_dependent(exc):
         missing = [p for p in head_paths if not _ran(p, recorder.calls)]
         if not missing:
             return TraceResult(True, recorder.calls, notes=[*notes, DATA_DEPENDENT_NOTE])
         reason = f"{DATA_DEPENDENT_NOTE}; it runs before {', '.join(f'`{p}`' for p in missing)}"
         return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, notes=notes)
-    input_shapes = running.input_shapes if running else None
-    diagnosis = _diagnose(exc, model, stopped_at, input_shapes) if model is not None else None
     reason = f"{type(exc).__name__}: {_first_line(str(exc))}"
-    return TraceResult(
-        False,
-        recorder.calls,
-        stopped_at=stopped_at,
-        reason=reason,
-        error=exc,
-        diagnosis=diagnosis,
-        notes=notes,
-    )
-
-
-def _inside(path: str, parent: str) -> bool:
-    """Whether module ``path`` is strictly below module ``parent`` ("" is the model)."""
-    return path != parent and (parent == "" or path.startswith(parent + "."))
+    return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, error=exc, notes=notes)
 
 
 def _ran(path: str, calls: list[ModuleCall]) -> bool:
-    return any(c.returned and (c.module == path or c.module.startswith(path + ".")) for c in calls)
-
-
-def _diagnose(
-    exc: BaseException, model: nn.Module, module_path: str, input_shapes: list[list[int]] | None
-) -> Diagnosis:
-    """``explain``'s diagnosis of the error, enriched with what the live model says about the module."""
-    from headfit.enrich import enrich
-
-    diagnosis = _explained(exc)
-    if diagnosis.user_location and _is_headfit_file(diagnosis.user_location.file):
-        diagnosis.user_location = None  # the "user" frame would be the trace itself
-    try:
-        return enrich(diagnosis, model, module_path, input_shapes=input_shapes)
-    except Exception:  # a family's evidence must never hide the user's own error
-        return diagnosis
-
-
-def _is_headfit_file(path: str | None) -> bool:
-    from pathlib import Path
-
-    return path is not None and Path(__file__).parent in Path(path).resolve().parents
-
-
-def _explained(exc: BaseException) -> Diagnosis:
-    from headfit.explain import explain
-
-    try:
-        diagnosis = explain(exc)
-    except Exception:  # the message parser may not know this error: keep the plain facts
-        diagnosis = None
-    if diagnosis is not None and diagnosis.recognised:
-        return diagnosis
-    return Diagnosis(
-        code="HF240",
-        category="trace_failed",
-        error_type=type(exc).__name__,
-        message=str(exc),
-        summary="the forward pass raised during the shape trace",
-    )
+    return any(c.returned and is_within(c.module, path) for c in calls)
 
 
 def _first_line(text: str) -> str:
@@ -387,11 +332,6 @@ def _meta_simulation() -> Any:
     if "torchvision" in sys.modules:  # never import torchvision just for this
         keep_all[torch.ops.torchvision.nms.default] = _nms_all
 
-    def to_meta(leaf: Any) -> Any:
-        if isinstance(leaf, torch.Tensor) and not leaf.is_meta:
-            return torch.empty_like(leaf, device="meta")
-        return leaf
-
     class MetaSimulation(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
@@ -400,7 +340,7 @@ def _meta_simulation() -> Any:
                 if func in keep_all:
                     return keep_all[func](*args, **kwargs)
                 if not all(t.is_meta for t in tensors):
-                    args, kwargs = tree_map(to_meta, (args, kwargs))
+                    args, kwargs = tree_map(_leaf_to_meta, (args, kwargs))
             return func(*args, **kwargs)
 
     return MetaSimulation()
@@ -512,12 +452,15 @@ def _metafy_script_modules(replica: nn.Module) -> None:
 
 
 def _to_meta(value: Any) -> Any:
-    import torch
+    """``value`` with every tensor in it (nested in tuples, lists, dicts) replaced by a meta tensor."""
     from torch.utils._pytree import tree_map
 
-    def to_meta(leaf: Any) -> Any:
-        if isinstance(leaf, torch.Tensor) and not leaf.is_meta:
-            return torch.empty_like(leaf, device="meta")
-        return leaf
+    return tree_map(_leaf_to_meta, value)
 
-    return tree_map(to_meta, value)
+
+def _leaf_to_meta(leaf: Any) -> Any:
+    import torch
+
+    if isinstance(leaf, torch.Tensor) and not leaf.is_meta:
+        return torch.empty_like(leaf, device="meta")
+    return leaf

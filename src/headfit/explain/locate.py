@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from headfit.diagnosis import Location
 from headfit.explain.parse import Frame, ParsedError
+from headfit.families._facts import DENSE, RCNN, SSD
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,16 @@ class Owner:
 _DETECTION = "models/detection/"
 
 # torchvision's RetinaNet and FCOS heads: one file each, the same layout
-_DENSE_HEADS = {
-    "retinanet.py": ("RetinaNet", "RetinaNetHead", "RetinaNetClassificationHead", "RetinaNetRegressionHead"),
-    "fcos.py": ("FCOS", "FCOSHead", "FCOSClassificationHead", "FCOSRegressionHead"),
-}
+_DENSE_HEADS = dict(
+    zip(
+        DENSE.sources,
+        (
+            ("RetinaNet", "RetinaNetHead", "RetinaNetClassificationHead", "RetinaNetRegressionHead"),
+            ("FCOS", "FCOSHead", "FCOSClassificationHead", "FCOSRegressionHead"),
+        ),
+        strict=True,
+    )
+)
 _REGRESSION_SOURCE = re.compile(r"bbox_regression|bbox_reg|bbox_ctrness|ctrness")
 _CLASSIFICATION_SOURCE = re.compile(r"cls_logits|num_classes")
 _TORCH_LAYERS = {
@@ -81,7 +88,7 @@ def owner_of(frame: Frame, in_rpn: bool = False) -> Owner | None:
 def _detection_owner(name: str, func: str, source: str, in_rpn: bool) -> Owner | None:
     if name in _DENSE_HEADS:
         return _dense_head_owner(_DENSE_HEADS[name], func, source)
-    if name == "ssd.py" or name == "ssdlite.py":
+    if name in SSD.sources:
         return _ssd_owner(func, source)
     if name == "roi_heads.py":
         return Owner("roi_heads", "RoIHeads")
@@ -93,7 +100,7 @@ def _detection_owner(name: str, func: str, source: str, in_rpn: bool) -> Owner |
         return Owner(prefix + "anchor_generator", kind)
     if name == "rpn.py":
         in_head = "conv" in source or "cls_logits" in source
-        return Owner("rpn.head", "RPNHead") if in_head else Owner("rpn", "RegionProposalNetwork")
+        return Owner(RCNN.rpn_head, "RPNHead") if in_head else Owner("rpn", "RegionProposalNetwork")
     if name in ("faster_rcnn.py", "mask_rcnn.py", "keypoint_rcnn.py"):
         return _rcnn_predictor_owner(name, source)
     if name == "generalized_rcnn.py":
@@ -104,9 +111,9 @@ def _detection_owner(name: str, func: str, source: str, in_rpn: bool) -> Owner |
 def _dense_head_owner(types: tuple[str, str, str, str], func: str, source: str) -> Owner:
     model, head, classification, regression = types
     if func == "forward" and _REGRESSION_SOURCE.search(source):
-        return Owner("head.regression_head", regression)
+        return Owner(DENSE.regression, regression)
     if func == "forward" and _CLASSIFICATION_SOURCE.search(source):
-        return Owner("head.classification_head", classification)
+        return Owner(DENSE.head, classification)
     if func == "compute_loss":
         return Owner("head", head)
     return Owner("", model)
@@ -115,19 +122,19 @@ def _dense_head_owner(types: tuple[str, str, str, str], func: str, source: str) 
 def _ssd_owner(func: str, source: str) -> Owner:
     if func in ("forward", "_get_result_from_module_list") and "num_columns" in source:
         # SSDScoringHead serves both sub-heads; the classification one is where class counts go wrong
-        return Owner("head.classification_head", "SSDClassificationHead")
+        return Owner(SSD.head, "SSDClassificationHead")
     return Owner("", "SSD")
 
 
 def _rcnn_predictor_owner(name: str, source: str) -> Owner:
     if name == "mask_rcnn.py":
-        return Owner("roi_heads.mask_predictor", "MaskRCNNPredictor")
+        return Owner(RCNN.mask_head, "MaskRCNNPredictor")
     if name == "keypoint_rcnn.py":
-        return Owner("roi_heads.keypoint_predictor", "KeypointRCNNPredictor")
+        return Owner(RCNN.keypoint_head, "KeypointRCNNPredictor")
     if "cls_score" in source or "bbox_pred" in source:
-        return Owner("roi_heads.box_predictor", "FastRCNNPredictor")
+        return Owner(RCNN.head, "FastRCNNPredictor")
     if "fc6" in source or "fc7" in source or "flatten" in source:
-        return Owner("roi_heads.box_head", "TwoMLPHead")
+        return Owner(RCNN.box_head, "TwoMLPHead")
     return Owner("", "FasterRCNN")
 
 

@@ -12,10 +12,10 @@ from headfit.families.base import (
     Family,
     HeadInfo,
     SizeRule,
-    SmokeBatch,
     register_family,
     registered_families,
 )
+from headfit.smoke import SmokeBatch
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,11 +36,12 @@ _loaded = False
 
 
 def all_families() -> list[Family]:
-    """Every registered family, most specific first (imports each family module once)."""
+    """Every registered family, most specific first (imports each family module once; ``base`` and the
+    ``_``-prefixed helper modules hold no family)."""
     global _loaded
     if not _loaded:
         for info in pkgutil.iter_modules(__path__):
-            if info.name != "base":
+            if info.name != "base" and not info.name.startswith("_"):
                 importlib.import_module(f"{__name__}.{info.name}")
         _loaded = True
     return registered_families()

@@ -92,9 +92,7 @@ def uniform_anchors(generator: nn.Module | None) -> int | None:
     return None
 
 
-def lint_anchor_generator(
-    generator: nn.Module | None, path: str, backbone: nn.Module, prefix: str
-) -> list[Problem]:
+def lint_anchor_generator(generator: nn.Module | None, path: str, backbone: nn.Module) -> list[Problem]:
     """HF205 sizes vs aspect ratios; HF204 anchor levels vs the backbone's feature maps."""
     if generator is None:
         return []
@@ -112,17 +110,17 @@ def lint_anchor_generator(
                     f"`{path}.aspect_ratios` = {tuple(generator.aspect_ratios)}",
                     "anchors are made per feature map from one size tuple and one aspect-ratio tuple",
                 ],
-                f"{prefix}.{path}.aspect_ratios = ({tuple(generator.aspect_ratios[0])},) * "
+                f"model.{path}.aspect_ratios = ({tuple(generator.aspect_ratios[0])},) * "
                 f"{len(generator.sizes)}",
             )
         )
     levels, maps = anchor_levels(generator), feature_map_count(backbone)
     if levels is not None and maps is not None and levels != maps:
-        problems.append(_levels_problem(generator, path, levels, maps, prefix))
+        problems.append(_levels_problem(generator, path, levels, maps))
     return problems
 
 
-def _levels_problem(generator: nn.Module, path: str, levels: int, maps: int, prefix: str) -> Problem:
+def _levels_problem(generator: nn.Module, path: str, levels: int, maps: int) -> Problem:
     facts = [
         f"the backbone returns {maps} feature map{'s' * (maps != 1)}",
         f"`{path}` is configured for {levels} level{'s' * (levels != 1)}",
@@ -134,7 +132,7 @@ def _levels_problem(generator: nn.Module, path: str, levels: int, maps: int, pre
         sizes = tuple(sizes)
         ratios = tuple(generator.aspect_ratios[0])
         fix = (
-            f"{prefix}.{path} = torchvision.models.detection.anchor_utils.AnchorGenerator("
+            f"model.{path} = torchvision.models.detection.anchor_utils.AnchorGenerator("
             f"sizes={sizes}, aspect_ratios=({ratios},) * {maps})"
         )
     else:

@@ -7,15 +7,14 @@ re-headed model on ``meta``, CUDA or half precision stays what it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
 
 from headfit.errors import UsageError
+from headfit.nnutil import in_width, out_width
 
-if TYPE_CHECKING:
-    from torch import nn
-
-# torch is imported inside the functions: family modules are imported by `explain`, which must not load it.
-Init = Callable[["nn.Module"], None]
+Init = Callable[[nn.Module], None]
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
@@ -34,7 +33,6 @@ def has_module(model: nn.Module, path: str) -> bool:
 def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
     """Put ``new`` at ``path``, in a Sequential by index or in a Module by attribute name."""
     parent_path, _, name = path.rpartition(".")
-    from torch import nn
 
     parent = get_module(model, parent_path)
     if isinstance(parent, (nn.Sequential, nn.ModuleList)) and name.lstrip("-").isdigit():
@@ -45,8 +43,6 @@ def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
 
 def last_linear(module: nn.Module) -> tuple[str, nn.Linear] | None:
     """The last ``nn.Linear`` in ``module`` in registration order, with its path, or None."""
-    from torch import nn
-
     found = None
     for name, sub in module.named_modules():
         if isinstance(sub, nn.Linear):
@@ -61,8 +57,6 @@ def _factory(old: nn.Module) -> dict[str, object]:
 
 def new_linear_like(old: nn.Linear, out_features: int, init: Init | None = None) -> nn.Linear:
     """A Linear with ``old``'s in_features, bias flag, device and dtype and ``out_features`` outputs."""
-    from torch import nn
-
     new = nn.Linear(old.in_features, out_features, bias=old.bias is not None, **_factory(old))
     if init is not None:
         init(new)
@@ -71,8 +65,6 @@ def new_linear_like(old: nn.Linear, out_features: int, init: Init | None = None)
 
 def new_conv_like(old: nn.Conv2d | nn.Conv3d, out_channels: int, init: Init | None = None) -> nn.Module:
     """A conv of ``old``'s type, geometry, bias flag, device and dtype with ``out_channels`` outputs."""
-    from torch import nn  # noqa: F401  (type(old) is an nn conv class)
-
     if old.groups != 1:
         raise UsageError(f"cannot re-head a grouped convolution (groups={old.groups})")
     new = type(old)(
@@ -91,12 +83,17 @@ def new_conv_like(old: nn.Conv2d | nn.Conv3d, out_channels: int, init: Init | No
     return new
 
 
+def new_layer_like(old: nn.Module, outputs: int) -> nn.Module:
+    """The same kind of layer (Linear or conv) with ``outputs`` outputs, PyTorch's default init and
+    ``old``'s train mode: what timm's ``reset_classifier`` makes."""
+    new = new_linear_like(old, outputs) if isinstance(old, nn.Linear) else new_conv_like(old, outputs)
+    return new.train(old.training)
+
+
 def normal_init(std: float) -> Init:
     """weight ~ N(0, std), bias 0 (torchvision's VGG/MobileNet/RegNet/SqueezeNet classifier init)."""
 
     def init(layer: nn.Module) -> None:
-        from torch import nn
-
         nn.init.normal_(layer.weight, 0.0, std)
         _zero_bias(layer)
 
@@ -110,8 +107,6 @@ def trunc_normal_init(std: float, a: float = -2.0, b: float = 2.0, zero_bias: bo
     """
 
     def init(layer: nn.Module) -> None:
-        from torch import nn
-
         nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=a, b=b)
         if zero_bias:
             _zero_bias(layer)
@@ -121,16 +116,12 @@ def trunc_normal_init(std: float, a: float = -2.0, b: float = 2.0, zero_bias: bo
 
 def zeros_init(layer: nn.Module) -> None:
     """weight and bias 0 (torchvision ViT's ``heads.head``)."""
-    from torch import nn
-
     nn.init.zeros_(layer.weight)
     _zero_bias(layer)
 
 
 def uniform_init(layer: nn.Module) -> None:
     """weight ~ U(+-1/sqrt(out_features)), bias 0 (torchvision EfficientNet's classifier)."""
-    from torch import nn
-
     bound = 1.0 / layer.weight.shape[0] ** 0.5
     nn.init.uniform_(layer.weight, -bound, bound)
     _zero_bias(layer)
@@ -138,8 +129,6 @@ def uniform_init(layer: nn.Module) -> None:
 
 def kaiming_uniform_init(layer: nn.Module) -> None:
     """kaiming_uniform (fan_out, sigmoid gain), bias 0 (torchvision MNASNet's classifier)."""
-    from torch import nn
-
     nn.init.kaiming_uniform_(layer.weight, mode="fan_out", nonlinearity="sigmoid")
     _zero_bias(layer)
 
@@ -150,8 +139,6 @@ def zero_bias_init(layer: nn.Module) -> None:
 
 
 def _zero_bias(layer: nn.Module) -> None:
-    from torch import nn
-
     if getattr(layer, "bias", None) is not None:
         nn.init.zeros_(layer.bias)
 
@@ -162,8 +149,6 @@ def copy_rows(new: nn.Module, old: nn.Module, rows: Sequence[int]) -> None:
     Works for Linear rows and conv output channels alike (dim 0 of weight and bias). Skipped on the
     meta device, where there are no values to copy.
     """
-    import torch
-
     if new.weight.is_meta or old.weight.is_meta:
         return
     index = torch.as_tensor(list(rows), dtype=torch.long, device=old.weight.device)
@@ -192,100 +177,10 @@ def check_keep(keep: Sequence[int] | None, num_classes: int, source_outputs: int
     return rows
 
 
-def reject_options(family: str, options: dict[str, object]) -> None:
-    """Raise UsageError for adapt options the family does not understand."""
-    if options:
-        names = ", ".join(f"`{name}`" for name in sorted(options))
-        raise UsageError(
-            f"the {family} family does not understand the adapt option(s) {names}; "
-            "it takes only `num_classes` and `keep`"
-        )
-
-
 def check_num_classes(num_classes: int) -> int:
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise UsageError(f"`num_classes` must be a whole number >= 1, got {num_classes!r}")
     return num_classes
-
-
-def module_expr(prefix: str, path: str) -> str:
-    """Python that names the module at ``path``: ``("model", "classifier.1")`` -> ``model.classifier[1]``."""
-    text = prefix
-    for part in path.split(".") if path else []:
-        text += f"[{part}]" if part.isdigit() else f".{part}"
-    return text
-
-
-def layer_code(layer: nn.Module, in_width: int, out_width: int) -> str:
-    """Constructor code for a layer like ``layer`` with other widths, keeping everything else that
-    shapes its output (stride, padding, dilation, groups, padding mode, bias): ``nn.Linear(2048, 10)``,
-    ``nn.Conv2d(19, 16, kernel_size=3, stride=2, padding=1, padding_mode='reflect')``."""
-    from torch import nn
-
-    bias = [] if getattr(layer, "bias", None) is not None else ["bias=False"]
-    if isinstance(layer, nn.Linear):
-        return f"nn.Linear({', '.join([str(in_width), str(out_width), *bias])})"
-    args = [str(in_width), str(out_width), f"kernel_size={_compact(layer.kernel_size)}"]
-    args += _conv_geometry(layer, in_width) + bias
-    return f"nn.{type(layer).__name__}({', '.join(args)})"
-
-
-def _conv_geometry(conv: nn.Module, in_width: int) -> list[str]:
-    """The non-default arguments of a conv; a depthwise conv stays depthwise at its new width."""
-    args = []
-    for name, default in (("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1)):
-        value = getattr(conv, name, default)
-        if isinstance(value, str) or _compact(value) != default:
-            args.append(
-                f"{name}={_compact(value)!r}" if isinstance(value, str) else f"{name}={_compact(value)}"
-            )
-    if conv.groups != 1:
-        depthwise = conv.groups == conv.in_channels
-        args.append(f"groups={in_width if depthwise else conv.groups}")
-    if conv.padding_mode != "zeros":
-        args.append(f"padding_mode={conv.padding_mode!r}")
-    return args
-
-
-def _compact(value: Any) -> Any:
-    """``(3, 3)`` -> ``3``; a tuple that differs per dimension stays a tuple."""
-    if isinstance(value, tuple) and len(set(value)) == 1:
-        return value[0]
-    return value
-
-
-def out_width(layer: nn.Module) -> int | None:
-    """Features or channels a single layer produces (Linear, ConvNd, a norm), else None."""
-    from torch import nn
-
-    if isinstance(layer, nn.Linear):
-        return layer.out_features
-    if isinstance(layer, nn.modules.conv._ConvNd):
-        return layer.out_channels
-    return norm_width(layer)
-
-
-def in_width(layer: nn.Module) -> int | None:
-    """Features or channels a single layer expects (Linear, ConvNd, a norm), else None."""
-    from torch import nn
-
-    if isinstance(layer, nn.Linear):
-        return layer.in_features
-    if isinstance(layer, nn.modules.conv._ConvNd):
-        return layer.in_channels
-    return norm_width(layer)
-
-
-def norm_width(layer: nn.Module) -> int | None:
-    from torch import nn
-
-    if isinstance(layer, nn.modules.batchnorm._NormBase):
-        return layer.num_features
-    if isinstance(layer, nn.LayerNorm):
-        return layer.normalized_shape[-1]
-    if isinstance(layer, nn.GroupNorm):
-        return layer.num_channels
-    return None
 
 
 def first_width(module: nn.Module) -> int | None:

@@ -1,23 +1,43 @@
 """The protocol every model family answers, like timm's ``get_classifier()`` / ``reset_classifier()``.
 
 A family recognises its models, lists their heads and the invariants between heads and attributes,
-re-heads them for K classes, and adds what it knows to a diagnosis of a failure inside them.
-Each family lives in its own module in ``headfit/families/`` and registers itself with
+re-heads them for K classes, and adds what it knows to a diagnosis of a failure inside them: it is the
+one owner of its knowledge (which labels are valid, whether the background is counted, what a target
+must look like). Each family lives in its own module in ``headfit/families/`` and registers itself with
 ``@register_family``; adding a family means adding one file.
+
+The base class implements what families share: head outputs from ``num_classes`` and
+``counts_background``, the valid labels and the class count a label needs, the validation of adapt
+options, and the default live evidence (every lint problem as a cause). Fixes always name the model
+``model``; ``enrich`` rewrites that into the user's own variable name.
+
+This module and ``headfit.families`` stay torch-free at import: ``explain`` reads ``families/_facts.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from headfit.diagnosis import Cause, Diagnosis, Problem
+from headfit.errors import UsageError
+from headfit.inputs import InputSpec
+from headfit.smoke import SmokeBatch, default_output_classes, default_smoke_batch, default_smoke_loss
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from headfit.inputs import InputSpec
+HeadKind = Literal[
+    "classifier",
+    "aux_classifier",
+    "distillation_classifier",
+    "box_classifier",
+    "box_regressor",
+    "mask",
+    "keypoint",
+]
 
 
 @dataclass
@@ -25,7 +45,7 @@ class HeadInfo:
     """One class-dependent layer of a model and the attributes that must agree with it."""
 
     path: str  # module path in model.named_modules()
-    kind: str  # "classifier", "aux_classifier", "box_classifier", "box_regressor", "mask", "keypoint", ...
+    kind: HeadKind
     outputs: int  # classes (or keypoints) the layer produces now, background included where counted
     attributes: dict[str, Any] = field(
         default_factory=dict
@@ -54,15 +74,6 @@ class Evidence:
 
 
 @dataclass
-class SmokeBatch:
-    """Positional and keyword arguments for one train-mode forward, and the targets for its loss."""
-
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    targets: Any = None
-
-
-@dataclass
 class SizeRule:
     """Which input sizes a model accepts, as far as the family can tell by reading the model."""
 
@@ -79,6 +90,13 @@ class Family:
     name: ClassVar[str] = "base"
     priority: ClassVar[int] = 50  # lower is asked first; the generic fallback is last
     counts_background: ClassVar[bool] = False  # torchvision R-CNN/SSD heads include a background class
+    examples: ClassVar[tuple[str, ...]] = ()  # one or two MODEL specs (the contract test builds each)
+    adapt_options: ClassVar[tuple[str, ...]] = ("keep",)  # what ``adapt`` takes besides ``num_classes``
+    aux_loss_weight: ClassVar[float | None] = None  # weight of an auxiliary head's loss in training
+    takes_targets: ClassVar[bool] = False  # forward(images, targets) computes the loss (detectors)
+    lint_confidence: ClassVar[tuple[float, float]] = (0.9, 0.7)  # a lint cause in / away from the failure
+
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         raise NotImplementedError
@@ -90,27 +108,61 @@ class Family:
         """The user-level class count the heads produce now (without background where it is counted)."""
         return None
 
+    def head_outputs(self, model: nn.Module) -> int | None:
+        """Columns of the class head now: ``num_classes`` plus the background where it is counted."""
+        count = self.num_classes(model)
+        return None if count is None else self.outputs_for(count)
+
+    def outputs_for(self, num_classes: int) -> int:
+        """Head columns for ``num_classes`` object classes."""
+        return num_classes + int(self.counts_background)
+
+    def classes_for_label(self, label: int) -> int:
+        """The ``num_classes`` (object classes, as ``adapt`` takes them) that make ``label`` valid."""
+        return label if self.counts_background else label + 1
+
+    def valid_labels(self, num_classes: int) -> str:
+        """The target labels a head for ``num_classes`` object classes accepts, in words."""
+        if self.counts_background:
+            return f"1..{num_classes} (0 is the background)"
+        return f"0..{num_classes - 1}"
+
+    # -- lint ------------------------------------------------------------------------------------------
+
     def lint(self, model: nn.Module) -> list[Problem]:
         """Head invariants that do not hold, without running the model."""
         return []
 
+    # -- inputs and sizes ------------------------------------------------------------------------------
+
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """The positional inputs a shape trace uses when the user gives none."""
-        from headfit.inputs import InputSpec
-
         return [InputSpec.batch(2, 3, 224, 224)]
 
     def size_rule(self, model: nn.Module) -> SizeRule | None:
         return None
 
+    # -- adapt -----------------------------------------------------------------------------------------
+
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Re-head ``model`` in place for ``num_classes`` object classes and say what changed."""
         raise NotImplementedError(f"headfit cannot adapt {type(model).__name__} models yet")
 
+    def checked_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` if this family declares every one in ``adapt_options``; else a UsageError."""
+        unknown = sorted(set(options) - set(self.adapt_options))
+        if unknown:
+            names = ", ".join(f"`{n}`" for n in unknown)
+            takes = ", ".join(f"`{n}`" for n in ("num_classes", *self.adapt_options))
+            raise UsageError(
+                f"the {self.name} family does not understand the adapt option(s) {names}; it takes {takes}"
+            )
+        return options
+
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
+
     def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
         """A tiny synthetic batch for one real train step after ``adapt`` (see ``headfit/smoke.py``)."""
-        from headfit.smoke import default_smoke_batch
-
         return default_smoke_batch(self, model, num_classes)
 
     def smoke_context(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
@@ -119,25 +171,38 @@ class Family:
 
     def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
         """The scalar loss of a train-mode ``output`` for ``batch`` (a torch scalar tensor)."""
-        from headfit.smoke import default_smoke_loss
-
         return default_smoke_loss(self, model, output, batch)
 
     def output_classes(self, model: nn.Module, output: Any) -> int | None:
         """How many classes an eval-mode ``output`` carries (to verify a re-headed model)."""
-        from headfit.smoke import default_output_classes
-
         return default_output_classes(self, model, output)
 
-    def explain_failure(
-        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> Evidence:
-        """What the live model says about a forward that failed in ``module_path``.
+    # -- training --------------------------------------------------------------------------------------
 
-        ``prefix`` is the expression that names the model in the user's code, so fixes are pasteable
-        (``f"{prefix}.head.classification_head.num_classes = 2"``).
-        """
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
+        """What the live model says about a forward that failed in ``module_path``: the family's facts,
+        and every lint problem as a cause (most likely when it is in, above or below that module)."""
+        causes = [self.cause_from(problem, module_path) for problem in self.lint(model)]
+        return Evidence(self.live_facts(model, module_path), causes)
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
+        """Facts with numbers about the heads, for any failure inside the model."""
+        return []
+
+    def check_targets(self, model: nn.Module, targets: Any, *, name: str = "targets") -> Evidence:
+        """Check the training targets of a batch (the values in the failing frames) against the heads,
+        without running the model; ``name`` is the user's name for ``targets`` in fixes."""
         return Evidence()
+
+    def cause_from(self, problem: Problem, failing_module: str) -> Cause:
+        """A lint problem as a cause: most likely when the forward failed in, above or below its module."""
+        from headfit.nnutil import are_related  # nnutil imports torch; this module must not (explain)
+
+        near, far = self.lint_confidence
+        confidence = near if are_related(problem.module, failing_module) else far
+        return Cause(problem.summary, confidence, problem.module, problem.attribute, problem.fix)
 
 
 _FAMILIES: list[Family] = []
@@ -145,8 +210,6 @@ _FAMILIES: list[Family] = []
 
 def register_family(cls: type[Family]) -> type[Family]:
     """Class decorator: register one instance of a family; warn on a duplicate name (as timm does)."""
-    import warnings
-
     if any(f.name == cls.name for f in _FAMILIES):
         warnings.warn(f"headfit family {cls.name!r} registered twice; keeping the first", stacklevel=2)
         return cls

@@ -10,30 +10,23 @@ visibly reaches it, and ``num_classes`` attributes that disagree with the classi
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from headfit.diagnosis import Cause, Diagnosis, Problem
+from torch import nn
+
+from headfit.diagnosis import Problem
 from headfit.errors import UsageError
 from headfit.families._util import (
     check_keep,
     check_num_classes,
     copy_rows,
     has_module,
-    in_width,
-    layer_code,
-    module_expr,
-    new_conv_like,
-    new_linear_like,
-    norm_width,
-    out_width,
+    new_layer_like,
     set_module,
 )
-from headfit.families.base import AdaptSummary, Evidence, Family, HeadInfo, SizeRule, register_family
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from headfit.inputs import InputSpec
+from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
+from headfit.inputs import InputSpec
+from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, norm_width, out_width
 
 _HEAD_WORDS = {"fc", "head", "classifier", "cls", "logits", "last_linear"}
 _COUNT_ATTRIBUTES = ("num_classes", "n_classes")
@@ -44,6 +37,10 @@ _SPLIT = re.compile(r"[._]")
 class GenericFamily(Family):
     name = "generic"
     priority = 1000
+    adapt_options = ("keep", "head")  # head: the path of the layer to replace, when headfit's guess is wrong
+    examples = ("examples/small_cnn.py:SmallCNN",)
+
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return True
@@ -59,22 +56,22 @@ class GenericFamily(Family):
         found = find_classifier(model)
         return out_width(found[1]) if found else None
 
-    def lint(self, model: nn.Module, prefix: str = "model") -> list[Problem]:
-        problems = _chain_problems(model, prefix)
+    # -- lint ------------------------------------------------------------------------------------------
+
+    def lint(self, model: nn.Module) -> list[Problem]:
+        problems = _chain_problems(model)
         found = find_classifier(model)
         if found is not None:
             flagged = {p.module for p in problems}
-            width = None if found[0] in flagged else _width_problem(model, *found, prefix)
+            width = None if found[0] in flagged else _width_problem(model, *found)
             problems.extend([width] if width else [])
-            problems.extend(_attribute_problems(model, *found, prefix))
+            problems.extend(_attribute_problems(model, *found))
         return problems
+
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """2x3x224x224 for an RGB conv net, 2xF for an MLP, 2x16 token ids for an Embedding first."""
-        from torch import nn
-
-        from headfit.inputs import InputSpec
-
         first = next((m for m in model.modules() if _is_input_layer(m)), None)
         if isinstance(first, nn.Linear):
             return [InputSpec.batch(2, first.in_features)]
@@ -97,42 +94,33 @@ class GenericFamily(Family):
             return SizeRule(multiple_of=factor, notes=[note])
         return SizeRule(minimum=factor, notes=[f"the strides and pools downsample the input {factor}x"])
 
-    def adapt(
-        self,
-        model: nn.Module,
-        num_classes: int,
-        *,
-        keep: list[int] | None = None,
-        head: str | None = None,
-        **options: Any,
-    ) -> AdaptSummary:
+    # -- adapt -----------------------------------------------------------------------------------------
+
+    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Replace the classifier layer (or the one named by ``head``) with one for ``num_classes``."""
-        _reject(options)
+        options = self.checked_options(options)
         check_num_classes(num_classes)
-        path, old = _classifier_or_raise(model, head)
-        rows = check_keep(keep, num_classes, out_width(old)) or []
-        new = _like(old, num_classes)
+        path, old = _classifier_or_raise(model, options.get("head"))
+        rows = check_keep(options.get("keep"), num_classes, out_width(old)) or []
+        new = new_layer_like(old, num_classes)
         if rows:
             copy_rows(new, old, rows)
         set_module(model, path, new)
         attributes = _set_count_attributes(model, path, out_width(old), num_classes)
         note = f"replaced `{path}` ({_layer_text(old)}) with {_layer_text(new)}: {num_classes} outputs for your {num_classes} classes"
-        return AdaptSummary(self.name, num_classes, num_classes, [path], attributes, [note], rows)
+        return AdaptSummary(
+            self.name, num_classes, self.outputs_for(num_classes), [path], attributes, [note], rows
+        )
 
-    def explain_failure(
-        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> Evidence:
-        evidence = Evidence(facts=_module_facts(model, module_path))
-        for problem in self.lint(model, prefix):
-            near = _related(problem.module, module_path)
-            cause = Cause(
-                problem.summary, 0.9 if near else 0.7, problem.module, problem.attribute, problem.fix
-            )
-            evidence.causes.append(cause)
-        return evidence
+    # -- training --------------------------------------------------------------------------------------
+
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
+        return _module_facts(model, module_path)
 
 
-# -- finding the classifier -------------------------------------------------------------------------------
+# -- finding the classifier ------------------------------------------------------------------------------
 
 
 def find_classifier(model: nn.Module, head: str | None = None) -> tuple[str, nn.Module] | None:
@@ -141,10 +129,10 @@ def find_classifier(model: nn.Module, head: str | None = None) -> tuple[str, nn.
         if not has_module(model, head):
             return None
         module = model.get_submodule(head) if head else model
-        if _is_class_layer(module):
+        if is_class_layer(module):
             return head, module
         inner = [
-            (f"{head}.{p}" if head else p, m) for p, m in module.named_modules() if p and _is_class_layer(m)
+            (f"{head}.{p}" if head else p, m) for p, m in module.named_modules() if p and is_class_layer(m)
         ]
         return inner[-1] if inner else None
     layers = candidates(model)
@@ -154,7 +142,7 @@ def find_classifier(model: nn.Module, head: str | None = None) -> tuple[str, nn.
 
 def candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every Linear and convolution, in registration order: what ``head=`` may name."""
-    return [(p, m) for p, m in model.named_modules() if p and _is_class_layer(m)]
+    return [(p, m) for p, m in model.named_modules() if p and is_class_layer(m)]
 
 
 def _classifier_or_raise(model: nn.Module, head: str | None) -> tuple[str, nn.Module]:
@@ -173,15 +161,7 @@ def _classifier_or_raise(model: nn.Module, head: str | None) -> tuple[str, nn.Mo
     )
 
 
-def _is_class_layer(module: nn.Module) -> bool:
-    from torch import nn
-
-    return isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
-
-
 def _is_input_layer(module: nn.Module) -> bool:
-    from torch import nn
-
     return isinstance(module, (nn.Linear, nn.Embedding, nn.modules.conv._ConvNd))
 
 
@@ -189,21 +169,19 @@ def _layer_text(layer: nn.Module) -> str:
     return f"{type(layer).__name__}({in_width(layer)}, {out_width(layer)})"
 
 
-# -- lint -------------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
-def _chain_problems(model: nn.Module, prefix: str) -> list[Problem]:
+def _chain_problems(model: nn.Module) -> list[Problem]:
     """HF233: inside an ``nn.Sequential``, each layer must take the width the layer before it produces."""
-    from torch import nn
-
     problems = []
     for path, module in model.named_modules():
         if isinstance(module, nn.Sequential):
-            problems.extend(_sequential_breaks(path, module, prefix))
+            problems.extend(_sequential_breaks(path, module))
     return problems
 
 
-def _sequential_breaks(path: str, seq: nn.Module, prefix: str) -> list[Problem]:
+def _sequential_breaks(path: str, seq: nn.Module) -> list[Problem]:
     problems = []
     width, source = None, None
     for name, child in seq.named_children():
@@ -215,24 +193,22 @@ def _sequential_breaks(path: str, seq: nn.Module, prefix: str) -> list[Problem]:
             width, source = None, None
             continue
         if width is not None and wanted != width:
-            problems.append(_chain_problem(child_path, child, source, width, prefix))
+            problems.append(_chain_problem(child_path, child, source, width))
         width, source = (out_width(child), child_path) if norm_width(child) is None else (width, source)
     return problems
 
 
 def _keeps_width(module: nn.Module) -> bool:
     """Layers that pass the width through: activations, dropout, identity."""
-    from torch import nn
-
     return (
         isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd))
         or type(module).__module__ == "torch.nn.modules.activation"
     )
 
 
-def _chain_problem(path: str, layer: nn.Module, source: str, width: int, prefix: str) -> Problem:
+def _chain_problem(path: str, layer: nn.Module, source: str, width: int) -> Problem:
     attribute = _in_attribute(layer)
-    fix = f"{module_expr(prefix, path)} = {_rebuilt(layer, width)}"
+    fix = f"{module_expr('model', path)} = {_rebuilt(layer, width)}"
     return Problem(
         code="HF233",
         module=path,
@@ -243,7 +219,7 @@ def _chain_problem(path: str, layer: nn.Module, source: str, width: int, prefix:
     )
 
 
-def _width_problem(model: nn.Module, path: str, layer: nn.Module, prefix: str) -> Problem | None:
+def _width_problem(model: nn.Module, path: str, layer: nn.Module) -> Problem | None:
     """HF234: the classifier's input width against the width that visibly reaches it."""
     reaching = _width_reaching(model, path)
     if reaching is None or reaching[1] == in_width(layer):
@@ -255,7 +231,7 @@ def _width_problem(model: nn.Module, path: str, layer: nn.Module, prefix: str) -
         attribute=_in_attribute(layer),
         summary=f"the classifier `{path}` takes {in_width(layer)} {_unit(layer)} but `{source}` produces {width}",
         facts=[f"`{path}` is {_describe(layer)}", f"the last layer before it, `{source}`, produces {width}"],
-        fix=f"{module_expr(prefix, path)} = {layer_code(layer, width, out_width(layer))}",
+        fix=f"{module_expr('model', path)} = {layer_code(layer, width, out_width(layer))}",
     )
 
 
@@ -268,8 +244,6 @@ def _width_reaching(model: nn.Module, path: str) -> tuple[str, int] | None:
     sibling Linear/conv may be a parallel head (``cls_score`` next to ``bbox_pred``), so only an
     ``nn.Sequential`` trunk or a norm layer counts there; ModuleList items are parallel by design.
     """
-    from torch import nn
-
     parent_path, _, name = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     if isinstance(parent, nn.ModuleList | nn.ModuleDict):
@@ -297,8 +271,6 @@ def _width_reaching(model: nn.Module, path: str) -> tuple[str, int] | None:
 
 
 def _last_layer(module: nn.Module, path: str) -> tuple[str, int] | None:
-    from torch import nn
-
     if in_width(module) is not None:
         return path, out_width(module)
     if not isinstance(module, nn.Sequential):
@@ -313,8 +285,6 @@ def _last_layer(module: nn.Module, path: str) -> tuple[str, int] | None:
 
 
 def _is_global_pool(module: nn.Module) -> bool:
-    from torch import nn
-
     size = getattr(module, "output_size", None)
     adaptive = isinstance(
         module, nn.modules.pooling._AdaptiveAvgPoolNd | nn.modules.pooling._AdaptiveMaxPoolNd
@@ -322,7 +292,7 @@ def _is_global_pool(module: nn.Module) -> bool:
     return adaptive and all(s == 1 for s in (size if isinstance(size, tuple) else (size,)))
 
 
-def _attribute_problems(model: nn.Module, path: str, layer: nn.Module, prefix: str) -> list[Problem]:
+def _attribute_problems(model: nn.Module, path: str, layer: nn.Module) -> list[Problem]:
     """HF235: ``num_classes`` attributes of the model (or of modules around the head) that disagree."""
     out = out_width(layer)
     problems = []
@@ -337,7 +307,7 @@ def _attribute_problems(model: nn.Module, path: str, layer: nn.Module, prefix: s
                 attribute=name,
                 summary=f"`{attribute}` says {value} but the classifier `{path}` emits {out} classes",
                 facts=[f"`{path}` is {_describe(layer)}", f"`{attribute}` is {value}"],
-                fix=f"{module_expr(prefix, owner)}.{name} = {out}",
+                fix=f"{module_expr('model', owner)}.{name} = {out}",
             )
         )
     return problems
@@ -365,8 +335,6 @@ def _in_attribute(layer: nn.Module) -> str:
 
 
 def _unit(layer: nn.Module) -> str:
-    from torch import nn
-
     return "features" if isinstance(layer, nn.Linear | nn.LayerNorm | nn.BatchNorm1d) else "channels"
 
 
@@ -384,13 +352,11 @@ def _rebuilt(layer: nn.Module, width: int) -> str:
     return layer_code(layer, width, out_width(layer))
 
 
-# -- sizes ------------------------------------------------------------------------------------------------
+# -- sizes -----------------------------------------------------------------------------------------------
 
 
 def _downsampling(model: nn.Module) -> int:
     """Product of the strides of pools and strided convolutions, skipping residual shortcuts."""
-    from torch import nn
-
     factor = 1
     for path, module in model.named_modules():
         if any(word in path for word in ("downsample", "shortcut", "skip")):
@@ -405,8 +371,6 @@ def _downsampling(model: nn.Module) -> int:
 
 
 def _upsamples(model: nn.Module) -> bool:
-    from torch import nn
-
     return any(isinstance(m, nn.Upsample | nn.modules.conv._ConvTransposeNd) for m in model.modules())
 
 
@@ -414,29 +378,7 @@ def _first(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else int(value)
 
 
-# -- adapt ------------------------------------------------------------------------------------------------
-
-
-def _reject(options: dict[str, Any]) -> None:
-    if options:
-        names = ", ".join(f"`{k}`" for k in sorted(options))
-        raise UsageError(
-            f"the generic family does not understand the adapt option(s) {names}; it takes `num_classes`, "
-            "`keep` (source rows to start from) and `head` (the path of the layer to replace)"
-        )
-
-
-def _like(layer: nn.Module, num_classes: int) -> nn.Module:
-    """The same kind of layer with ``num_classes`` outputs and PyTorch's default init."""
-    from torch import nn
-
-    new = (
-        new_linear_like(layer, num_classes)
-        if isinstance(layer, nn.Linear)
-        else new_conv_like(layer, num_classes)
-    )
-    new.train(layer.training)
-    return new.requires_grad_(True)
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _set_count_attributes(model: nn.Module, path: str, old: int, num_classes: int) -> dict[str, int]:
@@ -451,7 +393,7 @@ def _set_count_attributes(model: nn.Module, path: str, old: int, num_classes: in
     return changed
 
 
-# -- live evidence ----------------------------------------------------------------------------------------
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _module_facts(model: nn.Module, module_path: str) -> list[str]:
@@ -467,9 +409,3 @@ def _module_facts(model: nn.Module, module_path: str) -> list[str]:
         if isinstance(value, int | tuple) and not isinstance(value, bool):
             facts.append(f"{name}.`{attribute}` is {value}")
     return facts
-
-
-def _related(problem_module: str, failing_module: str) -> bool:
-    if not failing_module or not problem_module:
-        return True
-    return failing_module.startswith(problem_module) or problem_module.startswith(failing_module)

@@ -8,31 +8,27 @@ timm is optional: nothing here imports it unless the model is a timm model.
 
 from __future__ import annotations
 
+import inspect
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from headfit.diagnosis import Cause, Diagnosis, Problem
 from headfit.errors import UsageError
-from headfit.families._util import (
-    check_keep,
-    check_num_classes,
-    copy_rows,
-    in_width,
-    layer_code,
-    module_expr,
-    new_conv_like,
-    new_linear_like,
-    out_width,
-    reject_options,
-    set_module,
+from headfit.families._util import check_keep, check_num_classes, copy_rows, new_layer_like, set_module
+from headfit.families.base import (
+    AdaptSummary,
+    Evidence,
+    Family,
+    HeadInfo,
+    HeadKind,
+    SizeRule,
+    register_family,
 )
-from headfit.families.base import AdaptSummary, Evidence, Family, HeadInfo, SizeRule, register_family
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from headfit.inputs import InputSpec
+from headfit.inputs import InputSpec
+from headfit.nnutil import in_width, layer_code, module_expr, out_width
 
 _INPUT_SIZE = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \((\d+)\)")
 
@@ -41,8 +37,10 @@ _INPUT_SIZE = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \(
 class TimmFamily(Family):
     name = "timm"
     priority = 40
+    examples = ("timm:resnet18", "timm:deit_tiny_distilled_patch16_224")
+    lint_confidence = (0.9, 0.75)
 
-    # -- recognition and heads ------------------------------------------------------------------------
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         """A timm model by its class's module and timm's head API; timm itself is never imported here."""
@@ -65,20 +63,18 @@ class TimmFamily(Family):
         layers = classifier_layers(model)
         return out_width(layers[0][1]) if layers else None
 
-    # -- lint -----------------------------------------------------------------------------------------
+    # -- lint ------------------------------------------------------------------------------------------
 
-    def lint(self, model: nn.Module, prefix: str = "model") -> list[Problem]:
+    def lint(self, model: nn.Module) -> list[Problem]:
         layers = classifier_layers(model)
-        problems = [p for path, layer in layers if (p := _width_problem(model, path, layer, prefix))]
-        problems.extend(_count_problems(model, layers, prefix))
+        problems = [p for path, layer in layers if (p := _width_problem(model, path, layer))]
+        problems.extend(_count_problems(model, layers))
         return problems
 
-    # -- inputs and sizes -----------------------------------------------------------------------------
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         """The pretrained_cfg input size (the patch embedding's when it is strict), batch 2."""
-        from headfit.inputs import InputSpec
-
         channels, height, width = _cfg_input_size(model)
         rule = self.size_rule(model)
         if rule is not None and rule.exact is not None:
@@ -104,13 +100,11 @@ class TimmFamily(Family):
         )
         return SizeRule(minimum=reduction, notes=[note])
 
-    # -- adapt ----------------------------------------------------------------------------------------
+    # -- adapt -----------------------------------------------------------------------------------------
 
-    def adapt(
-        self, model: nn.Module, num_classes: int, *, keep: list[int] | None = None, **options: Any
-    ) -> AdaptSummary:
+    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """``reset_classifier(K)`` as timm does, keeping every tensor outside the classifier layers."""
-        reject_options(self.name, options)
+        keep = self.checked_options(options).get("keep")
         check_num_classes(num_classes)
         old_layers = classifier_layers(model)
         kept = _check_keep(keep, num_classes, old_layers)
@@ -127,32 +121,31 @@ class TimmFamily(Family):
         return AdaptSummary(
             family=self.name,
             num_classes=num_classes,
-            head_outputs=num_classes,
+            head_outputs=self.outputs_for(num_classes),
             replaced=replaced,
             attributes=attributes,
             notes=_adapt_notes(how, replaced, num_classes, old_count),
             kept_rows=kept,
         )
 
-    # -- live evidence --------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------
 
-    def explain_failure(
-        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> Evidence:
-        evidence = Evidence(facts=_head_facts(model))
-        size_cause = _input_size_cause(model, diagnosis, prefix)
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
+        return _head_facts(model)
+
+    def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
+        """The base's facts and lint causes, and timm's own input-size check read from the message."""
+        evidence = super().explain_failure(model, module_path, diagnosis)
+        size_cause = _input_size_cause(model, diagnosis)
         if size_cause is not None:
             evidence.facts.extend(_size_facts(self.size_rule(model)))
-            evidence.causes.append(size_cause)
-        for problem in self.lint(model, prefix):
-            near = _related(problem.module, module_path)
-            evidence.causes.append(
-                Cause(problem.summary, 0.9 if near else 0.75, problem.module, problem.attribute, problem.fix)
-            )
+            evidence.causes.insert(0, size_cause)
         return evidence
 
 
-# -- the classifier layers --------------------------------------------------------------------------------
+# -- the classifier layers -------------------------------------------------------------------------------
 
 
 def classifier_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -206,18 +199,16 @@ def _as_tuple(value: Any) -> tuple:
 
 
 def _is_class_layer(module: nn.Module) -> bool:
-    from torch import nn
-
     return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d))
 
 
-def _head_kind(index: int, path: str) -> str:
+def _head_kind(index: int, path: str) -> HeadKind:
     if index == 0:
         return "classifier"
     return "distillation_classifier" if "dist" in path else "aux_classifier"
 
 
-# -- lint -------------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
 def _feature_widths(model: nn.Module, path: str) -> set[int]:
@@ -240,8 +231,6 @@ def _feature_widths(model: nn.Module, path: str) -> set[int]:
 def _branch_width(model: nn.Module, path: str) -> int | None:
     """Multi-branch models (CrossViT, EfficientViM) keep one head per branch in a ModuleList; head i sees
     ``embed_dim[i]``, or nothing headfit can read (then any width is accepted)."""
-    from torch import nn
-
     parent_path, _, index = path.rpartition(".")
     if not (parent_path and index.isdigit() and isinstance(model.get_submodule(parent_path), nn.ModuleList)):
         return None
@@ -264,7 +253,7 @@ def _previous_layer(model: nn.Module, path: str) -> nn.Module | None:
     return None
 
 
-def _width_problem(model: nn.Module, path: str, layer: nn.Module, prefix: str) -> Problem | None:
+def _width_problem(model: nn.Module, path: str, layer: nn.Module) -> Problem | None:
     widths = _feature_widths(model, path)
     width_in = in_width(layer)
     if not widths or width_in in widths:
@@ -287,7 +276,7 @@ def _width_problem(model: nn.Module, path: str, layer: nn.Module, prefix: str) -
             ),
             f"the forward pass will fail at `{path}` with a {expected} vs {width_in} size mismatch",
         ],
-        fix=f"{module_expr(prefix, path)} = {layer_code(layer, expected, out)}",
+        fix=f"{module_expr('model', path)} = {layer_code(layer, expected, out)}",
     )
 
 
@@ -299,14 +288,14 @@ def _expected_width(model: nn.Module) -> int | None:
     return None
 
 
-def _count_problems(model: nn.Module, layers: list[tuple[str, nn.Module]], prefix: str) -> list[Problem]:
+def _count_problems(model: nn.Module, layers: list[tuple[str, nn.Module]]) -> list[Problem]:
     """Heads that disagree with each other (HF232) or, when they agree, with ``num_classes`` (HF231)."""
     if not layers:
         return []
     declared = getattr(model, "num_classes", None)
     outs = {path: out_width(layer) for path, layer in layers}
     if len(set(outs.values())) > 1:
-        return [_heads_disagree(model, outs, declared, prefix)]
+        return [_heads_disagree(model, outs, declared)]
     out = next(iter(outs.values()))
     if not isinstance(declared, int) or declared == out:
         return []
@@ -322,12 +311,12 @@ def _count_problems(model: nn.Module, layers: list[tuple[str, nn.Module]], prefi
                 f"`num_classes` is {declared}: timm's `reset_classifier`, `pretrained_cfg` loading and "
                 "code that reads `model.num_classes` will use the wrong count",
             ],
-            fix=f"{prefix}.num_classes = {out}",
+            fix=f"model.num_classes = {out}",
         )
     ]
 
 
-def _heads_disagree(model: nn.Module, outs: dict[str, int], declared: Any, prefix: str) -> Problem:
+def _heads_disagree(model: nn.Module, outs: dict[str, int], declared: Any) -> Problem:
     """The odd head is the one that disagrees with ``num_classes``; the user most likely meant its count."""
     odd = next((p for p, n in outs.items() if n != declared), next(iter(outs)))
     wanted = outs[odd]
@@ -341,7 +330,7 @@ def _heads_disagree(model: nn.Module, outs: dict[str, int], declared: Any, prefi
             f"`{type(model).__name__}` averages or stacks its heads, so they must emit the same number of classes",
             f"`num_classes` is {declared}",
         ],
-        fix=f"{prefix}.reset_classifier({wanted})",
+        fix=f"model.reset_classifier({wanted})",
     )
 
 
@@ -434,7 +423,7 @@ def _size_facts(rule: SizeRule | None) -> list[str]:
     return facts
 
 
-# -- adapt ------------------------------------------------------------------------------------------------
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _check_keep(keep: list[int] | None, num_classes: int, layers: list[tuple[str, nn.Module]]) -> list[int]:
@@ -464,8 +453,6 @@ def _reset(model: nn.Module, num_classes: int, old_layers: list[tuple[str, nn.Mo
 
 def _reset_kwargs(model: nn.Module) -> dict[str, Any]:
     """RepViT's ``reset_classifier`` drops the distillation head unless told to keep it."""
-    import inspect
-
     if "distillation" not in inspect.signature(model.reset_classifier).parameters:
         return {}
     return {"distillation": any(getattr(m, "distillation", False) is True for m in model.modules())}
@@ -473,19 +460,7 @@ def _reset_kwargs(model: nn.Module) -> dict[str, Any]:
 
 def _replace_layers(model: nn.Module, layers: list[tuple[str, nn.Module]], num_classes: int) -> None:
     for path, layer in layers:
-        set_module(model, path, _like(layer, num_classes))
-
-
-def _like(layer: nn.Module, num_classes: int) -> nn.Module:
-    """A fresh layer with ``num_classes`` outputs and PyTorch's default init, as ``reset_classifier`` has."""
-    from torch import nn
-
-    new = (
-        new_linear_like(layer, num_classes)
-        if isinstance(layer, nn.Linear)
-        else new_conv_like(layer, num_classes)
-    )
-    return new.train(layer.training)
+        set_module(model, path, new_layer_like(layer, num_classes))
 
 
 def _match_old_layers(
@@ -504,8 +479,6 @@ def _match_old_layers(
 def _restore_outside(model: nn.Module, replaced: list[str], old_tensors: dict[str, torch.Tensor]) -> None:
     """Undo anything ``reset_classifier`` re-created outside the classifier layers (MetaFormer's MlpHead
     rebuilds fc1 and its norm with fc2): copy the old values back, so only the replaced layers differ."""
-    import torch
-
     inside = tuple(f"{p}." for p in replaced)
     new_tensors = dict(model.state_dict(keep_vars=True))
     with torch.no_grad():
@@ -555,7 +528,7 @@ def _adapt_notes(how: str, replaced: list[str], num_classes: int, old: int | Non
     return notes
 
 
-# -- live evidence ----------------------------------------------------------------------------------------
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _head_facts(model: nn.Module) -> list[str]:
@@ -570,7 +543,7 @@ def _head_facts(model: nn.Module) -> list[str]:
     return facts
 
 
-def _input_size_cause(model: nn.Module, diagnosis: Diagnosis, prefix: str) -> Cause | None:
+def _input_size_cause(model: nn.Module, diagnosis: Diagnosis) -> Cause | None:
     """timm's ``Input height (384) doesn't match model (224).``: the image size, not the head."""
     match = _INPUT_SIZE.search(diagnosis.message or "")
     if match is None:
@@ -579,12 +552,6 @@ def _input_size_cause(model: nn.Module, diagnosis: Diagnosis, prefix: str) -> Ca
     img_size = _pair(getattr(getattr(model, "patch_embed", None), "img_size", None)) or (wanted, wanted)
     fix = f"resize inputs to {img_size[0]}x{img_size[1]}"
     if callable(getattr(model, "set_input_size", None)):
-        fix += f", or `{prefix}.set_input_size(img_size=(H, W))` to resample the position embedding for H x W"
+        fix += ", or `model.set_input_size(img_size=(H, W))` to resample the position embedding for H x W"
     summary = f"the input {side} is {given} but `patch_embed` was built for {wanted}"
     return Cause(summary, 0.9, "patch_embed", "img_size", fix)
-
-
-def _related(problem_module: str, failing_module: str) -> bool:
-    if not failing_module or not problem_module:
-        return True
-    return failing_module.startswith(problem_module) or problem_module.startswith(failing_module)

@@ -9,33 +9,171 @@ ones, so ``isinstance`` covers them. Nothing here runs the model: widths are rea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from headfit.diagnosis import Cause, Diagnosis, Problem
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.models.alexnet import AlexNet
+from torchvision.models.convnext import ConvNeXt
+from torchvision.models.densenet import DenseNet
+from torchvision.models.efficientnet import EfficientNet
+from torchvision.models.googlenet import GoogLeNet
+from torchvision.models.inception import Inception3
+from torchvision.models.maxvit import MaxVit
+from torchvision.models.mnasnet import MNASNet
+from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.mobilenetv3 import MobileNetV3
+from torchvision.models.regnet import RegNet
+from torchvision.models.resnet import ResNet
+from torchvision.models.shufflenetv2 import ShuffleNetV2
+from torchvision.models.squeezenet import SqueezeNet
+from torchvision.models.swin_transformer import SwinTransformer
+from torchvision.models.vgg import VGG
+from torchvision.models.video.mvit import MViT
+from torchvision.models.video.resnet import VideoResNet
+from torchvision.models.video.s3d import S3D
+from torchvision.models.video.swin_transformer import SwinTransformer3d
+from torchvision.models.vision_transformer import VisionTransformer
+
+from headfit.diagnosis import Problem
+from headfit.errors import UsageError
 from headfit.families import _util as u
-from headfit.families.base import (
-    AdaptSummary,
-    Evidence,
-    Family,
-    HeadInfo,
-    SizeRule,
-    SmokeBatch,
-    register_family,
+from headfit.families._classifier_chain import (
+    AUX_MISMATCH,
+    classifier_chain,
+    concat_width,
+    replace_head,
+    width_problems,
 )
+from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
+from headfit.inputs import InputSpec
+from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, out_width
+from headfit.smoke import SmokeBatch
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from headfit.inputs import InputSpec
-
-WIDTH_MISMATCH = "HF220"
 METADATA_MISMATCH = "HF221"
-AUX_MISMATCH = "HF222"
 SMOKE_SIZE = 64  # every torchvision CNN classifier runs a train step at 64x64 (AlexNet needs >= 63)
 SMOKE_CLIP = (8, 64, 64)  # (T, H, W) for video models that take any clip: ~0.5 s instead of ~25 s (Swin3D)
+AUX_LOSS_WEIGHT = 0.4  # GoogLeNet/Inception v3 auxiliary logits (PyTorch's fine-tuning tutorial)
+
+
+@register_family
+class TorchvisionClassification(Family):
+    name = "torchvision-classification"
+    priority = 20
+    examples = ("torchvision:resnet18", "torchvision:googlenet")
+    aux_loss_weight = AUX_LOSS_WEIGHT
+
+    # -- recognition and heads -------------------------------------------------------------------------
+
+    def recognises(self, model: nn.Module) -> bool:
+        return layout_of(model) is not None
+
+    def heads(self, model: nn.Module) -> list[HeadInfo]:
+        layout = layout_of(model)
+        head = main_head(model, layout)
+        if head is None:
+            return []
+        attributes = {a: getattr(model, a) for a in layout.metadata if hasattr(model, a)}
+        found = [HeadInfo(head[0], "classifier", out_width(head[1]), attributes)]
+        found += [HeadInfo(p, "aux_classifier", out_width(m)) for _, p, m in _aux_heads(model, layout)]
+        return found
+
+    def num_classes(self, model: nn.Module) -> int | None:
+        head = main_head(model, layout_of(model))
+        return None if head is None else out_width(head[1])
+
+    # -- lint ------------------------------------------------------------------------------------------
+
+    def lint(self, model: nn.Module) -> list[Problem]:
+        return lint_classifier(model, layout_of(model))
+
+    # -- inputs and sizes ------------------------------------------------------------------------------
+
+    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
+        if layout_of(model).video:
+            return [InputSpec.batch(1, 3, *_video_clip(model))]
+        size = _image_size(model)
+        return [InputSpec.batch(2, 3, size, size)]
+
+    def size_rule(self, model: nn.Module) -> SizeRule | None:
+        if isinstance(getattr(model, "image_size", None), int):
+            size = model.image_size
+            return SizeRule(
+                exact=(size, size), notes=[f"ViT's position embeddings fix the input at {size}x{size}"]
+            )
+        if getattr(model, "pos_encoding", None) is not None:
+            frames, height, width = _video_clip(model)
+            return SizeRule(
+                exact=(height, width), notes=[f"MViT's positional encoding fixes clips at {frames} frames"]
+            )
+        if isinstance(model, Inception3):
+            return SizeRule(minimum=75, notes=["Inception v3 is trained at 299x299"])
+        return None
+
+    # -- adapt -----------------------------------------------------------------------------------------
+
+    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
+        keep = self.checked_options(options).get("keep")
+        layout = layout_of(model)
+        num_classes = u.check_num_classes(num_classes)
+        head = main_head(model, layout)
+        if head is None:
+            raise UsageError(_no_head_message(model, layout))
+        rows = u.check_keep(keep, num_classes, out_width(head[1]))
+        replace_head(model, head[0], num_classes, layout.init, rows)
+        replaced = [head[0]]
+        for aux, path, _ in _aux_heads(model, layout):
+            replace_head(model, path, num_classes, aux.init, rows)
+            replaced.append(path)
+        attributes = {a: num_classes for a in layout.metadata if hasattr(model, a)}
+        for attribute, value in attributes.items():
+            setattr(model, attribute, value)
+        return AdaptSummary(
+            family=self.name,
+            num_classes=num_classes,
+            head_outputs=self.outputs_for(num_classes),
+            replaced=replaced,
+            attributes=attributes,
+            notes=_adapt_notes(layout, replaced, attributes, num_classes),
+            kept_rows=rows or [],
+        )
+
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
+
+    def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
+        device = next(model.parameters()).device
+        batch = _smoke_batch_size(model)
+        images = torch.randn((batch, *_smoke_shape(model)), device=device)
+        return SmokeBatch(args=(images,), targets=torch.randint(num_classes, (batch,), device=device))
+
+    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
+        """Cross-entropy on the logits; auxiliary logits (GoogLeNet/Inception train mode) weigh
+        ``aux_loss_weight``."""
+        logits, *aux = logit_tensors(output)
+        loss = F.cross_entropy(logits, batch.targets)
+        for extra in aux:
+            loss = loss + self.aux_loss_weight * F.cross_entropy(extra, batch.targets)
+        return loss
+
+    def output_classes(self, model: nn.Module, output: Any) -> int | None:
+        logits = logit_tensors(output)[0]
+        return int(logits.shape[1])
+
+    # -- training --------------------------------------------------------------------------------------
+
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
+        layout = layout_of(model)
+        head = main_head(model, layout)
+        return [] if head is None else _live_facts(model, layout, head)
+
+
+# -- layouts ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,29 +208,7 @@ def _avgpool_positions(model: nn.Module) -> int:
 
 @cache
 def _layouts() -> tuple[tuple[type, Layout], ...]:
-    """(class, layout) pairs, checked in order with isinstance. Imports torchvision on first use."""
-    from torchvision.models.alexnet import AlexNet
-    from torchvision.models.convnext import ConvNeXt
-    from torchvision.models.densenet import DenseNet
-    from torchvision.models.efficientnet import EfficientNet
-    from torchvision.models.googlenet import GoogLeNet
-    from torchvision.models.inception import Inception3
-    from torchvision.models.maxvit import MaxVit
-    from torchvision.models.mnasnet import MNASNet
-    from torchvision.models.mobilenetv2 import MobileNetV2
-    from torchvision.models.mobilenetv3 import MobileNetV3
-    from torchvision.models.regnet import RegNet
-    from torchvision.models.resnet import ResNet
-    from torchvision.models.shufflenetv2 import ShuffleNetV2
-    from torchvision.models.squeezenet import SqueezeNet
-    from torchvision.models.swin_transformer import SwinTransformer
-    from torchvision.models.vgg import VGG
-    from torchvision.models.video.mvit import MViT
-    from torchvision.models.video.resnet import VideoResNet
-    from torchvision.models.video.s3d import S3D
-    from torchvision.models.video.swin_transformer import SwinTransformer3d
-    from torchvision.models.vision_transformer import VisionTransformer
-
+    """(class, layout) pairs, checked in order with isinstance (built once: the inits are closures)."""
     googlenet_init = u.trunc_normal_init(0.01, zero_bias=False)
     return (
         (ResNet, Layout("ResNet", "layer4", "fc")),
@@ -168,72 +284,24 @@ def layout_of(model: nn.Module) -> Layout | None:
     return None
 
 
-# --- widths ------------------------------------------------------------------------------------------
-
-
-def _concat_width(block: nn.Module) -> int | None:
-    """Width of blocks that concatenate branches along channels (no single layer shows the sum)."""
-    from torchvision.models.googlenet import Inception
-    from torchvision.models.inception import InceptionE
-    from torchvision.models.squeezenet import Fire
-    from torchvision.models.video.s3d import SepInceptionBlock3D
-
-    if isinstance(block, Fire):
-        return block.expand1x1.out_channels + block.expand3x3.out_channels
-    if isinstance(block, (Inception, SepInceptionBlock3D)):
-        return _sum_widths(b for name, b in block.named_children() if name.startswith("branch"))
-    if isinstance(block, InceptionE):
-        leaves = (
-            "branch1x1",
-            "branch3x3_2a",
-            "branch3x3_2b",
-            "branch3x3dbl_3a",
-            "branch3x3dbl_3b",
-            "branch_pool",
-        )
-        return _sum_widths(getattr(block, name) for name in leaves)
-    return None
-
-
-def _sum_widths(blocks: Iterator[nn.Module]) -> int | None:
-    widths = [u.last_width(b, _concat_width) for b in blocks]
-    return None if None in widths else sum(widths)
+# -- heads -----------------------------------------------------------------------------------------------
 
 
 def feature_width(model: nn.Module, layout: Layout) -> int | None:
     """Features per sample that reach the classifier, read from the layers before it."""
     if not u.has_module(model, layout.features):
         return None
-    width = u.last_width(u.get_module(model, layout.features), _concat_width)
+    width = u.last_width(u.get_module(model, layout.features), concat_width)
     if width is not None and layout.pooled_positions is not None:
         width *= layout.pooled_positions(model)
     return width
-
-
-def is_head_layer(module: nn.Module) -> bool:
-    from torch import nn
-
-    return isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
-
-
-def classifier_chain(model: nn.Module, container_path: str) -> list[tuple[str, nn.Module]]:
-    """The layers in the classifier, in forward order (Sequentials flattened)."""
-    from torch import nn
-
-    container = u.get_module(model, container_path)
-    if not isinstance(container, nn.Sequential):
-        return [(container_path, container)]
-    layers: list[tuple[str, nn.Module]] = []
-    for name in dict(container.named_children()):
-        layers.extend(classifier_chain(model, f"{container_path}.{name}"))
-    return layers
 
 
 def main_head(model: nn.Module, layout: Layout) -> tuple[str, nn.Module] | None:
     """(path, layer) of the last Linear or conv in the classifier container."""
     if not u.has_module(model, layout.classifier):
         return None
-    heads = [(p, m) for p, m in classifier_chain(model, layout.classifier) if is_head_layer(m)]
+    heads = [(p, m) for p, m in classifier_chain(model, layout.classifier) if is_class_layer(m)]
     return heads[-1] if heads else None
 
 
@@ -246,63 +314,24 @@ def _aux_heads(model: nn.Module, layout: Layout) -> list[tuple[Aux, str, nn.Modu
     return present
 
 
-# --- lint ----------------------------------------------------------------------------------------------
+# -- lint ------------------------------------------------------------------------------------------------
 
 
-def width_problems(
-    source: str, width: int | None, chain: list[tuple[str, nn.Module]], prefix: str
-) -> list[Problem]:
-    """Each layer of ``chain`` whose input width is not the width that reaches it (HF220)."""
-    problems: list[Problem] = []
-    origin = source
-    for path, layer in chain:
-        opaque = next(layer.children(), None) is not None  # a block such as DeepLab's ASPP
-        expected = u.first_width(layer) if opaque else u.in_width(layer)
-        if width is not None and expected is not None and expected != width:
-            problems.append(_width_problem(path, layer, origin, width, expected, prefix))
-        produced = u.last_width(layer, _concat_width) if opaque else u.out_width(layer)
-        if produced is not None:
-            width, origin = produced, path
+def lint_classifier(model: nn.Module, layout: Layout) -> list[Problem]:
+    """Every head invariant of ``model`` that does not hold."""
+    head = main_head(model, layout)
+    if head is None:
+        return []
+    path, layer = head
+    outputs = out_width(layer)
+    features = feature_width(model, layout)
+    problems = width_problems(layout.features, features, classifier_chain(model, layout.classifier))
+    problems += _metadata_problems(model, layout, outputs, path)
+    problems += _aux_problems(model, layout, outputs, path)
     return problems
 
 
-def _width_problem(
-    path: str, layer: nn.Module, origin: str, width: int, expected: int, prefix: str
-) -> Problem:
-    attribute = _in_attribute(layer)
-    unit = "channels" if attribute == "in_channels" else "features"
-    target = u.module_expr(prefix, path)
-    if is_head_layer(layer):
-        fix = f"{target} = {u.layer_code(layer, width, u.out_width(layer))}"
-    elif next(layer.children(), None) is not None:
-        fix = f"rebuild `{target}` for {width} input {unit}"
-    else:
-        fix = f"{target} = {type(layer).__name__}({width})"
-    return Problem(
-        code=WIDTH_MISMATCH,
-        module=path,
-        attribute=attribute,
-        summary=f"`{path}` expects {expected} input {unit} but `{origin}` produces {width}",
-        facts=[f"`{origin}` produces {width} {unit} per sample", f"`{path}.{attribute}` is {expected}"],
-        fix=fix,
-    )
-
-
-def _in_attribute(layer: nn.Module) -> str:
-    from torch import nn
-
-    if isinstance(layer, nn.Linear):
-        return "in_features"
-    if isinstance(layer, nn.modules.conv._ConvNd):
-        return "in_channels"
-    if isinstance(layer, nn.LayerNorm):
-        return "normalized_shape"
-    return "num_features"
-
-
-def _metadata_problems(
-    model: nn.Module, layout: Layout, outputs: int, head: str, prefix: str
-) -> list[Problem]:
+def _metadata_problems(model: nn.Module, layout: Layout, outputs: int, head: str) -> list[Problem]:
     problems = []
     for attribute in layout.metadata:
         value = getattr(model, attribute, None)
@@ -314,19 +343,19 @@ def _metadata_problems(
                     attribute=attribute,
                     summary=f"`{attribute}` says {value} classes but `{head}` emits {outputs}",
                     facts=[f"`{attribute}` is {value}", f"`{head}` has {outputs} outputs"],
-                    fix=f"{prefix}.{attribute} = {outputs}",
+                    fix=f"model.{attribute} = {outputs}",
                 )
             )
     return problems
 
 
-def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str, prefix: str) -> list[Problem]:
+def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str) -> list[Problem]:
     problems = []
     for aux, path, layer in _aux_heads(model, layout):
         chain = [(p, u.get_module(model, p)) for p in aux.chain]
         width = u.last_width(u.get_module(model, aux.source)) if u.has_module(model, aux.source) else None
-        problems += width_problems(aux.source, width and width * aux.spatial, chain, prefix)
-        aux_outputs = u.out_width(layer)
+        problems += width_problems(aux.source, width and width * aux.spatial, chain)
+        aux_outputs = out_width(layer)
         if aux_outputs != outputs:
             problems.append(
                 Problem(
@@ -336,59 +365,13 @@ def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str, pre
                     summary=f"auxiliary head `{path}` emits {aux_outputs} classes but the main head `{head}` "
                     f"emits {outputs}",
                     facts=[f"`{path}` has {aux_outputs} outputs", f"`{head}` has {outputs} outputs"],
-                    fix=f"{u.module_expr(prefix, path)} = {u.layer_code(layer, u.in_width(layer), outputs)}",
+                    fix=f"{module_expr('model', path)} = {layer_code(layer, in_width(layer), outputs)}",
                 )
             )
     return problems
 
 
-def lint_classifier(model: nn.Module, layout: Layout, prefix: str = "model") -> list[Problem]:
-    """Every head invariant of ``model`` that does not hold, with fixes naming it ``prefix``."""
-    head = main_head(model, layout)
-    if head is None:
-        return []
-    path, layer = head
-    outputs = u.out_width(layer)
-    features = feature_width(model, layout)
-    problems = width_problems(layout.features, features, classifier_chain(model, layout.classifier), prefix)
-    problems += _metadata_problems(model, layout, outputs, path, prefix)
-    problems += _aux_problems(model, layout, outputs, path, prefix)
-    return problems
-
-
-# --- adapt -----------------------------------------------------------------------------------------------
-
-
-def replace_head(
-    model: nn.Module, path: str, num_classes: int, init: u.Init | None, keep: list[int] | None
-) -> None:
-    from torch import nn
-
-    old = u.get_module(model, path)
-    if isinstance(old, nn.Linear):
-        new = u.new_linear_like(old, num_classes)
-    else:
-        new = u.new_conv_like(old, num_classes)
-    if hasattr(old, "stddev"):  # Inception's init reads it
-        new.stddev = old.stddev
-    if init is not None:
-        init(new)
-    if keep is not None:
-        u.copy_rows(new, old, keep)
-    u.set_module(model, path, new)
-
-
-def _video_clip(model: nn.Module) -> tuple[int, int, int]:
-    """(T, H, W) of a clip the video model accepts: MViT's positional encoding fixes it."""
-    pos = getattr(model, "pos_encoding", None)
-    if pos is not None and hasattr(pos, "spatial_size"):
-        stride = model.conv_proj.stride
-        return pos.temporal_size * stride[0], pos.spatial_size[0] * stride[1], pos.spatial_size[1] * stride[2]
-    from torchvision.models.video.resnet import VideoResNet
-
-    if isinstance(model, VideoResNet):
-        return 16, 112, 112
-    return 16, 224, 224
+# -- adapt -----------------------------------------------------------------------------------------------
 
 
 def _no_head_message(model: nn.Module, layout: Layout) -> str:
@@ -402,11 +385,37 @@ def _no_head_message(model: nn.Module, layout: Layout) -> str:
     return f"{layout.name} has no Linear or conv layer in `{layout.classifier}` to re-head (found `{found}`)"
 
 
+def _adapt_notes(
+    layout: Layout, replaced: list[str], attributes: dict[str, int], num_classes: int
+) -> list[str]:
+    heads = ", ".join(f"`{p}`" for p in replaced)
+    notes = [f"{layout.name}: {heads} now {'emit' if len(replaced) > 1 else 'emits'} {num_classes} classes"]
+    if len(replaced) > 1:
+        notes.append(
+            f"the auxiliary heads were re-headed too; in train mode the model returns a namedtuple "
+            f"(logits first), so weight the auxiliary losses (e.g. {AUX_LOSS_WEIGHT}) or read `.logits`"
+        )
+    if attributes:
+        notes.append("updated " + ", ".join(f"`{a}` = {v}" for a, v in attributes.items()))
+    return notes
+
+
+# -- inputs and smoke step -------------------------------------------------------------------------------
+
+
+def _video_clip(model: nn.Module) -> tuple[int, int, int]:
+    """(T, H, W) of a clip the video model accepts: MViT's positional encoding fixes it."""
+    pos = getattr(model, "pos_encoding", None)
+    if pos is not None and hasattr(pos, "spatial_size"):
+        stride = model.conv_proj.stride
+        return pos.temporal_size * stride[0], pos.spatial_size[0] * stride[1], pos.spatial_size[1] * stride[2]
+    if isinstance(model, VideoResNet):
+        return 16, 112, 112
+    return 16, 224, 224
+
+
 def _smoke_shape(model: nn.Module) -> tuple[int, ...]:
     """One sample for a real CPU train step: as small as the model allows (CNNs: 64x64)."""
-    from torchvision.models.inception import Inception3
-    from torchvision.models.maxvit import MaxVit
-
     if layout_of(model).video:
         return (3, *_smoke_clip(model))
     exact = isinstance(getattr(model, "image_size", None), int) or isinstance(model, (Inception3, MaxVit))
@@ -417,8 +426,6 @@ def _smoke_shape(model: nn.Module) -> tuple[int, ...]:
 def _smoke_clip(model: nn.Module) -> tuple[int, int, int]:
     """The smallest clip a video model runs: MViT's positional encoding fixes it, S3D's final 2x7x7
     average pool needs 16x224x224; VideoResNet and Swin3D pool adaptively and pad to their windows."""
-    from torchvision.models.video import S3D
-
     if getattr(model, "pos_encoding", None) is not None or isinstance(model, S3D):
         return _video_clip(model)
     return SMOKE_CLIP
@@ -430,125 +437,9 @@ def _smoke_batch_size(model: nn.Module) -> int:
 
 
 def _image_size(model: nn.Module) -> int:
-    from torchvision.models.inception import Inception3
-
     if isinstance(getattr(model, "image_size", None), int):
         return model.image_size
     return 299 if isinstance(model, Inception3) else 224
-
-
-@register_family
-class TorchvisionClassification(Family):
-    name = "torchvision-classification"
-    priority = 20
-
-    def recognises(self, model: nn.Module) -> bool:
-        return layout_of(model) is not None
-
-    def heads(self, model: nn.Module) -> list[HeadInfo]:
-        layout = layout_of(model)
-        head = main_head(model, layout)
-        if head is None:
-            return []
-        attributes = {a: getattr(model, a) for a in layout.metadata if hasattr(model, a)}
-        found = [HeadInfo(head[0], "classifier", u.out_width(head[1]), attributes)]
-        found += [HeadInfo(p, "aux_classifier", u.out_width(m)) for _, p, m in _aux_heads(model, layout)]
-        return found
-
-    def num_classes(self, model: nn.Module) -> int | None:
-        head = main_head(model, layout_of(model))
-        return None if head is None else u.out_width(head[1])
-
-    def lint(self, model: nn.Module) -> list[Problem]:
-        return lint_classifier(model, layout_of(model))
-
-    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
-        from headfit.inputs import InputSpec
-
-        if layout_of(model).video:
-            return [InputSpec.batch(1, 3, *_video_clip(model))]
-        size = _image_size(model)
-        return [InputSpec.batch(2, 3, size, size)]
-
-    def size_rule(self, model: nn.Module) -> SizeRule | None:
-        from torchvision.models.inception import Inception3
-
-        if isinstance(getattr(model, "image_size", None), int):
-            size = model.image_size
-            return SizeRule(
-                exact=(size, size), notes=[f"ViT's position embeddings fix the input at {size}x{size}"]
-            )
-        if getattr(model, "pos_encoding", None) is not None:
-            frames, height, width = _video_clip(model)
-            return SizeRule(
-                exact=(height, width), notes=[f"MViT's positional encoding fixes clips at {frames} frames"]
-            )
-        if isinstance(model, Inception3):
-            return SizeRule(minimum=75, notes=["Inception v3 is trained at 299x299"])
-        return None
-
-    def adapt(
-        self, model: nn.Module, num_classes: int, *, keep: list[int] | None = None, **options: Any
-    ) -> AdaptSummary:
-        layout = layout_of(model)
-        u.reject_options(self.name, options)
-        num_classes = u.check_num_classes(num_classes)
-        head = main_head(model, layout)
-        if head is None:
-            from headfit.errors import UsageError
-
-            raise UsageError(_no_head_message(model, layout))
-        rows = u.check_keep(keep, num_classes, u.out_width(head[1]))
-        replace_head(model, head[0], num_classes, layout.init, rows)
-        replaced = [head[0]]
-        for aux, path, _ in _aux_heads(model, layout):
-            replace_head(model, path, num_classes, aux.init, rows)
-            replaced.append(path)
-        attributes = {a: num_classes for a in layout.metadata if hasattr(model, a)}
-        for attribute, value in attributes.items():
-            setattr(model, attribute, value)
-        return AdaptSummary(
-            family=self.name,
-            num_classes=num_classes,
-            head_outputs=num_classes,
-            replaced=replaced,
-            attributes=attributes,
-            notes=_adapt_notes(layout, replaced, attributes, num_classes),
-            kept_rows=rows or [],
-        )
-
-    def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
-        import torch
-
-        device = next(model.parameters()).device
-        batch = _smoke_batch_size(model)
-        images = torch.randn((batch, *_smoke_shape(model)), device=device)
-        return SmokeBatch(args=(images,), targets=torch.randint(num_classes, (batch,), device=device))
-
-    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
-        """Cross-entropy on the logits; auxiliary logits (GoogLeNet/Inception train mode) weigh 0.3."""
-        from torch.nn import functional as F
-
-        logits, *aux = logit_tensors(output)
-        loss = F.cross_entropy(logits, batch.targets)
-        for extra in aux:
-            loss = loss + 0.3 * F.cross_entropy(extra, batch.targets)
-        return loss
-
-    def output_classes(self, model: nn.Module, output: Any) -> int | None:
-        logits = logit_tensors(output)[0]
-        return int(logits.shape[1])
-
-    def explain_failure(
-        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> Evidence:
-        layout = layout_of(model)
-        head = main_head(model, layout)
-        if head is None:
-            return Evidence()
-        facts = _live_facts(model, layout, head)
-        causes = [cause_from(p, module_path) for p in lint_classifier(model, layout, prefix)]
-        return Evidence(facts=facts, causes=causes)
 
 
 def logit_tensors(output: Any) -> list[Any]:
@@ -558,44 +449,15 @@ def logit_tensors(output: Any) -> list[Any]:
     return [output]
 
 
-def _adapt_notes(
-    layout: Layout, replaced: list[str], attributes: dict[str, int], num_classes: int
-) -> list[str]:
-    heads = ", ".join(f"`{p}`" for p in replaced)
-    notes = [f"{layout.name}: {heads} now {'emit' if len(replaced) > 1 else 'emits'} {num_classes} classes"]
-    if len(replaced) > 1:
-        notes.append(
-            "the auxiliary heads were re-headed too; in train mode the model returns a namedtuple "
-            "(logits first), so weight the auxiliary losses (e.g. 0.3) or read `.logits`"
-        )
-    if attributes:
-        notes.append("updated " + ", ".join(f"`{a}` = {v}" for a, v in attributes.items()))
-    return notes
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
 def _live_facts(model: nn.Module, layout: Layout, head: tuple[str, nn.Module]) -> list[str]:
     path, layer = head
-    facts = [f"`{path}` takes {u.in_width(layer)} features and emits {u.out_width(layer)} classes"]
+    facts = [f"`{path}` takes {in_width(layer)} features and emits {out_width(layer)} classes"]
     width = feature_width(model, layout)
     if width is not None:
         facts.append(f"`{layout.features}` produces {width} features per sample")
     facts += [f"`{a}` is {getattr(model, a)}" for a in layout.metadata if hasattr(model, a)]
-    facts += [f"auxiliary head `{p}` emits {u.out_width(m)} classes" for _, p, m in _aux_heads(model, layout)]
+    facts += [f"auxiliary head `{p}` emits {out_width(m)} classes" for _, p, m in _aux_heads(model, layout)]
     return facts
-
-
-def cause_from(problem: Problem, failed_in: str) -> Cause:
-    """A lint problem as a cause: most likely when the forward failed in, above or below its module."""
-    return Cause(
-        summary=problem.summary,
-        confidence=0.9 if _related(problem.module, failed_in) else 0.7,
-        module=problem.module,
-        attribute=problem.attribute,
-        fix=problem.fix,
-    )
-
-
-def _related(module: str, failed_in: str) -> bool:
-    if not module or not failed_in:
-        return True  # the root: a metadata attribute, or a failure outside any submodule
-    return module == failed_in or module.startswith(failed_in + ".") or failed_in.startswith(module + ".")

@@ -1,17 +1,17 @@
-"""torchvision detection: RetinaNet and FCOS here; R-CNN and SSD in ``torchvision_rcnn.py`` / ``torchvision_ssd.py``.
+"""torchvision detection: the ``DetectionFamily`` base of every torchvision detector, and RetinaNet/FCOS.
+
+R-CNN and SSD live in ``torchvision_rcnn.py`` / ``torchvision_ssd.py``; the head paths and class-count
+facts all three share with ``explain/`` are in ``_facts.py``, target checks in ``_detection_targets.py``.
 
 RetinaNet and FCOS share one head design: a conv tower and a ``cls_logits`` conv whose channels are laid
 out ``(N, A * K, H, W)``, reshaped with ``view(N, -1, self.num_classes, H, W)``. The attribute
 ``head.classification_head.num_classes`` must follow the conv, which is the seed's classic mistake.
 They use sigmoid focal loss and count no background: K classes means K columns.
-
-``check_targets(model, targets)`` checks a detection batch against the model (for the live hooks).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,52 +20,37 @@ from torch import nn
 from torchvision.models.detection import FCOS, RetinaNet
 
 from headfit.diagnosis import Cause, Diagnosis, Problem
-from headfit.errors import UsageError
 from headfit.families import _detection_common as common
+from headfit.families import _detection_targets as targets_check
+from headfit.families._facts import DENSE, PRETRAINED_CLASS_COUNTS
 from headfit.families._util import check_keep, check_num_classes, copy_rows, new_conv_like, set_module
-from headfit.families.base import (
-    AdaptSummary,
-    Evidence,
-    Family,
-    HeadInfo,
-    SizeRule,
-    SmokeBatch,
-    register_family,
-)
+from headfit.families.base import AdaptSummary, Evidence, Family, HeadInfo, SizeRule, register_family
+from headfit.smoke import SmokeBatch
 
 if TYPE_CHECKING:
     from headfit.inputs import InputSpec
 
 SMOKE_SIZE = 128  # the smoke batch's image size, kept by the transform during the smoke step
-CLS = "head.classification_head"
-REG = "head.regression_head"
+CLS = DENSE.head
+REG = DENSE.regression
 
 
 class DetectionFamily(Family):
-    """What all torchvision detectors share: inputs, sizes, the smoke batch, the loss, live evidence."""
+    """What all torchvision detectors share: inputs, sizes, the smoke batch, the loss, target checks."""
 
-    kind: ClassVar[str] = "detector"
-    adapt_options: ClassVar[tuple[str, ...]] = ("keep",)
     smoke_images: ClassVar[int] = 1
+    lint_confidence = (0.95, 0.85)
+    takes_targets = True
 
-    def head_outputs(self, model: nn.Module) -> int:
-        """Columns of the classification head now (background included where the family counts it)."""
-        raise NotImplementedError
-
-    def num_classes(self, model: nn.Module) -> int | None:
-        return self.head_outputs(model) - int(self.counts_background)
-
-    def lint(self, model: nn.Module) -> list[Problem]:
-        return self.lint_with_prefix(model, "model")
-
-    def lint_with_prefix(self, model: nn.Module, prefix: str) -> list[Problem]:
-        raise NotImplementedError
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
     def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         return common.default_inputs()
 
     def size_rule(self, model: nn.Module) -> SizeRule | None:
         return common.size_rule(model)
+
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
 
     @contextlib.contextmanager
     def smoke_context(self, model: nn.Module) -> Iterator[None]:
@@ -111,78 +96,98 @@ class DetectionFamily(Family):
         outputs = self.head_outputs(model)
         return outputs if top is None else max(outputs, top + 1)
 
-    def _adapt_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(self.adapt_options))
-        if unknown:
-            names = ", ".join(f"`{n}`" for n in unknown)
-            takes = ", ".join(f"`{n}`" for n in ("num_classes", *self.adapt_options))
-            raise UsageError(
-                f"the {self.name} family does not understand the adapt option(s) {names}; it takes {takes}"
-            )
-        return options
+    # -- training --------------------------------------------------------------------------------------
 
-    def explain_failure(
-        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> Evidence:
-        """Live facts about the heads, and every lint problem as a cause, the failing module's first."""
-        evidence = Evidence(facts=self.live_facts(model))
-        for found in self.lint_with_prefix(model, prefix):
-            near = _related(found.module, module_path)
-            evidence.causes.append(
-                Cause(
-                    summary=found.summary,
-                    confidence=0.95 if near else 0.85,
-                    module=found.module,
-                    attribute=found.attribute,
-                    fix=found.fix,
-                )
-            )
-        evidence.causes.extend(self.message_causes(model, diagnosis, prefix))
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
+        """Live facts and lint causes (the base's), and a label the message names that the head lacks."""
+        evidence = super().explain_failure(model, module_path, diagnosis)
+        label = targets_check.message_label_cause(self, model, diagnosis.message)
+        evidence.causes.extend([label] if label is not None else [])
         return evidence
 
-    def live_facts(self, model: nn.Module) -> list[str]:
-        return []
-
-    def message_causes(self, model: nn.Module, diagnosis: Diagnosis, prefix: str) -> list[Cause]:
-        """Causes that only the error message and the model together reveal (data errors)."""
-        return _label_causes(self, model, diagnosis)
-
-
-def _related(problem_module: str, failing_module: str) -> bool:
-    """A problem in the failing module, inside it, or around it (the root failing in postprocess)."""
-    if not failing_module:
-        return True
-    return problem_module.startswith(failing_module) or failing_module.startswith(problem_module)
+    def check_targets(self, model: nn.Module, targets: Any, *, name: str = "targets") -> Evidence:
+        """Labels out of range, boxes that are not ``[N, 4]`` x1, y1, x2, y2, keypoints of the wrong count:
+        one cause per finding for the batch (see ``_detection_targets.py``)."""
+        return targets_check.target_evidence(self, model, targets, name)
 
 
 @register_family
 class DenseDetectionFamily(DetectionFamily):
     """torchvision RetinaNet and FCOS: one shared head over the FPN levels, sigmoid focal loss."""
 
-    name = "torchvision-retinanet-fcos"
+    name = DENSE.family
     priority = 10
-    counts_background = False
+    counts_background = DENSE.background
+    examples = ("torchvision:fcos_resnet50_fpn", "torchvision:retinanet_resnet50_fpn")
+
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
         return isinstance(model, (RetinaNet, FCOS))
 
-    def head_outputs(self, model: nn.Module) -> int:
+    def num_classes(self, model: nn.Module) -> int | None:
         return int(model.head.classification_head.num_classes)
 
     def heads(self, model: nn.Module) -> list[HeadInfo]:
         cls = model.head.classification_head
         attrs = {f"{CLS}.num_classes": cls.num_classes, f"{CLS}.num_anchors": cls.num_anchors}
-        heads = [HeadInfo(f"{CLS}.cls_logits", "box_classifier", int(cls.num_classes), attrs)]
+        heads = [HeadInfo(f"{CLS}.{DENSE.logits}", "box_classifier", int(cls.num_classes), attrs)]
         for name in ("bbox_reg", "bbox_ctrness"):
             layer = getattr(model.head.regression_head, name, None)
             if layer is not None:
                 heads.append(HeadInfo(f"{REG}.{name}", "box_regressor", layer.out_channels))
         return heads
 
-    def live_facts(self, model: nn.Module) -> list[str]:
+    # -- lint ------------------------------------------------------------------------------------------
+
+    def lint(self, model: nn.Module) -> list[Problem]:
+        anchors, problems = _anchor_count(model)
+        problems += _lint_classifier(model.head.classification_head, anchors)
+        problems += _lint_regression(model.head.regression_head, anchors)
+        problems += common.lint_anchor_generator(model.anchor_generator, "anchor_generator", model.backbone)
+        return problems
+
+    # -- adapt -----------------------------------------------------------------------------------------
+
+    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
+        """Replace ``cls_logits`` only (the conv tower stays), with the prior-probability init."""
+        num_classes = check_num_classes(num_classes)
+        keep = self.checked_options(options).get("keep")
+        cls = model.head.classification_head
+        old = cls.cls_logits
+        anchors = int(cls.num_anchors)
+        source_columns = old.out_channels // anchors
+        rows = check_keep(keep, num_classes, source_columns)
+        new = new_conv_like(old, anchors * num_classes, init=common.prior_init())
+        if rows is not None:
+            copy_rows(new, old, common.per_anchor_rows(rows, source_columns, anchors))
+        set_module(model, DENSE.logits_path, new)
+        cls.num_classes = num_classes
+        arch = type(model).__name__
+        return AdaptSummary(
+            family=self.name,
+            num_classes=num_classes,
+            head_outputs=self.outputs_for(num_classes),
+            replaced=[DENSE.logits_path],
+            attributes={f"{CLS}.num_classes": num_classes},
+            notes=[
+                f"{arch} counts no background (sigmoid focal loss): `{DENSE.logits_path}` now has "
+                f"{anchors} x {num_classes} = {anchors * num_classes} channels for your {num_classes} "
+                f"classes, labels {self.valid_labels(num_classes)}",
+                "the new `cls_logits` starts from N(0, 0.01) with the prior bias -log(99) as torchvision "
+                "initialises it; the conv towers keep their weights",
+            ],
+            kept_rows=list(rows or []),
+        )
+
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
         cls = model.head.classification_head
         facts = [
-            f"`{CLS}.cls_logits` emits {cls.cls_logits.out_channels} channels; `num_classes` says "
+            f"`{DENSE.logits_path}` emits {cls.cls_logits.out_channels} channels; `num_classes` says "
             f"{cls.num_classes}; `num_anchors` is {cls.num_anchors}"
         ]
         made = common.anchors_per_location(model.anchor_generator)
@@ -192,89 +197,57 @@ class DenseDetectionFamily(DetectionFamily):
             )
         return facts
 
-    def lint_with_prefix(self, model: nn.Module, prefix: str) -> list[Problem]:
-        anchors, problems = self._anchor_count(model, prefix)
-        problems += _lint_classifier(model.head.classification_head, anchors, prefix)
-        problems += _lint_regression(model.head.regression_head, anchors, prefix)
-        problems += common.lint_anchor_generator(
-            model.anchor_generator, "anchor_generator", model.backbone, prefix
+    def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
+        """When ``cls_logits`` and ``num_classes`` disagree, both directions: lint says set ``num_classes``
+        to the conv's count; the other reading is that ``num_classes`` is what the user meant."""
+        evidence = super().explain_failure(model, module_path, diagnosis)
+        rehead = _rehead_for_num_classes(model)
+        evidence.causes.extend([rehead] if rehead is not None else [])
+        return evidence
+
+
+# -- lint ------------------------------------------------------------------------------------------------
+
+
+def _anchor_count(model: nn.Module) -> tuple[int, list[Problem]]:
+    """The anchors per location the head must serve, and HF203 when head and generator disagree.
+
+    ``num_anchors`` is only read at build time; what counts at run time is what the generator
+    makes. But when the regression conv agrees with ``num_anchors``, the generator is the outlier.
+    """
+    cls = model.head.classification_head
+    made = common.uniform_anchors(model.anchor_generator)
+    if made is None or made == cls.num_anchors:
+        return int(cls.num_anchors), []
+    reg_anchors = model.head.regression_head.bbox_reg.out_channels / 4
+    facts = [
+        f"`anchor_generator.num_anchors_per_location()` = {made} per level",
+        f"`{CLS}.num_anchors` = {cls.num_anchors}",
+        f"`{REG}.bbox_reg` emits {model.head.regression_head.bbox_reg.out_channels} channels "
+        f"= 4 * {reg_anchors:g} anchors",
+    ]
+    if reg_anchors == cls.num_anchors:
+        summary = f"`anchor_generator` makes {made} anchors per location but the head is built for {cls.num_anchors}"
+        fix = (
+            f"give `model.anchor_generator` sizes and aspect ratios whose product is {cls.num_anchors} "
+            f"per level, or rebuild the head for {made} anchors: `headfit.adapt(model, {cls.num_classes})` "
+            f"after setting `model.{CLS}.num_anchors = {made}`"
         )
-        return problems
-
-    def _anchor_count(self, model: nn.Module, prefix: str) -> tuple[int, list[Problem]]:
-        """The anchors per location the head must serve, and HF203 when head and generator disagree.
-
-        ``num_anchors`` is only read at build time; what counts at run time is what the generator
-        makes. But when the regression conv agrees with ``num_anchors``, the generator is the outlier.
-        """
-        cls = model.head.classification_head
-        made = common.uniform_anchors(model.anchor_generator)
-        if made is None or made == cls.num_anchors:
-            return int(cls.num_anchors), []
-        reg_anchors = model.head.regression_head.bbox_reg.out_channels / 4
-        facts = [
-            f"`anchor_generator.num_anchors_per_location()` = {made} per level",
-            f"`{CLS}.num_anchors` = {cls.num_anchors}",
-            f"`{REG}.bbox_reg` emits {model.head.regression_head.bbox_reg.out_channels} channels "
-            f"= 4 * {reg_anchors:g} anchors",
+        return int(cls.num_anchors), [
+            common.problem("HF203", "anchor_generator", "num_anchors_per_location", summary, facts, fix)
         ]
-        if reg_anchors == cls.num_anchors:
-            summary = (
-                f"`anchor_generator` makes {made} anchors per location but the head is built for "
-                f"{cls.num_anchors}"
-            )
-            fix = (
-                f"give `{prefix}.anchor_generator` sizes and aspect ratios whose product is {cls.num_anchors} "
-                "per level, or rebuild the head for "
-                f"{made} anchors: `headfit.adapt({prefix}, {cls.num_classes})` after setting "
-                f"`{prefix}.{CLS}.num_anchors = {made}`"
-            )
-            return int(cls.num_anchors), [
-                common.problem("HF203", "anchor_generator", "num_anchors_per_location", summary, facts, fix)
-            ]
-        summary = f"`{CLS}.num_anchors` is {cls.num_anchors} but `anchor_generator` makes {made} per location"
-        fix = f"{prefix}.{CLS}.num_anchors = {made}"
-        return made, [common.problem("HF203", CLS, "num_anchors", summary, facts, fix)]
-
-    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
-        """Replace ``cls_logits`` only (the conv tower stays), with the prior-probability init."""
-        num_classes = check_num_classes(num_classes)
-        keep = self._adapt_options(options).get("keep")
-        cls = model.head.classification_head
-        old = cls.cls_logits
-        anchors = int(cls.num_anchors)
-        source_columns = old.out_channels // anchors
-        rows = check_keep(keep, num_classes, source_columns)
-        new = new_conv_like(old, anchors * num_classes, init=common.prior_init())
-        if rows is not None:
-            copy_rows(new, old, common.per_anchor_rows(rows, source_columns, anchors))
-        set_module(model, f"{CLS}.cls_logits", new)
-        cls.num_classes = num_classes
-        arch = type(model).__name__
-        return AdaptSummary(
-            family=self.name,
-            num_classes=num_classes,
-            head_outputs=num_classes,
-            replaced=[f"{CLS}.cls_logits"],
-            attributes={f"{CLS}.num_classes": num_classes},
-            notes=[
-                f"{arch} counts no background (sigmoid focal loss): `{CLS}.cls_logits` now has "
-                f"{anchors} x {num_classes} = {anchors * num_classes} channels for your {num_classes} "
-                f"classes, labels 0..{num_classes - 1}",
-                "the new `cls_logits` starts from N(0, 0.01) with the prior bias -log(99) as torchvision "
-                "initialises it; the conv towers keep their weights",
-            ],
-            kept_rows=list(rows or []),
-        )
+    summary = f"`{CLS}.num_anchors` is {cls.num_anchors} but `anchor_generator` makes {made} per location"
+    fix = f"model.{CLS}.num_anchors = {made}"
+    return made, [common.problem("HF203", CLS, "num_anchors", summary, facts, fix)]
 
 
-def _lint_classifier(cls: nn.Module, anchors: int, prefix: str) -> list[Problem]:
+def _lint_classifier(cls: nn.Module, anchors: int) -> list[Problem]:
     """HF201: ``cls_logits`` channels == anchors * ``num_classes`` (the seed's mistake)."""
     out, k = cls.cls_logits.out_channels, int(cls.num_classes)
     if out == anchors * k:
         return []
     facts = [
-        f"`{CLS}.cls_logits.out_channels` = {out}",
+        f"`{DENSE.logits_path}.out_channels` = {out}",
         f"`num_anchors` * `num_classes` = {anchors} * {k} = {anchors * k}",
         f"forward does `cls_logits.view(N, -1, {k}, H, W)`, which needs the channels to be "
         f"{anchors} anchor(s) x {k} classes",
@@ -282,24 +255,21 @@ def _lint_classifier(cls: nn.Module, anchors: int, prefix: str) -> list[Problem]
     if out % anchors == 0:
         fitting = out // anchors
         summary = (
-            f"`{CLS}.cls_logits` emits {out} channels ({anchors} anchor(s) x {fitting} classes) but "
+            f"`{DENSE.logits_path}` emits {out} channels ({anchors} anchor(s) x {fitting} classes) but "
             f"`num_classes` is {k}"
         )
-        return [
-            common.problem(
-                "HF201", CLS, "num_classes", summary, facts, f"{prefix}.{CLS}.num_classes = {fitting}"
-            )
-        ]
+        fix = f"model.{CLS}.num_classes = {fitting}"
+        return [common.problem("HF201", CLS, "num_classes", summary, facts, fix)]
     conv = cls.cls_logits
-    summary = f"`{CLS}.cls_logits` emits {out} channels, which is not a multiple of its {anchors} anchors"
+    summary = f"`{DENSE.logits_path}` emits {out} channels, which is not a multiple of its {anchors} anchors"
     fix = (
-        f"{prefix}.{CLS}.cls_logits = torch.nn.Conv2d({conv.in_channels}, {anchors * k}, kernel_size=3, "
-        f"stride=1, padding=1)  # or headfit.adapt({prefix}, {k})"
+        f"model.{DENSE.logits_path} = torch.nn.Conv2d({conv.in_channels}, {anchors * k}, kernel_size=3, "
+        f"stride=1, padding=1)  # or headfit.adapt(model, {k})"
     )
-    return [common.problem("HF201", f"{CLS}.cls_logits", "out_channels", summary, facts, fix)]
+    return [common.problem("HF201", DENSE.logits_path, "out_channels", summary, facts, fix)]
 
 
-def _lint_regression(reg: nn.Module, anchors: int, prefix: str) -> list[Problem]:
+def _lint_regression(reg: nn.Module, anchors: int) -> list[Problem]:
     """HF202: ``bbox_reg`` has 4 channels per anchor, FCOS ``bbox_ctrness`` one."""
     problems = []
     for name, per_anchor in (("bbox_reg", 4), ("bbox_ctrness", 1)):
@@ -315,47 +285,34 @@ def _lint_regression(reg: nn.Module, anchors: int, prefix: str) -> list[Problem]
             f"{per_anchor} value(s) per anchor x {anchors} anchor(s) per location = {per_anchor * anchors}",
         ]
         fix = (
-            f"{prefix}.{path} = torch.nn.Conv2d({conv.in_channels}, {per_anchor * anchors}, kernel_size=3, "
+            f"model.{path} = torch.nn.Conv2d({conv.in_channels}, {per_anchor * anchors}, kernel_size=3, "
             "stride=1, padding=1)"
         )
         problems.append(common.problem("HF202", path, "out_channels", summary, facts, fix))
     return problems
 
 
-def _label_causes(family: DetectionFamily, model: nn.Module, diagnosis: Diagnosis) -> list[Cause]:
-    """`Target 5 is out of bounds` / `index 5 is out of bounds`: a label the head has no column for."""
-    m = re.search(r"(?:Target|index) (-?\d+) is out of bounds", diagnosis.message)
-    if not m:
-        return []
-    label, outputs = int(m.group(1)), family.head_outputs(model)
-    if 0 <= label < outputs:
-        return []
-    return [_label_cause(family, label, outputs)]
+# -- live evidence ---------------------------------------------------------------------------------------
 
 
-def _label_cause(family: DetectionFamily, label: int, outputs: int) -> Cause:
-    user = outputs - int(family.counts_background)
-    valid = f"1..{user} (0 is the background)" if family.counts_background else f"0..{outputs - 1}"
-    return Cause(
-        summary=f"a target label is {label} but the head has {outputs} classes: valid labels are {valid}",
-        confidence=0.9,
-        module=None,
-        attribute="labels",
-        fix=f"keep target labels in {valid}, or re-head for more classes: `headfit.adapt(model, {max(label, user)})`",
-    )
+def _rehead_for_num_classes(model: nn.Module) -> Cause | None:
+    """``num_classes`` says K but ``cls_logits`` emits A x K' channels: keep K and re-head the conv.
 
-
-def check_targets(model: nn.Module, targets: Any) -> Evidence:
-    """Check a detection batch's targets (list of dicts) against ``model``'s heads, without running it.
-
-    The live hooks call this with targets found in the failing frames: labels out of range, boxes that
-    are not ``[N, 4]`` or have x2 < x1 (often x, y, w, h boxes), and keypoints of the wrong count.
+    More likely when the conv still has a pretrained count (91: the user set ``num_classes`` for their
+    data and forgot the conv) than when ``num_classes`` does (the user replaced the conv).
     """
-    from headfit.families import family_for
-
-    family = family_for(model)
-    if not isinstance(family, DetectionFamily):
-        return Evidence()
-    from headfit.families._detection_targets import target_evidence
-
-    return target_evidence(family, model, targets)
+    cls = model.head.classification_head
+    anchors, _ = _anchor_count(model)
+    out, k = cls.cls_logits.out_channels, int(cls.num_classes)
+    if out == anchors * k or out % anchors:
+        return None
+    fitting = out // anchors
+    confidence = 0.5 if fitting in PRETRAINED_CLASS_COUNTS and k not in PRETRAINED_CLASS_COUNTS else 0.3
+    return Cause(
+        f"or the other way round: keep `num_classes` = {k} and re-head `cls_logits` (now {fitting} "
+        f"classes) for {k} ({anchors} x {k} = {anchors * k} channels)",
+        confidence,
+        DENSE.logits_path,
+        "out_channels",
+        f"headfit.adapt(model, {k})",
+    )

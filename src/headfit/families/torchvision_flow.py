@@ -7,15 +7,14 @@ images must have the same size, with H and W multiples of 8.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from torch import nn
+from torchvision.models.optical_flow.raft import RAFT
 
 from headfit.errors import UsageError
 from headfit.families.base import AdaptSummary, Family, SizeRule, register_family
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from headfit.inputs import InputSpec
+from headfit.inputs import InputSpec
 
 DOWNSAMPLING = 8
 # The correlation pyramid halves the 1/8 map (num_levels - 1) times; 128 leaves 2x2 at the coarsest of 4
@@ -26,15 +25,16 @@ TRACE_SIZE = (128, 128)
 class TorchvisionFlow(Family):
     name = "torchvision-flow"
     priority = 20
+    examples = ("torchvision:raft_small",)
+
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
-        from torchvision.models.optical_flow.raft import RAFT
-
         return isinstance(model, RAFT)
 
-    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
-        from headfit.inputs import InputSpec
+    # -- inputs and sizes ------------------------------------------------------------------------------
 
+    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
         image = InputSpec.batch(1, 3, *TRACE_SIZE)
         return [image, image]
 
@@ -43,6 +43,8 @@ class TorchvisionFlow(Family):
             multiple_of=DOWNSAMPLING,
             notes=["both images must have the same size; RAFT works at 1/8 resolution"],
         )
+
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         raise UsageError(

@@ -8,62 +8,121 @@ added, so both must agree. Class counts include the background (VOC class 0): 21
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from headfit.diagnosis import Diagnosis, Problem
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.models.segmentation._utils import _SimpleSegmentationModel
+from torchvision.models.segmentation.lraspp import LRASPP
+
+from headfit.diagnosis import Problem
 from headfit.families import _util as u
-from headfit.families.base import (
-    AdaptSummary,
-    Evidence,
-    Family,
-    HeadInfo,
-    SizeRule,
-    SmokeBatch,
-    register_family,
-)
-from headfit.families.torchvision_classification import (
+from headfit.families._classifier_chain import (
     AUX_MISMATCH,
-    cause_from,
     classifier_chain,
-    is_head_layer,
     replace_head,
     width_problems,
 )
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from headfit.inputs import InputSpec
+from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
+from headfit.inputs import InputSpec
+from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, out_width
+from headfit.smoke import SmokeBatch
 
 BRANCH_MISMATCH = "HF223"
 AUX_LOSS_WEIGHT = 0.5  # torchvision's references/segmentation/train.py
 
 
-def _is_lraspp(model: nn.Module) -> bool:
-    from torchvision.models.segmentation.lraspp import LRASPP
+@register_family
+class TorchvisionSegmentation(Family):
+    name = "torchvision-segmentation"
+    priority = 20
+    examples = ("torchvision:lraspp_mobilenet_v3_large", "torchvision:fcn_resnet50")
+    aux_loss_weight = AUX_LOSS_WEIGHT
 
-    return isinstance(model, LRASPP)
+    # -- recognition and heads -------------------------------------------------------------------------
+
+    def recognises(self, model: nn.Module) -> bool:
+        return isinstance(model, (_SimpleSegmentationModel, LRASPP))
+
+    def heads(self, model: nn.Module) -> list[HeadInfo]:
+        return [HeadInfo(path, kind, _outputs(model, path)) for path, kind in head_paths(model)]
+
+    def num_classes(self, model: nn.Module) -> int | None:
+        heads = head_paths(model)
+        return _outputs(model, heads[0][0]) if heads else None
+
+    # -- lint ------------------------------------------------------------------------------------------
+
+    def lint(self, model: nn.Module) -> list[Problem]:
+        return lint_segmentation(model)
+
+    # -- inputs and sizes ------------------------------------------------------------------------------
+
+    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
+        return [InputSpec.batch(2, 3, 520, 520)]  # the weights' evaluation size
+
+    def size_rule(self, model: nn.Module) -> SizeRule | None:
+        return SizeRule(
+            notes=[
+                "the logits are upsampled back to the input size, so any size that survives the backbone works"
+            ]
+        )
+
+    # -- adapt -----------------------------------------------------------------------------------------
+
+    def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
+        keep = self.checked_options(options).get("keep")
+        num_classes = u.check_num_classes(num_classes)
+        heads = [path for path, _ in head_paths(model)]
+        rows = u.check_keep(keep, num_classes, _outputs(model, heads[0]))
+        for path in heads:  # torchvision leaves these convs at PyTorch's default init
+            replace_head(model, path, num_classes, None, rows)
+        return AdaptSummary(
+            family=self.name,
+            num_classes=num_classes,
+            head_outputs=self.outputs_for(num_classes),
+            replaced=heads,
+            notes=[
+                f"{type(model).__name__}: {', '.join(f'`{p}`' for p in heads)} now emit {num_classes} classes",
+                "segmentation counts the background as a class (index 0 by the VOC convention): "
+                "include it in `num_classes`, and label background pixels 0",
+            ],
+            kept_rows=rows or [],
+        )
+
+    # -- smoke step (verification after adapt) ---------------------------------------------------------
+
+    def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
+        device = next(model.parameters()).device
+        images = torch.randn(2, 3, 64, 64, device=device)
+        return SmokeBatch(args=(images,), targets=torch.randint(num_classes, (2, 64, 64), device=device))
+
+    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
+        """Per-pixel cross-entropy on ``out``, plus ``aux_loss_weight`` x that of ``aux`` as torchvision
+        trains it."""
+        loss = F.cross_entropy(output["out"], batch.targets)
+        if "aux" in output:
+            loss = loss + self.aux_loss_weight * F.cross_entropy(output["aux"], batch.targets)
+        return loss
+
+    def output_classes(self, model: nn.Module, output: Any) -> int | None:
+        return int(output["out"].shape[1])
+
+    # -- training --------------------------------------------------------------------------------------
+
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
+        return [f"`{path}` emits {_outputs(model, path)} classes" for path, _ in head_paths(model)]
 
 
-def _backbone_width(model: nn.Module, output: str) -> tuple[str, int | None]:
-    """(path, width) of the backbone layer that ``IntermediateLayerGetter`` returns as ``output``."""
-    backbone = model.backbone
-    for layer, name in getattr(backbone, "return_layers", {}).items():
-        if name == output and u.has_module(backbone, layer):
-            return f"backbone.{layer}", u.last_width(u.get_module(backbone, layer))
-    return "backbone", None
-
-
-def _last_conv(model: nn.Module, container: str) -> str | None:
-    if not u.has_module(model, container):
-        return None
-    convs = [p for p, m in classifier_chain(model, container) if is_head_layer(m)]
-    return convs[-1] if convs else None
+# -- heads -----------------------------------------------------------------------------------------------
 
 
 def head_paths(model: nn.Module) -> list[tuple[str, str]]:
     """(path, kind) of every class conv, main head first."""
-    if _is_lraspp(model):
+    if isinstance(model, LRASPP):
         return [
             ("classifier.high_classifier", "classifier"),
             ("classifier.low_classifier", "classifier"),
@@ -75,52 +134,59 @@ def head_paths(model: nn.Module) -> list[tuple[str, str]]:
     return [(path, kind) for path, kind in found if path is not None]
 
 
+def _last_conv(model: nn.Module, container: str) -> str | None:
+    if not u.has_module(model, container):
+        return None
+    convs = [p for p, m in classifier_chain(model, container) if is_class_layer(m)]
+    return convs[-1] if convs else None
+
+
 def _outputs(model: nn.Module, path: str) -> int | None:
-    return u.out_width(u.get_module(model, path)) if u.has_module(model, path) else None
+    return out_width(u.get_module(model, path)) if u.has_module(model, path) else None
 
 
-# --- lint ----------------------------------------------------------------------------------------------
+def _backbone_width(model: nn.Module, output: str) -> tuple[str, int | None]:
+    """(path, width) of the backbone layer that ``IntermediateLayerGetter`` returns as ``output``."""
+    backbone = model.backbone
+    for layer, name in getattr(backbone, "return_layers", {}).items():
+        if name == output and u.has_module(backbone, layer):
+            return f"backbone.{layer}", u.last_width(u.get_module(backbone, layer))
+    return "backbone", None
 
 
-def lint_segmentation(model: nn.Module, prefix: str = "model") -> list[Problem]:
+# -- lint ------------------------------------------------------------------------------------------------
+
+
+def lint_segmentation(model: nn.Module) -> list[Problem]:
     """Every head invariant of a torchvision segmentation model that does not hold."""
-    if _is_lraspp(model):
-        return _lraspp_problems(model, prefix)
+    if isinstance(model, LRASPP):
+        return _lraspp_problems(model)
     problems: list[Problem] = []
     for container, output in (("classifier", "out"), ("aux_classifier", "aux")):
         if u.has_module(model, container):
             source, width = _backbone_width(model, output)
-            problems += width_problems(source, width, classifier_chain(model, container), prefix)
+            problems += width_problems(source, width, classifier_chain(model, container))
     heads = head_paths(model)
     if len(heads) == 2:
-        problems += _count_problems(model, heads[0][0], heads[1][0], AUX_MISMATCH, "auxiliary head", prefix)
+        problems += _count_problems(model, heads[0][0], heads[1][0], AUX_MISMATCH, "auxiliary head")
     return problems
 
 
-def _lraspp_problems(model: nn.Module, prefix: str) -> list[Problem]:
+def _lraspp_problems(model: nn.Module) -> list[Problem]:
     head = model.classifier
     low_source, low_width = _backbone_width(model, "low")
-    problems = width_problems(
-        low_source, low_width, [("classifier.low_classifier", head.low_classifier)], prefix
-    )
+    problems = width_problems(low_source, low_width, [("classifier.low_classifier", head.low_classifier)])
     high_source, high_width = _backbone_width(model, "high")
-    problems += width_problems(high_source, high_width, classifier_chain(model, "classifier.cbr"), prefix)
+    problems += width_problems(high_source, high_width, classifier_chain(model, "classifier.cbr"))
     high_chain = [("classifier.high_classifier", head.high_classifier)]
-    problems += width_problems("classifier.cbr", u.last_width(head.cbr), high_chain, prefix)
+    problems += width_problems("classifier.cbr", u.last_width(head.cbr), high_chain)
     problems += _count_problems(
-        model,
-        "classifier.high_classifier",
-        "classifier.low_classifier",
-        BRANCH_MISMATCH,
-        "low-level branch",
-        prefix,
+        model, "classifier.high_classifier", "classifier.low_classifier", BRANCH_MISMATCH, "low-level branch"
     )
     return problems
 
 
-def _count_problems(
-    model: nn.Module, main: str, other: str, code: str, what: str, prefix: str
-) -> list[Problem]:
+def _count_problems(model: nn.Module, main: str, other: str, code: str, what: str) -> list[Problem]:
     """``other`` must emit as many classes as ``main`` (their outputs are added, or trained together)."""
     classes, other_classes = _outputs(model, main), _outputs(model, other)
     if classes == other_classes:
@@ -136,92 +202,6 @@ def _count_problems(
                 f"`{other}` has {other_classes} output channels",
                 f"`{main}` has {classes} output channels",
             ],
-            fix=f"{u.module_expr(prefix, other)} = {u.layer_code(layer, u.in_width(layer), classes)}",
+            fix=f"{module_expr('model', other)} = {layer_code(layer, in_width(layer), classes)}",
         )
     ]
-
-
-# --- the family ------------------------------------------------------------------------------------------
-
-
-@register_family
-class TorchvisionSegmentation(Family):
-    name = "torchvision-segmentation"
-    priority = 20
-
-    def recognises(self, model: nn.Module) -> bool:
-        from torchvision.models.segmentation._utils import _SimpleSegmentationModel
-
-        return isinstance(model, _SimpleSegmentationModel) or _is_lraspp(model)
-
-    def heads(self, model: nn.Module) -> list[HeadInfo]:
-        return [HeadInfo(path, kind, _outputs(model, path)) for path, kind in head_paths(model)]
-
-    def num_classes(self, model: nn.Module) -> int | None:
-        heads = head_paths(model)
-        return _outputs(model, heads[0][0]) if heads else None
-
-    def lint(self, model: nn.Module) -> list[Problem]:
-        return lint_segmentation(model)
-
-    def default_inputs(self, model: nn.Module) -> list[InputSpec]:
-        from headfit.inputs import InputSpec
-
-        return [InputSpec.batch(2, 3, 520, 520)]  # the weights' evaluation size
-
-    def size_rule(self, model: nn.Module) -> SizeRule | None:
-        return SizeRule(
-            notes=[
-                "the logits are upsampled back to the input size, so any size that survives the backbone works"
-            ]
-        )
-
-    def adapt(
-        self, model: nn.Module, num_classes: int, *, keep: list[int] | None = None, **options: Any
-    ) -> AdaptSummary:
-        u.reject_options(self.name, options)
-        num_classes = u.check_num_classes(num_classes)
-        heads = [path for path, _ in head_paths(model)]
-        rows = u.check_keep(keep, num_classes, _outputs(model, heads[0]))
-        for path in heads:
-            replace_head(
-                model, path, num_classes, None, rows
-            )  # torchvision leaves these convs at PyTorch's default
-        return AdaptSummary(
-            family=self.name,
-            num_classes=num_classes,
-            head_outputs=num_classes,
-            replaced=heads,
-            notes=[
-                f"{type(model).__name__}: {', '.join(f'`{p}`' for p in heads)} now emit {num_classes} classes",
-                "segmentation counts the background as a class (index 0 by the VOC convention): "
-                "include it in `num_classes`, and label background pixels 0",
-            ],
-            kept_rows=rows or [],
-        )
-
-    def smoke_batch(self, model: nn.Module, num_classes: int) -> SmokeBatch:
-        import torch
-
-        device = next(model.parameters()).device
-        images = torch.randn(2, 3, 64, 64, device=device)
-        return SmokeBatch(args=(images,), targets=torch.randint(num_classes, (2, 64, 64), device=device))
-
-    def smoke_loss(self, model: nn.Module, output: Any, batch: SmokeBatch) -> Any:
-        """Per-pixel cross-entropy on ``out``, plus 0.5 x that of ``aux`` as torchvision trains it."""
-        from torch.nn import functional as F
-
-        loss = F.cross_entropy(output["out"], batch.targets)
-        if "aux" in output:
-            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(output["aux"], batch.targets)
-        return loss
-
-    def output_classes(self, model: nn.Module, output: Any) -> int | None:
-        return int(output["out"].shape[1])
-
-    def explain_failure(
-        self, model: nn.Module, module_path: str, diagnosis: Diagnosis, prefix: str = "model"
-    ) -> Evidence:
-        facts = [f"`{path}` emits {_outputs(model, path)} classes" for path, _ in head_paths(model)]
-        causes = [cause_from(p, module_path) for p in lint_segmentation(model, prefix)]
-        return Evidence(facts=facts, causes=causes)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-from torchvision.models.detection.ssd import SSD
+from torchvision.models.detection.ssd import SSD as SSDModel
 
 from headfit.diagnosis import Problem
 from headfit.errors import UsageError
 from headfit.families import _detection_common as common
+from headfit.families._facts import SSD
 from headfit.families._util import (
     check_keep,
     check_num_classes,
@@ -27,76 +28,51 @@ from headfit.families._util import (
 from headfit.families.base import AdaptSummary, HeadInfo, register_family
 from headfit.families.torchvision_detection import DetectionFamily
 
-CLS = "head.classification_head"
-REG = "head.regression_head"
-
-
-def _xavier(layer: nn.Module) -> None:
-    """SSD300's ``_xavier_init``: xavier_uniform weights, bias 0."""
-    nn.init.xavier_uniform_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-
-
-def _scoring_convs(head: nn.Module, path: str) -> list[tuple[str, nn.Conv2d]]:
-    """(path, conv) of the class-dependent last conv of each level (SSDlite: the 1x1 after the block)."""
-    found = []
-    for i, level in enumerate(head.module_list):
-        if isinstance(level, nn.Conv2d):
-            found.append((f"{path}.module_list.{i}", level))
-        else:
-            j, conv = [(j, m) for j, m in enumerate(level) if isinstance(m, nn.Conv2d)][-1]
-            found.append((f"{path}.module_list.{i}.{j}", conv))
-    return found
-
-
-def _is_lite(model: nn.Module) -> bool:
-    return not isinstance(model.head.classification_head.module_list[0], nn.Conv2d)
+CLS = SSD.head
+REG = SSD.regression
 
 
 @register_family
 class SSDFamily(DetectionFamily):
     """SSD300 (VGG16) and SSDlite320 (MobileNetV3): softmax over K+1 columns, background at index 0."""
 
-    name = "torchvision-ssd"
+    name = SSD.family
     priority = 10
-    counts_background = True
+    counts_background = SSD.background
     smoke_images = 2  # SSDlite's last extra block is 1x1: BatchNorm in train mode needs two images
+    examples = ("torchvision:ssdlite320_mobilenet_v3_large",)
+
+    # -- recognition and heads -------------------------------------------------------------------------
 
     def recognises(self, model: nn.Module) -> bool:
-        return isinstance(model, SSD)
+        return isinstance(model, SSDModel)
 
-    def head_outputs(self, model: nn.Module) -> int:
-        return int(model.head.classification_head.num_columns)
+    def num_classes(self, model: nn.Module) -> int | None:
+        return int(model.head.classification_head.num_columns) - 1
 
     def heads(self, model: nn.Module) -> list[HeadInfo]:
         cls = model.head.classification_head
         attrs = {f"{CLS}.num_columns": cls.num_columns}
         return [HeadInfo(p, "box_classifier", cls.num_columns, attrs) for p, _ in _scoring_convs(cls, CLS)]
 
-    def live_facts(self, model: nn.Module) -> list[str]:
-        cls = model.head.classification_head
-        channels = [conv.out_channels for _, conv in _scoring_convs(cls, CLS)]
-        anchors = common.anchors_per_location(model.anchor_generator)
-        return [
-            f"`{CLS}` level convs emit {channels} channels; `num_columns` says {cls.num_columns}; "
-            f"`anchor_generator` makes {anchors} anchors per level"
-        ]
+    # -- lint ------------------------------------------------------------------------------------------
 
-    def lint_with_prefix(self, model: nn.Module, prefix: str) -> list[Problem]:
+    def lint(self, model: nn.Module) -> list[Problem]:
         anchors = common.anchors_per_location(model.anchor_generator) or []
-        problems = _lint_levels(model, anchors, prefix)
+        problems = _lint_levels(model, anchors)
         if not problems:
-            problems += _lint_columns(model.head.classification_head, CLS, anchors, "HF211", prefix)
-            problems += _lint_columns(model.head.regression_head, REG, anchors, "HF212", prefix)
+            problems += _lint_columns(model.head.classification_head, CLS, anchors, "HF211")
+            problems += _lint_columns(model.head.regression_head, REG, anchors, "HF212")
         return problems
+
+    # -- adapt -----------------------------------------------------------------------------------------
 
     def adapt(self, model: nn.Module, num_classes: int, **options: Any) -> AdaptSummary:
         """Rebuild only the last conv of each level for K+1 columns; the SSDlite depthwise blocks stay."""
         num_classes = check_num_classes(num_classes)
-        keep = self._adapt_options(options).get("keep")
+        keep = self.checked_options(options).get("keep")
         cls = model.head.classification_head
-        source_columns, outputs = int(cls.num_columns), num_classes + 1
+        source_columns, outputs = int(cls.num_columns), self.outputs_for(num_classes)
         rows = check_keep(keep, num_classes, source_columns)
         if rows is not None and 0 in rows:
             raise UsageError("`keep` lists 0, which is SSD's background column: user classes start at 1")
@@ -124,8 +100,43 @@ class SSDFamily(DetectionFamily):
             kept_rows=[0, *rows] if rows is not None else [],
         )
 
+    # -- training --------------------------------------------------------------------------------------
 
-def _lint_levels(model: nn.Module, anchors: list[int], prefix: str) -> list[Problem]:
+    # -- live evidence ---------------------------------------------------------------------------------
+
+    def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
+        cls = model.head.classification_head
+        channels = [conv.out_channels for _, conv in _scoring_convs(cls, CLS)]
+        anchors = common.anchors_per_location(model.anchor_generator)
+        return [
+            f"`{CLS}` level convs emit {channels} channels; `num_columns` says {cls.num_columns}; "
+            f"`anchor_generator` makes {anchors} anchors per level"
+        ]
+
+
+# -- heads -----------------------------------------------------------------------------------------------
+
+
+def _scoring_convs(head: nn.Module, path: str) -> list[tuple[str, nn.Conv2d]]:
+    """(path, conv) of the class-dependent last conv of each level (SSDlite: the 1x1 after the block)."""
+    found = []
+    for i, level in enumerate(head.module_list):
+        if isinstance(level, nn.Conv2d):
+            found.append((f"{path}.module_list.{i}", level))
+        else:
+            j, conv = [(j, m) for j, m in enumerate(level) if isinstance(m, nn.Conv2d)][-1]
+            found.append((f"{path}.module_list.{i}.{j}", conv))
+    return found
+
+
+def _is_lite(model: nn.Module) -> bool:
+    return not isinstance(model.head.classification_head.module_list[0], nn.Conv2d)
+
+
+# -- lint ------------------------------------------------------------------------------------------------
+
+
+def _lint_levels(model: nn.Module, anchors: list[int]) -> list[Problem]:
     """HF213: heads, anchor generator and backbone agree on the number of feature levels."""
     counts = {
         f"`{CLS}.module_list`": len(model.head.classification_head.module_list),
@@ -142,12 +153,12 @@ def _lint_levels(model: nn.Module, anchors: list[int], prefix: str) -> list[Prob
     odd = [name for name, n in counts.items() if n != target]
     module = "anchor_generator" if odd == ["`anchor_generator.aspect_ratios`"] else CLS
     summary = f"the SSD levels disagree: {', '.join(odd)} against {target} feature maps"
-    fix = f"give {', '.join(odd)} {target} levels, one per feature map of `{prefix}.backbone`"
+    fix = f"give {', '.join(odd)} {target} levels, one per feature map of `model.backbone`"
     attribute = "aspect_ratios" if module == "anchor_generator" else "module_list"
     return [common.problem("HF213", module, attribute, summary, facts, fix)]
 
 
-def _lint_columns(head: nn.Module, path: str, anchors: list[int], code: str, prefix: str) -> list[Problem]:
+def _lint_columns(head: nn.Module, path: str, anchors: list[int], code: str) -> list[Problem]:
     """HF211/HF212: level i's conv emits ``anchors[i] * num_columns`` channels."""
     columns = int(head.num_columns)
     problems = []
@@ -170,13 +181,23 @@ def _lint_columns(head: nn.Module, path: str, anchors: list[int], code: str, pre
             summary = f"`{path}` convs emit {fitting} columns per anchor but `num_columns` is {columns}"
             return [
                 common.problem(
-                    code, path, "num_columns", summary, facts, f"{prefix}.{path}.num_columns = {fitting}"
+                    code, path, "num_columns", summary, facts, f"model.{path}.num_columns = {fitting}"
                 )
             ]
         summary = f"`{conv_path}` emits {conv.out_channels} channels but level {i} needs {a} x {columns} = {a * columns}"
         fix = (
-            f"{prefix}.{conv_path} = torch.nn.Conv2d({conv.in_channels}, {a * columns}, "
+            f"model.{conv_path} = torch.nn.Conv2d({conv.in_channels}, {a * columns}, "
             f"kernel_size={conv.kernel_size[0]}, padding={conv.padding[0]})"
         )
         problems.append(common.problem(code, conv_path, "out_channels", summary, facts, fix))
     return problems
+
+
+# -- adapt -----------------------------------------------------------------------------------------------
+
+
+def _xavier(layer: nn.Module) -> None:
+    """SSD300's ``_xavier_init``: xavier_uniform weights, bias 0."""
+    nn.init.xavier_uniform_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)

@@ -11,6 +11,7 @@ from headfit.explain.arith import fmt, parse_ints, shape_str
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import diagnose, frames_mention, size_list
+from headfit.families._facts import COCO_CLASSES, DENSE, PRETRAINED_CLASS_COUNTS, PRETRAINED_KEYPOINTS, RCNN
 
 _BOXES_SHAPE = re.compile(
     r"Expected target boxes to be a tensor of shape \[N, 4\], got torch\.Size\(\[([\d, ]*)\]\)"
@@ -30,16 +31,12 @@ _SPLIT = re.compile(
 )
 _INDEX = re.compile(r"index (-?\d+) is out of bounds for dimension (\d+) with size (\d+)")
 
-PRETRAINED_SETS = {
-    "91": "COCO detection weights (80 classes + background + 10 unused ids)",
-    "1000": "ImageNet-1k classification weights",
-    "21": "COCO-with-VOC-labels segmentation weights (20 classes + background)",
-    "2": "COCO person keypoint weights (person + background)",
-    "17": "COCO person keypoints (17 keypoints)",
+PRETRAINED_SETS = {str(count): what for count, what in PRETRAINED_CLASS_COUNTS.items()} | {
+    str(PRETRAINED_KEYPOINTS): f"COCO person keypoints ({PRETRAINED_KEYPOINTS} keypoints)"
 }
-RETINANET_ANCHORS = 9
-PREDICTOR = "roi_heads.box_predictor"
-CLASSIFICATION_HEAD = "head.classification_head"
+RETINANET_ANCHORS = DENSE.anchors["RetinaNet"]
+PREDICTOR = RCNN.head
+CLASSIFICATION_HEAD = DENSE.head
 
 
 # --- HF116 ---------------------------------------------------------------------------------------
@@ -246,12 +243,12 @@ def _pinned_causes(param: str, pinned: str, given: str, builder: str | None) -> 
             Cause(
                 f"build with the pretrained {pinned} keypoints, then replace the keypoint predictor",
                 0.8,
-                module="roi_heads.keypoint_predictor",
+                module=RCNN.keypoint_head,
                 fix=f"model = keypointrcnn_resnet50_fpn(weights='DEFAULT'); "
-                f"model.roi_heads.keypoint_predictor = KeypointRCNNPredictor(512, {given})",
+                f"model.{RCNN.keypoint_head} = KeypointRCNNPredictor(512, {given})",
             )
         ]
-    detection = pinned == "91"
+    detection = pinned == str(COCO_CLASSES)
     k = str(int(given) - 1) if detection and given.isdigit() and int(given) > 1 else given
     return [
         Cause(
@@ -361,7 +358,7 @@ def _fcos_cause(actual: int, total: int, facts: list[str], confidence: float) ->
         confidence,
         module=CLASSIFICATION_HEAD,
         attribute="num_classes",
-        fix="model.head.classification_head.num_classes = model.head.classification_head.cls_logits.out_channels",
+        fix=f"model.{DENSE.head}.num_classes = model.{DENSE.logits_path}.out_channels",
     )
 
 
@@ -379,7 +376,7 @@ def _retinanet_cause(actual: int, total: int, facts: list[str], confidence: floa
         confidence,
         module=CLASSIFICATION_HEAD,
         attribute="num_classes",
-        fix="h = model.head.classification_head; h.num_classes = h.cls_logits.out_channels // h.num_anchors",
+        fix=f"h = model.{DENSE.head}; h.num_classes = h.cls_logits.out_channels // h.num_anchors",
     )
 
 
@@ -423,7 +420,7 @@ def roi_index_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
             0.85 if in_roi_heads else 0.4,
             module=f"{PREDICTOR}.bbox_pred",
             attribute="out_features",
-            fix="model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, K + 1)",
+            fix=f"model.{RCNN.head} = FastRCNNPredictor(model.{RCNN.head}.cls_score.in_features, K + 1)",
         ),
         Cause(
             "an index computed for a larger tensor (a label or position past the end)",

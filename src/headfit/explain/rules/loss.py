@@ -11,6 +11,7 @@ from headfit.explain.arith import fmt, shape_str
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import diagnose, dtype_name, frames_mention, size_list
+from headfit.families._facts import RCNN
 
 _BATCH = re.compile(r"Expected input batch_size \((\d+)\) to match target batch_size \((\d+)\)")
 _TARGET = re.compile(r"Target (-?\d+) is out of bounds")
@@ -146,8 +147,8 @@ def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
             f"a torchvision detector counts the background as class 0: K real classes need num_classes = K + 1 "
             f"(label {label} needs num_classes >= {label + 1})",
             0.8 if frames_mention(parsed, "roi_heads.py", "fastrcnn_loss") else 0.3,
-            module="roi_heads.box_predictor",
-            fix=f"model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, {label + 1})",
+            module=RCNN.head,
+            fix=f"model.{RCNN.head} = FastRCNNPredictor(model.{RCNN.head}.cls_score.in_features, {label + 1})",
         ),
         *_mask_value_causes(label, facts),
     ]

@@ -18,6 +18,7 @@ from headfit.explain.build import make_diagnosis
 from headfit.explain.engine import rule
 from headfit.explain.locate import locate
 from headfit.explain.parse import ParsedError
+from headfit.families._facts import COCO_CLASSES, DENSE, FPN_CHANNELS, SSD, SSD300_ANCHORS
 
 _VIEW = re.compile(r"shape '\[(?P<dims>[-\d,\s]*)\]' is invalid for input of size (?P<size>\d+)")
 # torch < 0.4: "size '[64 x 5 x 7 x 13 x 13]' is invalid for input of with 1352000 elements"
@@ -31,10 +32,8 @@ _UNFLATTEN = re.compile(
 _TWO_INFERRED = re.compile(r"only one dimension can be inferred")
 _NON_CONTIGUOUS = re.compile(r"view size is not compatible with input tensor's size and stride")
 
-COCO_CLASSES = 91  # torchvision's COCO heads: 90 categories + background
-TORCHVISION_HEAD_CHANNELS = 256  # in_channels of FCOS/RetinaNet head convs (the FPN width)
-SSD300_ANCHORS = {38: 4, 19: 6, 10: 6, 5: 6, 3: 4, 1: 4}  # feature-map side -> boxes per location
-SSDLITE_ANCHORS = 6
+TORCHVISION_HEAD_CHANNELS = FPN_CHANNELS  # in_channels of FCOS/RetinaNet head convs (the FPN width)
+SSDLITE_ANCHORS = SSD.anchors["SSDlite"]
 
 
 @dataclass(frozen=True)
@@ -81,13 +80,15 @@ def _head_kinds(location: Location | None, height: int) -> list[HeadKind]:
     """Which torchvision heads the view can come from: the traceback says it, or all that fit."""
     kind = (location.module_type or "") if location else ""
     ssd_anchors = SSD300_ANCHORS.get(height, SSDLITE_ANCHORS)
+    fcos = HeadKind("FCOS", DENSE.anchors["FCOS"], DENSE.num_attr)
+    retinanet = HeadKind("RetinaNet", DENSE.anchors["RetinaNet"], DENSE.num_attr)
     if kind.startswith("FCOS"):
-        return [HeadKind("FCOS", 1, "num_classes")]
+        return [fcos]
     if kind.startswith("RetinaNet"):
-        return [HeadKind("RetinaNet", 9, "num_classes")]
+        return [retinanet]
     if kind.startswith("SSD"):
-        return [HeadKind("SSD", ssd_anchors, "num_columns")]
-    return [HeadKind("FCOS", 1, "num_classes"), HeadKind("RetinaNet", 9, "num_classes")]
+        return [HeadKind("SSD", ssd_anchors, SSD.num_attr)]
+    return [fcos, retinanet]
 
 
 @rule("HF101", priority=10, needs=("is invalid for input of", "don't multiply up to the size of dim"))
@@ -145,7 +146,7 @@ def _classification_view(
         f"the classification head's `{fixed.attribute}` says {k} but its conv emits {channels} channels "
         f"per location"
     )
-    location = location or Location("head.classification_head", None)
+    location = location or Location(DENSE.head, None)
     return make_diagnosis(parsed, "HF101", summary, facts, causes, location)
 
 
@@ -172,9 +173,9 @@ def _attribute_cause(kind: HeadKind, k: int, channels: int, confidence: float) -
             f"but the head's `{kind.attribute}` still says {k}"
         ),
         confidence=confidence,
-        module="head.classification_head",
+        module=DENSE.head,
         attribute=kind.attribute,
-        fix=f"model.head.classification_head.{kind.attribute} = {classes}",
+        fix=f"model.{DENSE.head}.{kind.attribute} = {classes}",
     )
 
 
@@ -187,9 +188,9 @@ def _conv_cause(kind: HeadKind, k: int, channels: int) -> Cause:
                 f"A*K = {kind.anchors}*{k} = {fmt(wanted)}"
             ),
             confidence=0.3,
-            module="head.classification_head",
-            attribute="module_list",
-            fix="model.head.classification_head = SSDClassificationHead(in_channels, num_anchors, K + 1)",
+            module=SSD.head,
+            attribute=SSD.logits,
+            fix=f"model.{SSD.head} = SSDClassificationHead(in_channels, num_anchors, K + 1)",
         )
     return Cause(
         summary=(
@@ -197,9 +198,9 @@ def _conv_cause(kind: HeadKind, k: int, channels: int) -> Cause:
             f"A*K = {kind.anchors}*{k} = {fmt(wanted)}"
         ),
         confidence=0.3,
-        module="head.classification_head.cls_logits",
+        module=DENSE.logits_path,
         fix=(
-            f"model.head.classification_head.cls_logits = nn.Conv2d({TORCHVISION_HEAD_CHANNELS}, "
+            f"model.{DENSE.logits_path} = nn.Conv2d({TORCHVISION_HEAD_CHANNELS}, "
             f"{kind.anchors} * {k}, 3, padding=1)"
         ),
     )
@@ -217,10 +218,10 @@ def _regression_view(
     cause = Cause(
         summary=f"the box regression conv emits {channels} channels, not A*4 (4 box coordinates per anchor)",
         confidence=0.8,
-        module="head.regression_head.bbox_reg",
-        fix=f"model.head.regression_head.bbox_reg = nn.Conv2d({TORCHVISION_HEAD_CHANNELS}, num_anchors * 4, 3, padding=1)",
+        module=f"{DENSE.regression}.bbox_reg",
+        fix=f"model.{DENSE.regression}.bbox_reg = nn.Conv2d({TORCHVISION_HEAD_CHANNELS}, num_anchors * 4, 3, padding=1)",
     )
-    location = location or Location("head.regression_head", None)
+    location = location or Location(DENSE.regression, None)
     summary = f"the box regression head's conv emits {channels} channels per location, not a multiple of 4 per anchor"
     return make_diagnosis(parsed, "HF101", summary, facts, [cause], location)
 

@@ -16,6 +16,7 @@ from headfit.explain.arith import fmt, parse_ints, shape_str
 from headfit.explain.build import make_diagnosis
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
+from headfit.families._facts import COCO_CLASSES, DENSE, RCNN
 
 _HEADER = re.compile(r"Error\(s\) in loading state_dict for (?P<model>[\w.]+)")
 _SIZE = re.compile(
@@ -47,9 +48,9 @@ CLASS_LAYERS = (
 )
 # words that mark a class layer in other codebases' names: fc_cls, cls_headers, conv_logits, class_embed
 _CLASS_WORDS = re.compile(r"cls|class|logits")
-FOCAL_HEAD = "classification_head.cls_logits"  # torchvision RetinaNet/FCOS: K columns, no background
-BOX_LAYERS = ("bbox_pred",)  # 4 * classes (background included in torchvision's R-CNN)
-COCO_WITH_BACKGROUND = 91
+FOCAL_HEAD = DENSE.logits_path.removeprefix("head.")  # torchvision RetinaNet/FCOS: K columns, no background
+BOX_LAYERS = (RCNN.regression.rpartition(".")[2],)  # 4 * classes (background included in torchvision's R-CNN)
+COCO_WITH_BACKGROUND = COCO_CLASSES
 # class counts of the datasets public checkpoints are trained on: ImageNet-1k/21k, COCO (with and without
 # background, torchvision's 91 and EfficientDet's 90), Pascal VOC (with and without background)
 PRETRAINING_COUNTS = (1000, 21843, 11221, 91, 90, 81, 80, 21, 20)
