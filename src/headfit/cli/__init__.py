@@ -21,6 +21,7 @@ COMMANDS = {
     "adapt": "adapt",
     "run": "run",
     "demo": "demo",
+    "train": "train",
 }
 
 

@@ -6,14 +6,18 @@ the optimizer and the per-iteration lr schedule. Around it: the resume state is 
 every ``save_every_s`` seconds and at each epoch end; each epoch ends with validation, a row in
 ``metrics.csv``, ``last``/``best`` checkpoints and plots; ``patience`` stops a run whose primary
 metric stopped improving. A non-finite loss stops with HF401; any other exception in the loop with
-headfit's live diagnosis of it (``TrainingStopped``, exit 1). Ctrl-C saves the state first.
+headfit's live diagnosis of it (``TrainingStopped``, exit 1). Ctrl-C finishes the step and saves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,15 +165,34 @@ class Trainer:
         started = time.perf_counter()
         stopped = None
         try:
-            while self.position.epoch < self.config.epochs and stopped is None:
-                self._guarded(self._train_epoch)
-                stopped = self._guarded(self._end_epoch)
-        except KeyboardInterrupt:
-            self.save()
-            raise
+            with self._ctrl_c_at_step_end():
+                while self.position.epoch < self.config.epochs and stopped is None:
+                    self._guarded(self._train_epoch)
+                    stopped = self._guarded(self._end_epoch)
         finally:
             self.display.close()
         return self._result(stopped, time.perf_counter() - started)
+
+    @contextlib.contextmanager
+    def _ctrl_c_at_step_end(self) -> Iterator[None]:
+        """The first Ctrl-C lets the current step finish, saves the state and stops; a second one
+        stops at once (the state saved last stays the one to resume from)."""
+        self.interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            self.display.note("Ctrl-C: saving the state after this step (press again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _train_epoch(self) -> None:
         epoch, start = self.position.epoch, self.position.batch
@@ -188,6 +211,9 @@ class Trainer:
             self.position.step += 1
             means = {k: v / count for k, v in sums.items()}
             self.display.step(self.position.batch, means, self._lr())
+            if self.interrupted:
+                self.save()
+                raise KeyboardInterrupt
             if time.perf_counter() - last_save >= self.config.save_every_s:
                 self.save()
                 last_save = time.perf_counter()
@@ -230,6 +256,7 @@ class Trainer:
     def _end_epoch(self) -> str | None:
         """Validate, log, save; the reason to stop early, if any."""
         evaluated = self.ema.module if self.ema is not None else self.model
+        evaluated.eval()
         metrics = self.task.validate(evaluated)
         self.position.epoch += 1
         self.position.batch = 0
@@ -240,14 +267,21 @@ class Trainer:
             self.best_score, self.best_epoch, self.stale = score, epoch, 0
         else:
             self.stale += 1
-        row = {"epoch": epoch, "lr": self._lr(), **self.epoch_losses, **metrics, "seconds": round(time.perf_counter() - self.epoch_started, 2)}
+        row = {
+            "epoch": epoch,
+            "lr": self._lr(),
+            **self.epoch_losses,
+            **metrics,
+            "seconds": round(time.perf_counter() - self.epoch_started, 2),
+        }
         row["train_loss"] = row.pop("loss", math.nan)
         row = {k: row[k] for k in ["epoch", "lr", *self._term_names(), "train_loss", *metrics, "seconds"]}
         if self.world.is_main:
             self.log.append(row)
-            self.task.save_model(evaluated, self.run / "last.safetensors")
+            extra = {"epoch": epoch, "metrics": row}
+            self.task.save_model(evaluated, self.run / "last.safetensors", extra)
             if improved:
-                self.task.save_model(evaluated, self.run / "best.safetensors")
+                self.task.save_model(evaluated, self.run / "best.safetensors", extra)
             self.task.after_epoch(evaluated, self.run, self.log, improved)
         self.save()
         self.display.end_epoch(self._epoch_line(row, improved))

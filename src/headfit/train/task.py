@@ -58,8 +58,9 @@ class Task(Protocol):
         """Validation metrics of ``model`` (in eval mode), keyed like ``metric_columns``."""
         ...
 
-    def save_model(self, model: nn.Module, path: Path) -> None:
-        """Write ``model`` as a checkpoint the other commands read (e.g. ``best.safetensors``)."""
+    def save_model(self, model: nn.Module, path: Path, extra: dict[str, Any]) -> None:
+        """Write ``model`` as a checkpoint the other commands read (e.g. ``best.safetensors``);
+        ``extra`` (the epoch and its metrics) goes into its metadata."""
         ...
 
     def after_epoch(self, model: nn.Module, run: Path, log: MetricsLog, improved: bool) -> None:
