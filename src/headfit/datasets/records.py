@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from headfit.datasets.headers import ImageHeader
+from headfit.datasets.problems import Problem
+
 DatasetId = int | str  # COCO ids are ints; YOLO / VOC / CSV images and classes are named by strings
 
 
@@ -36,6 +39,7 @@ class ImageRecord:
     annotation_ids: list[DatasetId] = field(default_factory=list)  # [N]; COCO ids, or "file:line" / "file#k"
     segmentations: list[Any] | None = None  # [N] COCO polygons / RLE as stored, when the data has masks
     declared_size: tuple[int, int] | None = None  # (width, height) the annotation file claims
+    header: ImageHeader | None = None  # what the file's header says (status, mode, EXIF orientation)
 
     @property
     def num_boxes(self) -> int:
@@ -85,6 +89,8 @@ class DetectionDataset:
     source: Path  # the COCO JSON, data.yaml, VOC folder or CSV it was read from
     format: str  # "coco" | "yolo" | "voc" | "csv"
     split: str | None = None  # "train" / "val" where the source names splits
+    problems: list[Problem] = field(default_factory=list)  # what reading found it could not represent
+    notes: list[str] = field(default_factory=list)  # what reading noticed and handled (a twin file used)
 
     @property
     def num_annotations(self) -> int:
