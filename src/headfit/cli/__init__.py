@@ -21,6 +21,8 @@ COMMANDS = {
     "adapt": "adapt",
     "run": "run",
     "demo": "demo",
+    "evaluate": "evaluate",
+    "predict": "predict",
 }
 
 
