@@ -87,8 +87,8 @@ def pycocotools_eval(dataset: DetectionDataset, detections: list[Detections], ma
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    image_ids = _reference_ids([r.image_id for r in dataset.images])
-    category_ids = _reference_ids(dataset.classes.ids)
+    image_ids = reference_ids([r.image_id for r in dataset.images])
+    category_ids = reference_ids(dataset.classes.ids)
     annotations = []
     for r in dataset.images:
         for (x1, y1, x2, y2), c, crowd in zip(
@@ -136,7 +136,7 @@ def pycocotools_eval(dataset: DetectionDataset, detections: list[Detections], ma
     return evaluator
 
 
-def _reference_ids(ids) -> dict:
+def reference_ids(ids) -> dict:
     """As COCO needs them: ints as they are, strings numbered in sorted order."""
     if all(isinstance(i, int) for i in ids):
         return {i: i for i in ids}

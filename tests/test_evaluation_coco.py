@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluation_support import coco_mean, pycocotools_eval, random_set
+from evaluation_support import coco_mean, pycocotools_eval, random_set, reference_ids
 from headfit.datasets.records import ClassMap, DetectionDataset, ImageRecord
 from headfit.errors import UsageError
 from headfit.evaluation import Detections, detections_per_image_for, evaluate_detections, max_dets_for
@@ -36,6 +36,9 @@ def assert_same_as_pycocotools(dataset, detections, max_dets=None):
         assert (got is None) == (value is None), name
         if value is not None:
             assert abs(got - value) <= TOLERANCE, (name, got, value)
+    by_reference = reference_ids(dataset.classes.ids)
+    columns = [reference.params.catIds.index(by_reference[c]) for c in dataset.classes.ids]
+    precision = precision[:, :, columns]  # pycocotools orders classes by id, the report as the class map
     for k, row in enumerate(report.per_class):
         ap, ap50 = coco_mean(precision[:, :, k]), coco_mean(precision[0, :, k])
         assert (row.AP is None) == (ap is None) and (row.AP50 is None) == (ap50 is None), row
@@ -73,6 +76,13 @@ def test_class_id_gaps_crowd_boxes_and_empty_images_equal_pycocotools(seed):
     assert len(detections) < len(dataset.images)  # some images have no detections
     report, _ = assert_same_as_pycocotools(dataset, detections)
     assert [c.id for c in report.per_class] == [1, 3, 7, 12]
+
+
+def test_a_class_map_out_of_id_order_reports_each_class_by_its_own_row():
+    dataset, detections = random_set(7, class_ids=(7, 1, 12, 3))
+    report, _ = assert_same_as_pycocotools(dataset, detections)
+    assert [c.id for c in report.per_class] == [7, 1, 12, 3]
+    assert len({c.AP for c in report.per_class}) == 4  # distinct rows, so a mix-up would show
 
 
 def test_string_image_and_class_ids_equal_pycocotools():

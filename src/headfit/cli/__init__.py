@@ -22,6 +22,8 @@ COMMANDS = {
     "run": "run",
     "demo": "demo",
     "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
 }
 
 

@@ -15,11 +15,13 @@ from headfit.evaluation.coco import (
     evaluate_detections,
     max_dets_for,
 )
+from headfit.evaluation.inference import detect
 
 __all__ = [
     "ClassAP",
     "Detections",
     "EvalReport",
+    "detect",
     "detections_per_image_for",
     "evaluate_detections",
     "max_dets_for",

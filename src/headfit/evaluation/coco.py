@@ -172,7 +172,7 @@ def evaluate_detections(
     evaluator.params.maxDets = coco_max_dets(max_dets)
     evaluator.evaluate()
     evaluator.accumulate()
-    return _report(dataset, detections, evaluator, max_dets)
+    return _report(dataset, detections, evaluator, max_dets, ids)
 
 
 def coco_max_dets(max_dets: int) -> list[int]:
@@ -279,11 +279,13 @@ def _silent(*args: Any, **kwargs: Any) -> None:
 
 
 def _report(
-    dataset: DetectionDataset, detections: list[Detections], evaluator: Any, max_dets: int
+    dataset: DetectionDataset, detections: list[Detections], evaluator: Any, max_dets: int, ids: CocoIds
 ) -> EvalReport:
     params = evaluator.params
-    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
-    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
+    # COCO orders categories by their (integer) id; the report follows the class map's order
+    order = [params.catIds.index(ids.category[cid]) for cid in dataset.classes.ids]
+    precision = np.asarray(evaluator.eval["precision"])[:, :, order]  # [T, R, K, A, M]
+    recall = np.asarray(evaluator.eval["recall"])[:, order]  # [T, K, A, M]
     iou = np.asarray(params.iouThrs)
     last = params.maxDets.index(max_dets)
     hundred = params.maxDets.index(COCO_MAX_DETS) if COCO_MAX_DETS in params.maxDets else last
