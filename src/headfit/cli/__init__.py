@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
+    "data": "data",
 }
 
 
