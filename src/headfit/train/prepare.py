@@ -152,7 +152,7 @@ def prepare_resume(run: Path, overrides: dict[str, Any], *, trust_code: bool = F
     options = replace(saved, **overrides, resume=run, trust_code=trust_code)
     _refuse_untrusted_resume(args["model"], run, trust_code)
     done = int(state["position"][0])
-    options = replace(options, epochs=_resumed_epochs(options.epochs, args, done, run))
+    options = replace(options, epochs=_resumed_epochs(overrides.get("epochs"), args, done, run))
     plan = TrainPlan(run=run, resumed=f"epoch {done + 1}, batch {int(state['position'][1])}")
     prepared = _assemble(options, plan, resume=(args, state))
     return prepared
@@ -186,7 +186,7 @@ def _refuse_untrusted_resume(spec: str, run: Path, trust_code: bool) -> None:
     from headfit.checkpoint import TRUSTED_SOURCES
 
     source, _, name = spec.rpartition(":")
-    if trust_code or source in TRUSTED_SOURCES:
+    if trust_code or source in TRUSTED_SOURCES or source.startswith("headfit."):  # headfit's own builders
         return
     raise UsageError(
         f"{run}/args.json says the model is built by `{spec}`: resuming would import `{source}` and call "
@@ -360,7 +360,7 @@ def _checked_data(train: Any, val: Any, allow_drop: bool, plan: TrainPlan) -> tu
 
 
 def _problems(dataset: Any) -> list[Any]:
-    from headfit.datasets import lint
+    from headfit.datasets.lint import lint
 
     return list(lint(dataset).problems)
 
