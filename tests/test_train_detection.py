@@ -153,6 +153,23 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(shapes, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
 
 
+def test_ctrl_c_saves_at_the_end_of_the_step_and_says_how_to_resume(shapes, tmp_path):
+    command = _cli(
+        OWN, "--data", str(shapes), "--epochs", "3", *SMALL, "--project", str(tmp_path), cwd=tmp_path
+    )
+    running = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "exp" / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while not metrics.is_file() and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first epoch is done: the second one is running
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=300)
+    assert running.returncode == 130, err
+    assert "interrupted at epoch 2" in err and f"--resume {tmp_path / 'exp'}" in " ".join(err.split())
+    epoch, batch, _ = torch.load(tmp_path / "exp" / STATE_FILE, weights_only=True)["position"]
+    assert epoch == 1 and batch >= 1
+
+
 def test_resume_extends_a_finished_run_and_refuses_changed_data(shapes, tmp_path):
     data = tmp_path / "data"
     synth(data, images=12, classes=2, size=96, seed=2)

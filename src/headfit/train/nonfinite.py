@@ -75,7 +75,9 @@ def _loop_causes(facts: StepFacts) -> list[Cause]:
             )
         )
     climbing = _climbing(facts.history)
-    lr = f"the lr {facts.peak_lr:.3g}" + (f" ({facts.lr:.3g} at this warmup step)" if facts.step < facts.warmup else "")
+    lr = f"the lr {facts.peak_lr:.3g}" + (
+        f" ({facts.lr:.3g} at this warmup step)" if facts.step < facts.warmup else ""
+    )
     how = "resume with" if facts.resumable else "start again with"
     causes.append(
         Cause(
