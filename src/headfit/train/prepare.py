@@ -16,27 +16,16 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from headfit.errors import HeadfitError, UsageError
+from headfit.errors import UsageError
+from headfit.train.data import checked_data, describe_data, read_data
+from headfit.train.plan import PreflightFailed, TrainPlan
 
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 4
-VAL_FRACTION = 0.2
-# what may change on resume: the data may move (its fingerprint must not change), the rest is the run's own
-RESUMABLE = ("epochs", "lr", "device", "workers", "save_every", "patience", "amp", "data", "val")
-
-
-class PreflightFailed(HeadfitError):
-    """The data check or the model check found problems before the first step (exit 1)."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, details: list[Any]) -> None:
-        super().__init__(message)
-        self.details = details  # data Problems or check Problems, rendered by the CLI
 
 
 @dataclass
@@ -79,38 +68,6 @@ class TrainOptions:
 
 
 @dataclass
-class Choice:
-    topic: str
-    value: str
-    why: str = ""
-
-
-@dataclass
-class TrainPlan:
-    """What the run chose and why, the files it dropped, and the pre-flight results (rendered by the CLI)."""
-
-    run: Path
-    choices: list[Choice] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    dropped: list[Any] = field(default_factory=list)  # data Problems of images left out (--allow-drop)
-    load: Any = None  # LoadReport of --weights
-    check: Any = None  # CheckReport of the pre-flight check
-    resumed: str | None = None  # "epoch 3, batch 40" when resuming
-
-    def add(self, topic: str, value: str, why: str = "") -> None:
-        self.choices.append(Choice(topic, value, why))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": str(self.run),
-            "choices": [asdict(c) for c in self.choices],
-            "notes": list(self.notes),
-            "dropped": [p.to_dict() for p in self.dropped],
-            "resumed": self.resumed,
-        }
-
-
-@dataclass
 class Prepared:
     trainer: Any  # headfit.train.loop.Trainer
     plan: TrainPlan
@@ -122,80 +79,17 @@ class Prepared:
 def prepare(options: TrainOptions) -> Prepared:
     """Resolve ``options`` into a trainer for a new run, or raise a ``HeadfitError`` saying what is wrong."""
     _require(options)
-    return _assemble(options, TrainPlan(run=Path()))
+    return assemble(options, TrainPlan(run=Path()))
 
 
 def prepare_resume(run: Path, overrides: dict[str, Any], *, trust_code: bool = False) -> Prepared:
-    """The trainer of the run in ``run``, continued where its state was saved.
+    """The trainer of the run in ``run``, continued where its state was saved (see ``resume.py``)."""
+    from headfit.train.resume import prepare_resume as resumed
 
-    ``overrides`` may change ``epochs`` (more epochs extend a finished run), ``lr``, ``device``,
-    ``workers``, ``save_every``, ``patience`` and ``amp``; the data must have the fingerprint it had.
-    """
-    from headfit.train.rundir import read_args
-    from headfit.train.state import STATE_FILE, load_state
-
-    args = read_args(run)
-    unknown = sorted(set(overrides) - set(RESUMABLE))
-    if unknown:
-        raise UsageError(
-            f"--resume continues {run} with its own model, data and settings; "
-            f"{', '.join('--' + k.replace('_', '-') for k in unknown)} cannot change on resume (it may change "
-            f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE)}). Start a new run to change the rest"
-        )
-    state_path = run / STATE_FILE
-    if not state_path.is_file():
-        raise UsageError(
-            f"{run} has no {STATE_FILE}: the run stopped before its first save (at the first --save-every "
-            "interval or the end of the first epoch), so there is nothing to resume; start it again"
-        )
-    state = load_state(state_path)
-    saved = _options_from(args)
-    options = replace(saved, **overrides, resume=run, trust_code=trust_code)
-    _refuse_untrusted_resume(args["model"], run, trust_code)
-    done = int(state["position"][0])
-    options = replace(options, epochs=_resumed_epochs(overrides.get("epochs"), args, done, run))
-    plan = TrainPlan(run=run, resumed=f"epoch {done + 1}, batch {int(state['position'][1])}")
-    prepared = _assemble(options, plan, resume=(args, state))
-    return prepared
+    return resumed(run, overrides, trust_code=trust_code)
 
 
-def _options_from(args: dict[str, Any]) -> TrainOptions:
-    saved = dict(args.get("options") or {})
-    for name in ("data", "val", "weights", "project", "resume"):
-        if saved.get(name) is not None:
-            saved[name] = Path(saved[name])
-    saved["freeze"] = tuple(saved.get("freeze") or ())
-    known = set(TrainOptions.__dataclass_fields__)
-    return TrainOptions(**{k: v for k, v in saved.items() if k in known})
-
-
-def _resumed_epochs(epochs: int | None, args: dict[str, Any], done: int, run: Path) -> int:
-    planned = int(args["epochs"])
-    if epochs is None:
-        if done >= planned:
-            raise UsageError(
-                f"{run} finished all {planned} of its epochs; give `--epochs N` with N > {planned} to train "
-                f"it further (`headfit train --resume {run} --epochs {planned + 10}`)"
-            )
-        return planned
-    if epochs <= done:
-        raise UsageError(f"--epochs {epochs}: {run} has already trained {done} epochs; give more than {done}")
-    return epochs
-
-
-def _refuse_untrusted_resume(spec: str, run: Path, trust_code: bool) -> None:
-    from headfit.checkpoint import TRUSTED_SOURCES
-
-    source, _, name = spec.rpartition(":")
-    if trust_code or source in TRUSTED_SOURCES or source.startswith("headfit."):  # headfit's own builders
-        return
-    raise UsageError(
-        f"{run}/args.json says the model is built by `{spec}`: resuming would import `{source}` and call "
-        f"`{name}`, which runs code from outside headfit. If you trust that code, pass `--trust-code`"
-    )
-
-
-def _assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] | None = None) -> Prepared:
+def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] | None = None) -> Prepared:
     import torch
 
     from headfit.train.world import world_from_env
@@ -207,13 +101,16 @@ def _assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] 
     if resume is None:
         model, spec, source_names = _build(options)
     else:
-        model, spec, source_names = _rebuild(resume[0]["model"], options.trust_code), resume[0]["model"], None
+        spec, source_names = resume[0]["model"], None
+        model = _rebuild(spec)
     family = _training_family(model, spec, options.model)
     masks = _needed_targets(family, model, spec, train)
-    train, val = _checked_data(train, val, options.allow_drop, plan)
+    train, val = checked_data(train, val, options.allow_drop, plan)
     if resume is not None:
-        _same_data(resume[0], train, val, options)
-    _describe_data(plan, train, val, how)
+        from headfit.train.resume import same_data
+
+        same_data(resume[0], train, val, options)
+    describe_data(plan, train, val, how)
     if resume is None:
         source_names = _load_weights(model, family, options, spec, source_names, plan)
     _rehead(model, family, train, source_names, plan, spec)
@@ -233,30 +130,11 @@ def _assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] 
     return Prepared(trainer, plan)
 
 
-def _rebuild(spec: str, trust_code: bool) -> Any:
+def _rebuild(spec: str) -> Any:
+    """The architecture of a run being resumed: its spec as built (``state.pt`` has the weights)."""
     from headfit.spec import build_model
 
     return build_model(spec).train()
-
-
-def _same_data(args: dict[str, Any], train: Any, val: Any, options: TrainOptions) -> None:
-    """Refuse to resume on data that is not what the run trained on, saying what changed."""
-    from headfit.datasets import fingerprint
-
-    was = args.get("data_fingerprint") or {}
-    summary = args.get("data_summary") or {}
-    for name, split in (("train", train), ("val", val)):
-        now = fingerprint(split)
-        if was.get(name) == now:
-            continue
-        before = summary.get(name, {})
-        raise UsageError(
-            f"the {name} data changed since {options.resume} started: it trained on {before.get('images', '?')} "
-            f"images / {before.get('boxes', '?')} boxes from {before.get('source', '?')} (fingerprint "
-            f"{was.get(name)}), and {split.source} now holds {len(split.images)} images / {split.num_annotations} "
-            f"boxes (fingerprint {now}). Resuming on other data would not continue the same run: restore the "
-            "data, or start a new run (with `--weights RUN/last.safetensors` to start from its weights)"
-        )
 
 
 def _require(options: TrainOptions) -> None:
@@ -284,107 +162,6 @@ def _device(device: str) -> str:
     from headfit.evaluation.inference import resolve_device
 
     return resolve_device(device)
-
-
-# -- data ----------------------------------------------------------------------------------------------
-
-
-def read_data(data: Path, val: Path | None, val_fraction: float = VAL_FRACTION) -> tuple[Any, Any, str]:
-    """(train, val, how val was chosen): ``--val``, the data's own splits, or a split by image id."""
-    from headfit.datasets import read, split_by_id, splits
-
-    if val is not None:
-        train = read(data, split=_own_split(data, ("train",)))
-        held_out = read(val, split=_own_split(val, ("val", "valid", "validation", "test")))
-        _same_classes(train, held_out, f"--val {val}")
-        return train, held_out, f"--val {val}"
-    names = splits(data)
-    val_name = next((n for n in ("val", "valid", "validation") if n in names), None)
-    if "train" in names and val_name is not None:
-        train, held_out = read(data, split="train"), read(data, split=val_name)
-        _same_classes(train, held_out, f"its `{val_name}` split")
-        return train, held_out, f"the data's own `train` and `{val_name}` splits"
-    whole = read(data, split="train" if "train" in names else None)
-    train, held_out = split_by_id(whole, val_fraction)
-    return (
-        train,
-        held_out,
-        f"no --val: {len(held_out.images)} of {len(whole.images)} images held out by image id ({val_fraction:.0%}, deterministic)",
-    )
-
-
-def _own_split(path: Path, wanted: tuple[str, ...]) -> str | None:
-    from headfit.datasets import splits
-
-    names = splits(path)
-    return next((n for n in wanted if n in names), None)
-
-
-def _same_classes(train: Any, val: Any, where: str) -> None:
-    if train.classes.to_dict() != val.classes.to_dict():
-        raise UsageError(
-            f"the validation data ({where}) has the classes {', '.join(val.classes.names)} but the training "
-            f"data has {', '.join(train.classes.names)}: both must use the same categories with the same ids"
-        )
-
-
-def _checked_data(train: Any, val: Any, allow_drop: bool, plan: TrainPlan) -> tuple[Any, Any]:
-    """``data check`` on both splits: problems stop the run, unless ``allow_drop`` leaves their images out."""
-    found = [(train, p) for p in _problems(train)] + [(val, p) for p in _problems(val)]
-    if found and not allow_drop:
-        raise PreflightFailed(
-            f"`data check` found {len(found)} problem(s) in the data, listed above; fix them "
-            f"(`headfit data check {train.source} --fix CLEAN.json` writes a cleaned copy) or pass "
-            "--allow-drop to train without those images",
-            [p for _, p in found],
-        )
-    undroppable = [p for _, p in found if p.image_id is None]
-    if undroppable:
-        raise PreflightFailed(
-            f"`data check` found {len(undroppable)} problem(s) that are not about one image (listed above), so "
-            "--allow-drop cannot leave them out; fix the data",
-            undroppable,
-        )
-    plan.dropped = [p for _, p in found]
-    train, val = (
-        _without(train, {p.image_id for d, p in found if d is train}),
-        _without(val, {p.image_id for d, p in found if d is val}),
-    )
-    for split in (train, val):
-        if not split.images:
-            raise UsageError(
-                f"no usable image is left in the {split.split or 'training'} data ({split.source})"
-                + (f" after leaving out the {len(plan.dropped)} with problems" if plan.dropped else "")
-                + ": give a dataset with images whose files exist and decode"
-            )
-    return train, val
-
-
-def _problems(dataset: Any) -> list[Any]:
-    from headfit.datasets.lint import lint
-
-    return list(lint(dataset).problems)
-
-
-def _without(dataset: Any, image_ids: set[Any]) -> Any:
-    if not image_ids:
-        return dataset
-    return replace(dataset, images=[r for r in dataset.images if r.image_id not in image_ids])
-
-
-def _describe_data(plan: TrainPlan, train: Any, val: Any, how: str) -> None:
-    classes = train.classes
-    named = ", ".join(f"{n} (id {i})" for i, n in zip(classes.ids[:8], classes.names[:8], strict=True))
-    more = f" and {len(classes) - 8} more" if len(classes) > 8 else ""
-    plan.add("classes", f"{len(classes)}: {named}{more}", f"from {train.source}")
-    plan.add(
-        "data",
-        f"train {len(train.images)} images / {train.num_annotations} boxes, val {len(val.images)} images / "
-        f"{val.num_annotations} boxes",
-        how,
-    )
-    if plan.dropped:
-        plan.notes.append(f"left out {len(plan.dropped)} image(s) with data problems (--allow-drop)")
 
 
 # -- model ---------------------------------------------------------------------------------------------
