@@ -101,8 +101,20 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def test_kill_9_then_resume_gives_the_uninterrupted_weights(shapes, tmp_path):
-    common = [OWN, "--data", str(shapes), "--epochs", "4", *SMALL, "--workers", "1", "--save-every", "0"]
+def test_kill_9_then_resume_gives_the_uninterrupted_weights_and_ema(shapes, tmp_path):
+    common = [
+        OWN,
+        "--data",
+        str(shapes),
+        "--epochs",
+        "4",
+        *SMALL,
+        "--workers",
+        "1",
+        "--save-every",
+        "0",
+        "--ema",
+    ]
     whole = subprocess.run(
         _cli(*common, "--project", str(tmp_path), "--name", "whole", cwd=tmp_path),
         env=_env(),
