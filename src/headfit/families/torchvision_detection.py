@@ -324,7 +324,7 @@ class DenseDetectionFamily(DetectionFamily):
         return Recipe(
             lr=0.01,
             batch=16,
-            source=f"torchvision's {arch} recipe (references/detection: --lr 0.01, 8 GPUs x 2 images)",
+            source=f"torchvision's {arch} reference recipe, 8 GPUs x 2 images",
         )
 
 

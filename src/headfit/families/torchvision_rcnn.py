@@ -168,7 +168,7 @@ class RCNNFamily(DetectionFamily):
         return Recipe(
             lr=0.02,
             batch=16,
-            source=f"torchvision's {arch} recipe (references/detection: --lr 0.02, 8 GPUs x 2 images)",
+            source=f"torchvision's {arch} reference recipe, 8 GPUs x 2 images",
         )
 
     def detections_per_image(self, model: nn.Module) -> int | None:

@@ -131,12 +131,12 @@ class SSDFamily(DetectionFamily):
             return Recipe(
                 lr=0.15,
                 batch=192,
-                source="torchvision's SSDlite recipe (references/detection: --lr 0.15, 8 GPUs x 24 images)",
+                source="torchvision's SSDlite reference recipe, 8 GPUs x 24 images",
             )
         return Recipe(
             lr=0.002,
             batch=32,
-            source="torchvision's SSD300 recipe (references/detection: --lr 0.002, 8 GPUs x 4 images)",
+            source="torchvision's SSD300 reference recipe, 8 GPUs x 4 images",
         )
 
     def jitter_transforms(self, model: nn.Module, scales: tuple[float, float]) -> list[Any]:

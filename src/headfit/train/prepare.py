@@ -244,7 +244,7 @@ def _load_weights(
         plan.add(
             "weights",
             "none",
-            "--weights not given: the builder's random init (headfit never downloads)"
+            "--weights not given: the builder's random init; headfit never downloads"
             if names is None
             else f"from {spec}",
         )
@@ -296,11 +296,16 @@ def _rehead(
     outputs = source_head_outputs(family, model) or 0
     rows = matching_rows(names, source_names, family, outputs)
     done = reheaded(model, names, rows, source_names)
-    offset = "labels 1.. (0 is the background)" if family.counts_background else "labels 0.."
+    k = len(names)
+    labels = (
+        f"labels 1..{k}, 0 is the background"
+        if family.counts_background
+        else f"labels 0..{k - 1}, no background"
+    )
     plan.add(
         "head",
-        f"re-headed for {len(names)} classes with `adapt` ({family.name}, {offset})",
-        "; ".join(done.notes[:1]),
+        f"re-headed for {k} class{'es' * (k != 1)} with `adapt`: {', '.join(f'`{p}`' for p in done.replaced)}",
+        f"{family.name}: {labels}",
     )
     if done.kept:
         kept = ", ".join(f"`{name}` from pretrained row {row} ({source})" for name, row, source in done.kept)
@@ -320,7 +325,7 @@ def _image_size(model: Any, family: Any, imgsz: int | None, plan: TrainPlan) -> 
             f"`{type(model).__name__}` has no resize transform headfit can set; give a torchvision-style detector"
         )
     if imgsz is None:
-        plan.add("size", str(current), "the builder's own size (--imgsz S trains and validates at S)")
+        plan.add("size", str(current), "the builder's own; --imgsz S trains and validates at S")
         return current, None
     size = (
         ImageSize.square(imgsz)
@@ -328,7 +333,7 @@ def _image_size(model: Any, family: Any, imgsz: int | None, plan: TrainPlan) -> 
         else ImageSize(min_size=(imgsz,), max_size=imgsz, fixed=(imgsz, imgsz))
     )
     family.set_image_size(model, size)
-    plan.add("size", str(family.image_size(model)), f"--imgsz {imgsz} (the builder's default: {current})")
+    plan.add("size", str(family.image_size(model)), f"--imgsz {imgsz}; the builder's default: {current}")
     return family.image_size(model), imgsz
 
 
@@ -392,7 +397,7 @@ def _loop_config(
         if recipe is None:
             raise UsageError(f"headfit knows no reference lr for `{type(model).__name__}`: give --lr")
         choice = scaled_lr(recipe.lr, recipe.batch, total, options.optimizer)
-        lr, why = choice.lr, f"{recipe.source}: {choice.why}"
+        lr, why = choice.lr, f"{choice.why}; {recipe.source}"
     amp = _amp(options.amp, device)
     epochs = options.epochs or DEFAULT_EPOCHS
     steps = max(1, math.ceil(images / options.batch) // world.world_size)
@@ -406,7 +411,7 @@ def _loop_config(
     plan.add(
         "optimizer",
         f"{optimizer}, weight decay 1e-4",
-        f"warmup {min(1000, steps)} steps, then cosine to 1% over {epochs} epochs",
+        f"warmup {min(1000, steps)} steps, then cosine to 1% over {epochs} epoch{'s' * (epochs != 1)}",
     )
     plan.add("clip", f"gradient norm <= {options.clip:g}" if options.clip else "off")
     plan.add(

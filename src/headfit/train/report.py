@@ -23,11 +23,11 @@ def render_plan(plan: TrainPlan) -> list[Any]:
     if plan.load is not None:
         parts.append(plan.load)
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    table.add_column(style="dim")
     for choice in plan.choices:
-        table.add_row(escape(choice.topic), escape(choice.value), escape(choice.why))
+        why = f"  [dim]({escape(choice.why)})[/]" if choice.why else ""
+        table.add_row(escape(choice.topic), escape(choice.value) + why)
     parts.append(table)
     if plan.check is not None:
         traced = len({c.module for c in plan.check.trace.calls})
