@@ -260,3 +260,13 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     assert "\r" not in shown["lines"] and "\x1b[" not in shown["lines"]
     assert "epoch 2/2" in shown["bar"] and "it/s" in shown["bar"] and "cross_entropy" in shown["bar"]
     assert "val_acc" in shown["bar"]  # each epoch's summary line stays above the bar
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    files.atomic_write_text(tmp_path / "metrics.csv", "epoch\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "metrics.csv").stat().st_mode) == 0o666 & ~mask

@@ -25,6 +25,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write {str(path)!r} ({_reason(exc)}). {_help(exc)}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a run's files are as readable as any
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
@@ -35,6 +36,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.unlink(tmp)
         kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
         raise UsageError(f"cannot write {str(path)!r} ({_reason(exc)}); {kept}. {_help(exc)}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
