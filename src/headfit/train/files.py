@@ -25,11 +25,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write {str(path)!r} ({_reason(exc)}). {_help(exc)}") from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a run's files are as readable as any
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a run's files are as readable as any
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
         with contextlib.suppress(OSError):
