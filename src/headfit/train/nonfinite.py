@@ -44,10 +44,11 @@ def nonfinite_diagnosis(facts: StepFacts, evidence: BatchEvidence) -> Diagnosis:
     lines = [
         f"epoch {facts.epoch}/{facts.epochs}, batch {facts.batch}/{facts.batches}, optimizer step "
         f"{facts.step + 1}",
-        "loss terms: " + ", ".join(f"{k} = {v:.4g}" for k, v in facts.terms.items()),
         f"lr {facts.lr:.3g} for a total batch of {facts.total_batch}"
         + (" (still warming up)" if facts.step < facts.warmup else ""),
     ]
+    if len(bad) < len(facts.terms):  # the terms that were still finite say where it did not start
+        lines.insert(1, "loss terms: " + ", ".join(f"{k} = {v:.4g}" for k, v in facts.terms.items()))
     if facts.history:
         lines.append("total loss of the last steps: " + ", ".join(f"{v:.3g}" for v in facts.history))
     lines.extend(evidence.facts)
