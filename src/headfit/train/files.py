@@ -31,9 +31,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(file.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a run's files are as readable as any
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+    except BaseException as exc:  # also a second Ctrl-C: never leave a half-written temporary file
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if not isinstance(exc, (OSError, RuntimeError)):  # torch.save reports a full disk as RuntimeError
+            raise
         kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
         raise UsageError(f"cannot write {str(path)!r} ({_reason(exc)}); {kept}. {_help(exc)}") from None
 
