@@ -14,12 +14,12 @@ from headfit.cli.app import console, json_flag, print_json
 EXIT_CLEAN, EXIT_PROBLEMS = 0, 1
 
 
-@click.group("data")
+@click.group("data", short_help="Check, synthesise and tile detection datasets.")
 def command() -> None:
     """Check, synthesise and tile detection datasets (COCO, YOLO, Pascal VOC, CSV)."""
 
 
-@command.command("check")
+@command.command("check", short_help="Lint a COCO, YOLO, VOC or CSV detection dataset.")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option(
     "--images",
@@ -62,7 +62,7 @@ def check(data: Path, images: Path | None, split: str | None, fix_out: Path | No
     raise SystemExit(EXIT_CLEAN if report.ok else EXIT_PROBLEMS)
 
 
-@command.command("synth")
+@command.command("synth", short_help="Write a synthetic COCO set with exact boxes.")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option(
     "--images",
@@ -98,7 +98,7 @@ def synth_command(out: Path, count: int, classes: int, size: int, seed: int, as_
     )
 
 
-@command.command("tile")
+@command.command("tile", short_help="Cut large images into a COCO train/val set of tiles.")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option(

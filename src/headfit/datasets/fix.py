@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from headfit.datasets.geometry import clip_boxes, xyxy_text
-from headfit.datasets.lint import BoxTable, frame, lint, looks_xyxy, other_annotation_problems, size_repair
+from headfit.datasets.geometry import clip_boxes, size_repair, xyxy_text
+from headfit.datasets.lint import lint, looks_xyxy, other_annotation_problems
 from headfit.datasets.problems import Id
 from headfit.datasets.records import ClassMap, DetectionDataset, ImageRecord
 from headfit.datasets.report import Change, FixResult
+from headfit.datasets.table import BoxTable, frame
 from headfit.errors import UsageError
 
 DROPPED_AT_READ = {"HF305", "HF306", "HF307", "HF312", "HF316"}  # what a reader could not attach

@@ -7,7 +7,12 @@ decoder returns after applying the EXIF orientation (PIL's ``ImageOps.exif_trans
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from headfit.datasets.headers import SWAPS_SIDES
+from headfit.datasets.records import ImageRecord
 
 # orientation -> how a point (x, y) of the stored picture (width W, height H) moves
 _EXIF_POINTS = {
@@ -30,6 +35,37 @@ def exif_boxes(boxes: np.ndarray, orientation: int, stored_size: tuple[int, int]
     bx, by = move(boxes[:, 2], boxes[:, 3], width, height)
     out = np.stack([np.minimum(ax, bx), np.minimum(ay, by), np.maximum(ax, bx), np.maximum(ay, by)], axis=1)
     return out.astype(boxes.dtype)
+
+
+@dataclass
+class SizeRepair:
+    """How ``--fix`` resolves a declared size that disagrees with the file (HF311)."""
+
+    kind: str  # "exif": boxes drawn on the stored pixels, rotated; "scale": image resized; "size": metadata only
+    boxes: np.ndarray  # the record's boxes in the file's frame
+    words: str  # what the fix does, for the problem's help and the change list
+
+
+def size_repair(record: ImageRecord) -> SizeRepair | None:
+    """None when the declared size agrees with the file (or either is unknown)."""
+    declared, real, header = record.declared_size, (record.width, record.height), record.header
+    if declared is None or real[0] is None or header is None or declared == real:
+        return None
+    width, height = real
+    if header.orientation in SWAPS_SIDES and declared == header.stored_size:
+        rotated = exif_boxes(record.boxes, header.orientation, declared)
+        return SizeRepair(
+            "exif", rotated, "rotates its boxes with the EXIF orientation and sets the decoded size"
+        )
+    sx, sy = width / declared[0], height / declared[1]
+    if record.num_boxes and abs(sx - sy) <= 0.01 * max(sx, sy):
+        fit_declared = fits(record.boxes, *declared).all()
+        if fit_declared and not fits(record.boxes, width, height).all():
+            scaled = record.boxes * np.array([sx, sy, sx, sy], dtype=record.boxes.dtype)
+            return SizeRepair(
+                "scale", scaled, f"scales its boxes by {sx:.3g} (the image was resized after annotation)"
+            )
+    return SizeRepair("size", record.boxes, "writes the file's size (boxes outside it are then clipped)")
 
 
 def clip_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:

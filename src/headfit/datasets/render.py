@@ -22,7 +22,7 @@ SHOWN_CHANGES = 8
 def report_renderables(report: DataReport) -> list[RenderableType]:
     from rich.text import Text
 
-    parts: list[RenderableType] = [_summary_table(report), _class_table(report)]
+    parts: list[RenderableType] = [_summary_table(report), Text(""), _class_table(report)]
     for code, problems in _by_code(report.problems).items():
         for problem in problems[:SHOWN_PER_CODE]:
             parts += [Text(""), problem_text(problem)]
@@ -63,7 +63,7 @@ def _where(problem: Problem) -> str:
     if problem.annotation_id is not None:
         parts.append(f"annotation {problem.annotation_id}")
     where = ", ".join(parts)
-    if problem.file:
+    if problem.file and problem.file != str(problem.image_id):
         where += f" ({problem.file})" if where else problem.file
     return where
 
@@ -126,18 +126,19 @@ def _sizes(report: DataReport) -> str:
 def _class_table(report: DataReport):
     from rich.table import Table
 
-    table = Table(show_edge=False, pad_edge=False)
-    for name, justify in (
-        ("id", "right"),
+    with_ids = any(str(c.id) != c.name for c in report.stats.per_class)  # VOC and CSV classes are names
+    columns = [("id", "right")] * with_ids + [
         ("class", "left"),
         ("index", "right"),
         ("boxes", "right"),
         ("images", "right"),
-    ):
+    ]
+    table = Table(show_edge=False, pad_edge=False)
+    for name, justify in columns:
         table.add_column(name, justify=justify)
     for c in report.stats.per_class:
-        style = "yellow" if c.boxes == 0 else None
-        table.add_row(str(c.id), c.name, str(c.index), f"{c.boxes:,}", f"{c.images:,}", style=style)
+        cells = [str(c.id)] * with_ids + [c.name, str(c.index), f"{c.boxes:,}", f"{c.images:,}"]
+        table.add_row(*cells, style="yellow" if c.boxes == 0 else None)
     return table
 
 
@@ -155,7 +156,7 @@ def fix_renderables(fix: FixResult) -> list[RenderableType]:
     for change in fix.changes[:SHOWN_CHANGES]:
         parts.append(
             Text.from_markup(
-                f"  [dim]{change.action}[/] {escape(change.summary)}"
+                f"  [dim]{change.action}:[/] {escape(change.summary)}"
                 + (f" [dim]({change.code})[/]" if change.code else "")
             )
         )

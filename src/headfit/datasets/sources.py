@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headfit.datasets.records import DetectionDataset
+from headfit.datasets.resolve import gc_paused
 from headfit.errors import UsageError
 
 FORMATS = (
@@ -30,6 +31,11 @@ def read(path: Path | str, *, images: Path | str | None = None, split: str | Non
     if not path.exists():
         raise UsageError(f"`{path}` does not exist: give {FORMATS}")
     kind, target = _detect(path, split)
+    with gc_paused():
+        return _read(kind, target, images, split)
+
+
+def _read(kind: str, target: Path, images: Path | None, split: str | None) -> DetectionDataset:
     if kind == "coco":
         from headfit.datasets.coco import read_coco
 

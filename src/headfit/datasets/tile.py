@@ -5,12 +5,15 @@ the image edge, so every tile is exactly size x size and no pixel is lost (an im
 tile stays one tile, as it is). A box cut by a tile edge is clipped; one that keeps less than
 ``min_visible`` of its area, or less than ``min_side`` pixels across, is a sliver: dropped and
 counted. Val tiles are chosen by a hash of their names among the tiles that overlap no other tile,
-so no val pixel is also seen in training.
+so no val pixel is also seen in training, and no class puts more than ``val_fraction`` of its boxes
+in val.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,11 +128,30 @@ def _isolated(starts: list[int], size: int) -> list[bool]:
 
 
 def _val_tiles(tiles: list[_Tile], val_fraction: float) -> set[str]:
-    candidates = sorted(
-        (t for t in tiles if t.isolated), key=lambda t: hashlib.sha1(t.name.encode()).digest()
-    )
-    count = min(len(candidates), max(1, round(len(tiles) * val_fraction))) if len(tiles) > 1 else 0
-    return {t.name for t in candidates[:count]}
+    """Val tiles, taken in hash order among those overlapping no other tile; a tile is passed over when
+    it would put more than ``val_fraction`` of some class's boxes in val (a class found in one image
+    only stays in train)."""
+    counts = [Counter(t.source.category_ids[_inside(t)].tolist()) for t in tiles]
+    totals: Counter = sum(counts, Counter())
+    allowed = {c: math.ceil(val_fraction * n) for c, n in totals.items()}
+    target = max(1, round(len(tiles) * val_fraction)) if len(tiles) > 1 else 0
+    taken: Counter = Counter()
+    chosen: set[str] = set()
+    for k in sorted(range(len(tiles)), key=lambda k: hashlib.sha1(tiles[k].name.encode()).digest()):
+        if len(chosen) == target:
+            break
+        if not tiles[k].isolated or any(taken[c] + n > allowed[c] for c, n in counts[k].items()):
+            continue
+        taken.update(counts[k])
+        chosen.add(tiles[k].name)
+    return chosen
+
+
+def _inside(t: _Tile) -> np.ndarray:
+    """Boxes whose centre lies in the tile (how the split counts a tile's boxes)."""
+    b = t.source.boxes
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    return (cx >= t.x) & (cx < t.x + t.width) & (cy >= t.y) & (cy < t.y + t.height)
 
 
 def _open_rgb(path: Path):
