@@ -1,8 +1,10 @@
 """The code explanations, tested as rustc tests its error index: every code headfit can emit has a
 ``codes/HFnnn.md`` whose front matter agrees with what the source emits, ``headfit explain --code``
-prints every file, and each ```` ```python error ```` example really raises an error that
+prints every file, each ```` ```python error ```` example really raises an error that
 ``headfit.explain`` diagnoses with that file's code (from the live exception and from the pasted
-traceback, with the rule engine in STRICT mode)."""
+traceback, with the rule engine in STRICT mode), and each ```` ```python data ```` example writes a
+dataset (naming it ``DATA``) that ``headfit data check`` reports with that file's code and that
+``--fix OUT`` turns into one that checks clean."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ SOURCE = Path(headfit.__file__).parent
 CODE = re.compile(r"^HF\d{3}$")
 SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
 ERROR_EXAMPLE = re.compile(r"^```python error\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
+DATA_EXAMPLE = re.compile(r"^```python data\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
 @cache
@@ -60,6 +63,11 @@ def categories_written_in_source() -> list[tuple[str, str, str]]:
 
 def error_example(code: str) -> str | None:
     match = ERROR_EXAMPLE.search(code_info(code).text)
+    return match["code"] if match else None
+
+
+def data_example(code: str) -> str | None:
+    match = DATA_EXAMPLE.search(code_info(code).text)
     return match["code"] if match else None
 
 
@@ -161,3 +169,33 @@ def _raised_by(example) -> BaseException | None:
     except Exception as exc:  # noqa: BLE001 - the example's error is the point
         return exc
     return None
+
+
+# --- (d) each `python data` example writes a dataset `data check` reports with its code ---------------
+
+DATA_EXAMPLES = sorted(code for code in all_codes() if data_example(code) is not None)
+
+
+def test_every_data_code_has_a_runnable_example():
+    data_codes = {code for code in emitted_codes() if code.startswith("HF3")}
+    assert data_codes, "the data lint emits HF3nn codes"
+    assert data_codes <= set(DATA_EXAMPLES), (
+        f"add a ```python data block to: {sorted(data_codes - set(DATA_EXAMPLES))}"
+    )
+
+
+@pytest.mark.parametrize("code", DATA_EXAMPLES)
+def test_data_example_is_reported_with_its_code_and_fixed(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = Path(catalogue.CODES_DIR) / f"{code}.md"
+    namespace: dict = {"__name__": "example"}
+    exec(compile(data_example(code), str(path), "exec"), namespace)
+    data = namespace["DATA"]
+    checked = CliRunner().invoke(cli, ["data", "check", data, "--json"])
+    assert checked.exit_code == 1, checked.output
+    document = json.loads(checked.stdout)
+    assert code in {p["code"] for p in document["problems"]}, document["problems"]
+    fixed = CliRunner().invoke(cli, ["data", "check", data, "--fix", "fixed/out.json", "--json"])
+    assert json.loads(fixed.stdout)["fix"]["clean"], fixed.stdout
+    again = CliRunner().invoke(cli, ["data", "check", "fixed/out.json", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["problems"] == []

@@ -21,8 +21,10 @@ COMMANDS = {
     "adapt": "adapt",
     "run": "run",
     "demo": "demo",
+    "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
+    "data": "data",
 }
 
 

@@ -78,3 +78,28 @@ def _render(run) -> None:
     out.print(f"check on {IMAGES}: {verdict} ({traced} modules traced on the meta device)")
     for note in run.fixed_check.trace.notes:
         out.print(f"  note: {escape(note)}")
+    _render_finetune(out, run.finetune)
+
+
+def _render_finetune(out, tune) -> None:
+    from rich.markup import escape
+    from rich.rule import Rule
+    from rich.table import Table
+
+    out.print(Rule("6. headfit train (a small FCOS on synthetic shapes)"))
+    out.print(
+        f"`headfit train {escape(tune.spec)}`: torchvision's FCOS behind a 5-stage conv net (FCOS-ResNet50 "
+        f"takes ~15 s a step on a CPU), {tune.train_images} synthetic images, {tune.epochs} epochs = "
+        f"{tune.steps} steps in {tune.seconds:.0f} s"
+    )
+    table = Table("epoch", "train loss", "val AP50", "val AP", box=None)
+    for row in tune.rows:
+        table.add_row(
+            f"{row['epoch']:.0f}",
+            f"{row['train_loss']:.3f}",
+            f"{row['val_AP50']:.3f}",
+            f"{row['val_AP']:.3f}",
+        )
+    out.print(table)
+    verdict = "[green]mAP rises[/]" if tune.rising else "[red]mAP did not rise[/]"
+    out.print(f"{verdict}; the run is in {escape(tune.run)} (metrics.csv, best.safetensors, plots/)")

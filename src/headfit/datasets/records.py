@@ -34,7 +34,8 @@ class ImageRecord:
     width: int | None  # the real size, read from the file header (EXIF orientation applied);
     height: int | None  # None when the file is missing or unreadable
     boxes: np.ndarray = field(default_factory=empty_boxes)  # float32 [N, 4], x1 y1 x2 y2 in pixels
-    category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [N], dataset ids
+    # [N] dataset ids: int64 (COCO, YOLO), or an object array of class names (VOC, CSV, which name classes)
+    category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     crowd: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # [N], COCO iscrowd
     annotation_ids: list[DatasetId] = field(default_factory=list)  # [N]; COCO ids, or "file:line" / "file#k"
     segmentations: list[Any] | None = None  # [N] COCO polygons / RLE as stored, when the data has masks
@@ -71,6 +72,12 @@ class ClassMap:
 
     def knows(self, category_id: DatasetId) -> bool:
         return category_id in self._index
+
+    def indices(self, category_ids: np.ndarray) -> np.ndarray:
+        """Contiguous indices (int64) of an array of dataset ids (KeyError naming an unknown id)."""
+        return np.fromiter(
+            (self._index[c] for c in category_ids.tolist()), dtype=np.int64, count=len(category_ids)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"ids": list(self.ids), "names": list(self.names)}

@@ -12,7 +12,11 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from headfit.datasets.headers import ImageHeader, is_image_file, read_header
+from headfit.datasets.problems import Id
+from headfit.datasets.records import ImageRecord
 from headfit.errors import UsageError
 
 
@@ -68,6 +72,40 @@ class ImageFinder:
 def read_headers(paths: Sequence[Path]) -> list[ImageHeader]:
     """The header of every file, in order (one lazy PIL open each)."""
     return [read_header(p) for p in paths]
+
+
+def attach_headers(records: Sequence[ImageRecord], source: Path, hint: str) -> None:
+    """Each record's header and real size (EXIF orientation applied), read from its file."""
+    headers = read_headers([r.file for r in records])
+    require_some_found(headers, [r.file for r in records], source, hint)
+    for record, header in zip(records, headers, strict=True):
+        record.header = header
+        if header.size is not None:
+            record.width, record.height = header.size
+
+
+def new_record(
+    image_id: Id,
+    file: Path,
+    boxes: Sequence[Sequence[float]],
+    category_ids: Sequence[Id],
+    annotation_ids: Sequence[Id],
+    declared_size: tuple[int, int] | None = None,
+) -> ImageRecord:
+    """A record from plain lists (the YOLO, VOC and CSV readers); its size comes with its header."""
+    return ImageRecord(
+        image_id,
+        file,
+        None,
+        None,
+        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        category_ids=np.asarray(
+            category_ids, dtype=object if any(isinstance(c, str) for c in category_ids) else np.int64
+        ),
+        crowd=np.zeros(len(boxes), dtype=bool),
+        annotation_ids=list(annotation_ids),
+        declared_size=declared_size,
+    )
 
 
 def require_some_found(
