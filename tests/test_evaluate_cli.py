@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from headfit.cli import main
-from tiny_models import CLASSIFIER_SPEC, trained_checkpoint
+from tiny_models import CLASSIFIER_SPEC, one_thread, trained_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def torch_on_one_thread():
+    with one_thread():
+        yield
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -159,7 +165,7 @@ def test_dense_images_raise_maxdets_and_the_models_cap_and_say_so(capsys, traine
     assert document["max_dets"] == 300 and document["AR_max"] is not None
     (note,) = [n for n in document["notes"] if "more than COCO's 100" in n]
     assert "up to 130 boxes" in note and "maxDets raised from 100 to 300" in note
-    assert "`detections_per_img` 100 -> 300" in note
+    assert "the model's detections per image raised from 100 to 300" in note
 
 
 def test_plots_are_written(capsys, trained, tmp_path):
