@@ -234,3 +234,29 @@ def test_atomic_write_names_a_folder_it_cannot_write(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UsageError, match="cannot write"):
         files.atomic_write_text(blocker / "metrics.csv", "a")
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from headfit.train.progress import PlainDisplay, RichDisplay, make_display
+
+    shown = {}
+    for name, terminal in (("bar", True), ("lines", False)):
+        out = io.StringIO()
+        display = make_display(Console(file=out, force_terminal=terminal, width=160), interval=0)
+        assert isinstance(display, RichDisplay if terminal else PlainDisplay)
+        Trainer(
+            Blobs(),
+            mlp(),
+            LoopConfig(epochs=2, lr=0.05, save_every_s=math.inf),
+            tmp_path / name,
+            display=display,
+        ).fit()
+        shown[name] = out.getvalue()
+    assert "epoch 1/2  batch 1/6" in shown["lines"] and "it/s  eta" in shown["lines"]
+    assert "\r" not in shown["lines"] and "\x1b[" not in shown["lines"]
+    assert "epoch 2/2" in shown["bar"] and "it/s" in shown["bar"] and "cross_entropy" in shown["bar"]
+    assert "val_acc" in shown["bar"]  # each epoch's summary line stays above the bar

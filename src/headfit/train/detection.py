@@ -309,7 +309,7 @@ def batch_evidence(dataset: DetectionDataset, batch: Batch, family: Family) -> B
 
 
 def _box_text(box: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.1f}" for v in box) + "]"
+    return "[" + ", ".join(f"{v + 0.0:.1f}" for v in box) + "]"  # + 0.0: no "-0.0"
 
 
 def _outside(record: ImageRecord) -> list[tuple[Any, list[float], str, int]]:

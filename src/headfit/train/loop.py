@@ -322,10 +322,12 @@ class Trainer:
             step=self.position.step,
             terms={k: v for k, v in values.items() if k != "loss"},
             lr=self._lr(),
+            peak_lr=self.config.lr,
             total_batch=self.config.total_batch,
             amp=self.config.amp,
             history=list(self.history),
             warmup=self.warmup,
+            resumable=(self.run / STATE_FILE).is_file(),
         )
         diagnosis = nonfinite_diagnosis(facts, self.task.batch_evidence(batch))
         raise TrainingStopped(f"{diagnosis.summary}; {self._resume_hint()}", diagnosis)

@@ -28,11 +28,13 @@ class StepFacts:
     batches: int
     step: int  # optimizer steps done before this one
     terms: dict[str, float]  # every loss term of the step; "gradient norm" when the loss was finite
-    lr: float
+    lr: float  # at this step
+    peak_lr: float  # what --lr sets (the schedule scales it)
     total_batch: int
     amp: str | None
     history: list[float] = field(default_factory=list)  # total loss of the last steps, oldest first
     warmup: int = 0
+    resumable: bool = False  # a state was saved that a resume can start from
 
 
 def nonfinite_diagnosis(facts: StepFacts, evidence: BatchEvidence) -> Diagnosis:
@@ -73,18 +75,20 @@ def _loop_causes(facts: StepFacts) -> list[Cause]:
             )
         )
     climbing = _climbing(facts.history)
-    lower = facts.lr / 10
+    lr = f"the lr {facts.peak_lr:.3g}" + (
+        f" ({facts.lr:.3g} at this warmup step)" if facts.step < facts.warmup else ""
+    )
+    how = "resume with" if facts.resumable else "start again with"
     causes.append(
         Cause(
             summary=(
-                f"the lr {facts.lr:.3g} is too high for a batch of {facts.total_batch}: the loss was climbing "
-                "before it blew up"
+                f"{lr} is too high for a batch of {facts.total_batch}: the loss was climbing before it blew up"
                 if climbing
-                else f"the lr {facts.lr:.3g} may be too high for a batch of {facts.total_batch}"
+                else f"{lr} may be too high for a batch of {facts.total_batch}"
             ),
             confidence=0.75 if climbing else 0.4,
             attribute="lr",
-            fix=f"resume with a 10x lower lr: `--lr {lower:.3g}` (or a larger `--batch` with the same lr)",
+            fix=f"{how} a 10x lower lr: `--lr {facts.peak_lr / 10:.3g}` (or a larger `--batch` with the same lr)",
         )
     )
     return causes
@@ -93,4 +97,4 @@ def _loop_causes(facts: StepFacts) -> list[Cause]:
 def _climbing(history: list[float]) -> bool:
     """The last steps' loss went up by half or more from its lowest point before the blow-up."""
     finite = [v for v in history if math.isfinite(v)]
-    return len(finite) >= 3 and finite[-1] > 1.5 * min(finite)
+    return len(finite) >= 2 and finite[-1] > 1.5 * min(finite)

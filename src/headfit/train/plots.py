@@ -31,6 +31,7 @@ def plot_curves(
 
 def _plot(log: MetricsLog, path: Path, columns: list[str], title: str, ylabel: str) -> Path:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(7, 4.5), dpi=110)
     axes = figure.subplots()
@@ -40,6 +41,7 @@ def _plot(log: MetricsLog, path: Path, columns: list[str], title: str, ylabel: s
             width = 2.5 if column in ("train_loss", "val_AP") else 1.2
             axes.plot(epochs, values, marker="o", markersize=3, linewidth=width, label=column)
     axes.set(title=title, xlabel="epoch", ylabel=ylabel)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, frameon=False)
     figure.tight_layout()

@@ -70,9 +70,10 @@ class TrainOptions:
     trust_code: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """Paths made absolute, so ``--resume`` works from any folder."""
         document = asdict(self)
         return {
-            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            k: (str(v.resolve()) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
             for k, v in document.items()
         }
 
@@ -152,7 +153,7 @@ def prepare_resume(run: Path, overrides: dict[str, Any], *, trust_code: bool = F
     options = replace(saved, **overrides, resume=run, trust_code=trust_code)
     _refuse_untrusted_resume(args["model"], run, trust_code)
     done = int(state["position"][0])
-    options = replace(options, epochs=_resumed_epochs(options.epochs, args, done, run))
+    options = replace(options, epochs=_resumed_epochs(overrides.get("epochs"), args, done, run))
     plan = TrainPlan(run=run, resumed=f"epoch {done + 1}, batch {int(state['position'][1])}")
     prepared = _assemble(options, plan, resume=(args, state))
     return prepared
@@ -186,7 +187,7 @@ def _refuse_untrusted_resume(spec: str, run: Path, trust_code: bool) -> None:
     from headfit.checkpoint import TRUSTED_SOURCES
 
     source, _, name = spec.rpartition(":")
-    if trust_code or source in TRUSTED_SOURCES:
+    if trust_code or source in TRUSTED_SOURCES or source.startswith("headfit."):  # headfit's own builders
         return
     raise UsageError(
         f"{run}/args.json says the model is built by `{spec}`: resuming would import `{source}` and call "
@@ -360,7 +361,7 @@ def _checked_data(train: Any, val: Any, allow_drop: bool, plan: TrainPlan) -> tu
 
 
 def _problems(dataset: Any) -> list[Any]:
-    from headfit.datasets import lint
+    from headfit.datasets.lint import lint
 
     return list(lint(dataset).problems)
 
@@ -399,7 +400,15 @@ def _build(options: TrainOptions) -> tuple[Any, str, list[str] | None]:
     if _is_checkpoint(spec):
         loaded = load_detector(spec, trust_code=options.trust_code)
         return loaded.model.train(), loaded.spec, list(loaded.classes.names)
-    return build_model(spec).train(), spec, None
+    return build_model(spec).train(), _portable(spec), None
+
+
+def _portable(spec: str) -> str:
+    """A ``file.py:CALLABLE`` spec with the file's absolute path, so a resume works from any folder."""
+    source, sep, name = spec.rpartition(":")
+    if sep and source.endswith(".py") and Path(source).is_file():
+        return f"{Path(source).resolve()}:{name}"
+    return spec
 
 
 def _is_checkpoint(spec: str) -> bool:
@@ -628,7 +637,7 @@ def _loop_config(
         amp or "off",
         "CUDA autocast" if amp else ("no CUDA" if not device.startswith("cuda") else "--amp off"),
     )
-    plan.add("device", device, "--device auto" if options.device == "auto" else f"--device {options.device}")
+    plan.add("device", device, _device_why(options.device, device))
     return LoopConfig(
         epochs=epochs,
         lr=lr,
@@ -641,6 +650,16 @@ def _loop_config(
         device=device,
         total_batch=total,
     )
+
+
+def _device_why(asked: str, device: str) -> str:
+    import torch
+
+    if asked != "auto":
+        return f"--device {asked}"
+    if device.startswith("cuda"):
+        return f"--device auto: {torch.cuda.get_device_name(torch.device(device))}"
+    return "--device auto: no CUDA device"
 
 
 def _amp(amp: str, device: str) -> str | None:
@@ -727,7 +746,7 @@ def _write_args(run, options, spec, train, val, config, world, plan, image_size,
         run,
         {
             "headfit_version": __version__,
-            "command": ["headfit", *sys.argv[1:]],
+            "command": resume[0].get("command") if resume is not None else ["headfit", *sys.argv[1:]],
             "model": spec,
             "options": options.to_dict(),
             "epochs": config.epochs,

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from headfit.errors import HeadfitError
 from headfit.train.loop import TrainingStopped
 from headfit.train.prepare import PreflightFailed, Prepared
+from headfit.train.state import STATE_FILE
 
 
 def run_training(
@@ -28,6 +30,8 @@ def run_training(
         out.print(part)
     try:
         result = prepared.trainer.fit()
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(prepared)) from None
     except TrainingStopped as exc:
         from headfit.render import diagnosis_text
 
@@ -57,6 +61,21 @@ def _show_findings(
         out.print(line)
     for problem in (p for p in details if not hasattr(p, "image_id")):
         out.print(problem_text(problem))
+
+
+class Interrupted(HeadfitError):
+    exit_code = 130
+
+
+def _interrupted(prepared: Prepared) -> str:
+    trainer = prepared.trainer
+    where = f"epoch {trainer.position.epoch + 1}, batch {trainer.position.batch}"
+    if (trainer.run / STATE_FILE).is_file():
+        return (
+            f"interrupted at {where}; the last saved state is in {trainer.run / STATE_FILE}: continue with "
+            f"`headfit train --resume {trainer.run}`"
+        )
+    return f"interrupted at {where}, before the first save: nothing to resume"
 
 
 def _failure(message: str, code: int, extra: dict[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,9 @@ def _stage(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-def tiny_fcos(num_classes: int = 2, *, size: int = 160, width: int = 64) -> FCOS:
-    """FCOS with strides 8..128 (C3-C5 of the conv net, then P6, P7), ``width`` FPN channels."""
+def tiny_fcos(num_classes: int = 91, *, size: int = 160, width: int = 64) -> FCOS:
+    """FCOS with strides 8..128 (C3-C5 of the conv net, then P6, P7), ``width`` FPN channels; 91
+    classes by default, like torchvision's builders, so a COCO-style checkpoint fits its head."""
     body = nn.Sequential(
         OrderedDict(
             stem=_stage(3, 16), s2=_stage(16, 32), s3=_stage(32, 64), s4=_stage(64, 128), s5=_stage(128, 128)
