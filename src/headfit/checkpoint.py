@@ -154,8 +154,8 @@ def _refuse_untrusted(spec: str, weights: Path, trust_code: bool) -> None:
     what = f"the file {source!r}" if source.endswith(".py") or "/" in source else f"the module `{source}`"
     raise UsageError(
         f"the sidecar of {str(weights)!r} says the model is built by `{spec}`: loading it would import "
-        f"{what} and call `{name}`, which runs code from outside headfit. If you trust that code, pass "
-        "`--trust-code` (Python: `trust_code=True`)"
+        f"{what} and call `{name}`, and headfit runs a sidecar's builder only when it is a `torchvision:` or "
+        "`timm:` one. If you trust that code, pass `--trust-code` (Python: `trust_code=True`)"
     )
 
 
