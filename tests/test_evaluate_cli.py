@@ -220,3 +220,43 @@ def test_an_image_that_cannot_be_decoded_is_named(capsys, trained, tmp_path):
     target.write_bytes(np.random.default_rng(0).bytes(64))
     code, out, err = run_cli(capsys, str(checkpoint), "--data", str(broken), "--trust-code")
     assert code == 2 and name in err and "Traceback" not in err, err
+
+
+def test_the_same_objects_as_a_yolo_set_score_the_same_and_val_is_the_default_split(
+    capsys, trained, tmp_path
+):
+    checkpoint, val = trained
+    root = tmp_path / "yolo"
+    for split, source in (("train", val.with_name("train.json")), ("val", val)):
+        document = json.loads(source.read_text())
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for image in document["images"]:
+            (root / "images" / split / image["file_name"]).symlink_to(
+                source.parent / "images" / image["file_name"]
+            )
+            lines = [
+                f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / image['width']:.6f} "
+                f"{(a['bbox'][1] + a['bbox'][3] / 2) / image['height']:.6f} "
+                f"{a['bbox'][2] / image['width']:.6f} {a['bbox'][3] / image['height']:.6f}"
+                for a in document["annotations"]
+                if a["image_id"] == image["id"]
+            ]
+            (root / "labels" / split / f"{Path(image['file_name']).stem}.txt").write_text(
+                "\n".join(lines) + "\n"
+            )
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames: [circle, square, triangle]\n"
+    )
+    _, coco, _ = run_cli(capsys, str(checkpoint), "--data", str(val), "--trust-code", "--json")
+    code, out, err = run_cli(
+        capsys, str(checkpoint), "--data", str(root / "data.yaml"), "--trust-code", "--json"
+    )
+    assert code == 0, err
+    yolo = json.loads(out)
+    assert (
+        yolo["images"] == json.loads(coco)["images"]
+        and "evaluated on the data's `val` split" in yolo["notes"][0]
+    )
+    assert yolo["AP"] == pytest.approx(json.loads(coco)["AP"], abs=1e-4)  # YOLO stores boxes to 6 decimals
+    assert [row["id"] for row in yolo["per_class"]] == [0, 1, 2]
