@@ -260,3 +260,25 @@ def test_the_same_objects_as_a_yolo_set_score_the_same_and_val_is_the_default_sp
     )
     assert yolo["AP"] == pytest.approx(json.loads(coco)["AP"], abs=1e-4)  # YOLO stores boxes to 6 decimals
     assert [row["id"] for row in yolo["per_class"]] == [0, 1, 2]
+
+
+def test_a_checkpoint_of_headfit_adapt_without_class_names_takes_the_datas_classes_in_order(
+    capsys, trained, tmp_path
+):
+    from headfit.adapt import adapt_file
+    from tiny_models import SPEC
+
+    _, val = trained
+    adapted = tmp_path / "adapted.safetensors"
+    adapt_file(SPEC, 3, adapted)
+    code, out, err = run_cli(capsys, str(adapted), "--data", str(val), "--trust-code", "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert [row["name"] for row in document["per_class"]] == ["circle", "square", "triangle"]
+    assert (
+        "the checkpoint has no class names: its labels 0..2 are taken as the data's classes"
+        in document["notes"][0]
+    )
+    adapt_file(SPEC, 2, tmp_path / "two.safetensors")
+    code, _, err = run_cli(capsys, str(tmp_path / "two.safetensors"), "--data", str(val), "--trust-code")
+    assert code == 2 and "predicts 2 classes and has no class names, but the data has 3" in err
