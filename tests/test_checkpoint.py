@@ -11,9 +11,15 @@ import torch
 from headfit.checkpoint import load_detector, save_detector
 from headfit.datasets.records import ClassMap
 from headfit.errors import HeadfitError, UsageError
-from tiny_models import CLASSIFIER_SPEC, SPEC, tiny_fcos
+from tiny_models import CLASSIFIER_SPEC, SPEC, one_thread, tiny_fcos
 
 CLASSES = ClassMap(ids=[1, 3, 7], names=["car", "person", "tree"])
+
+
+@pytest.fixture(autouse=True)
+def torch_on_one_thread():
+    with one_thread():
+        yield
 
 
 def saved_fcos(tmp_path: Path, name: str = "best.safetensors", **extra) -> tuple[Path, torch.nn.Module]:

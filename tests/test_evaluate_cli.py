@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from headfit.cli import main
-from tiny_models import CLASSIFIER_SPEC, trained_checkpoint
+from tiny_models import CLASSIFIER_SPEC, one_thread, trained_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def torch_on_one_thread():
+    with one_thread():
+        yield
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -159,7 +165,7 @@ def test_dense_images_raise_maxdets_and_the_models_cap_and_say_so(capsys, traine
     assert document["max_dets"] == 300 and document["AR_max"] is not None
     (note,) = [n for n in document["notes"] if "more than COCO's 100" in n]
     assert "up to 130 boxes" in note and "maxDets raised from 100 to 300" in note
-    assert "`detections_per_img` 100 -> 300" in note
+    assert "the model's detections per image raised from 100 to 300" in note
 
 
 def test_plots_are_written(capsys, trained, tmp_path):
@@ -214,3 +220,65 @@ def test_an_image_that_cannot_be_decoded_is_named(capsys, trained, tmp_path):
     target.write_bytes(np.random.default_rng(0).bytes(64))
     code, out, err = run_cli(capsys, str(checkpoint), "--data", str(broken), "--trust-code")
     assert code == 2 and name in err and "Traceback" not in err, err
+
+
+def test_the_same_objects_as_a_yolo_set_score_the_same_and_val_is_the_default_split(
+    capsys, trained, tmp_path
+):
+    checkpoint, val = trained
+    root = tmp_path / "yolo"
+    for split, source in (("train", val.with_name("train.json")), ("val", val)):
+        document = json.loads(source.read_text())
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for image in document["images"]:
+            (root / "images" / split / image["file_name"]).symlink_to(
+                source.parent / "images" / image["file_name"]
+            )
+            lines = [
+                f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / image['width']:.6f} "
+                f"{(a['bbox'][1] + a['bbox'][3] / 2) / image['height']:.6f} "
+                f"{a['bbox'][2] / image['width']:.6f} {a['bbox'][3] / image['height']:.6f}"
+                for a in document["annotations"]
+                if a["image_id"] == image["id"]
+            ]
+            (root / "labels" / split / f"{Path(image['file_name']).stem}.txt").write_text(
+                "\n".join(lines) + "\n"
+            )
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames: [circle, square, triangle]\n"
+    )
+    _, coco, _ = run_cli(capsys, str(checkpoint), "--data", str(val), "--trust-code", "--json")
+    code, out, err = run_cli(
+        capsys, str(checkpoint), "--data", str(root / "data.yaml"), "--trust-code", "--json"
+    )
+    assert code == 0, err
+    yolo = json.loads(out)
+    assert (
+        yolo["images"] == json.loads(coco)["images"]
+        and "evaluated on the data's `val` split" in yolo["notes"][0]
+    )
+    assert yolo["AP"] == pytest.approx(json.loads(coco)["AP"], abs=1e-4)  # YOLO stores boxes to 6 decimals
+    assert [row["id"] for row in yolo["per_class"]] == [0, 1, 2]
+
+
+def test_a_checkpoint_of_headfit_adapt_without_class_names_takes_the_datas_classes_in_order(
+    capsys, trained, tmp_path
+):
+    from headfit.adapt import adapt_file
+    from tiny_models import SPEC
+
+    _, val = trained
+    adapted = tmp_path / "adapted.safetensors"
+    adapt_file(SPEC, 3, adapted)
+    code, out, err = run_cli(capsys, str(adapted), "--data", str(val), "--trust-code", "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert [row["name"] for row in document["per_class"]] == ["circle", "square", "triangle"]
+    assert (
+        "the checkpoint has no class names: its labels 0..2 are taken as the data's classes"
+        in document["notes"][0]
+    )
+    adapt_file(SPEC, 2, tmp_path / "two.safetensors")
+    code, _, err = run_cli(capsys, str(tmp_path / "two.safetensors"), "--data", str(val), "--trust-code")
+    assert code == 2 and "predicts 2 classes and has no class names, but the data has 3" in err

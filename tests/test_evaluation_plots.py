@@ -61,3 +61,14 @@ def test_draw_detections_puts_each_box_in_its_class_color():
     assert tuple(drawn[:, 70, 10].tolist()) == PALETTE[1]  # the left edge of the dog's box
     assert tuple(drawn[:, 80, 95].tolist()) == PALETTE[0]  # the right edge of the cat's box
     assert drawn[:, 5:45, 20:30].sum() == 0  # nothing drawn inside the boxes but the label tab
+
+
+def test_the_best_scored_box_is_drawn_last_so_its_label_stays_on_top():
+    image = torch.zeros(3, 100, 100, dtype=torch.uint8)
+    classes = ClassMap(ids=[4, 9], names=["cat", "dog"])
+    same_box = np.array([[10, 30, 90, 90], [10, 30, 90, 90]])
+    for scores, categories in (([0.3, 0.9], [4, 9]), ([0.9, 0.3], [9, 4])):  # the dog scores best either way
+        drawn = draw_detections(image, same_box, scores, categories, classes)
+        assert (
+            tuple(drawn[:, 43, 12].tolist()) == PALETTE[1]
+        )  # the label tab's background, just under the text

@@ -14,7 +14,13 @@ from headfit.cli import main
 from headfit.datasets import read
 from headfit.datasets.records import ClassMap
 from headfit.errors import UsageError
-from tiny_models import trained_checkpoint
+from tiny_models import one_thread, trained_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def torch_on_one_thread():
+    with one_thread():
+        yield
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

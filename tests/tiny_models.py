@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -44,11 +46,28 @@ def tiny_classifier(num_classes: int = 10) -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread: these models are too small to gain from more, and on a busy machine
+    (parallel test workers) two threads per process wait on each other, 20x slower here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def trained_checkpoint(
     folder: Path, *, steps: int = 60, size: int = 64, images: int = 40
 ) -> tuple[Path, Path]:
     """A synthetic set (``headfit data synth``) and ``tiny_fcos`` trained on it for a few SGD steps,
     saved with ``save_detector``: ``(checkpoint, val.json)``. About two seconds on a CPU."""
+    with one_thread():
+        return _trained_checkpoint(folder, steps, size, images)
+
+
+def _trained_checkpoint(folder: Path, steps: int, size: int, images: int) -> tuple[Path, Path]:
     from headfit import adapt
     from headfit.checkpoint import save_detector
     from headfit.datasets import decode_image, read, synth

@@ -114,10 +114,12 @@ def load_detector(path: str | Path, *, trust_code: bool = False, device: str = "
     weights, document = _read_sidecar(path)
     _refuse_untrusted(document["model"], weights, trust_code)
     model = rebuild(weights, device=device)
-    _detector_family(model, str(weights))
+    family = _detector_family(model, str(weights))
     image_size = document.get("image_size")
     if image_size:
-        _set_image_size(model, int(image_size))
+        from headfit.families.base import ImageSize
+
+        family.set_image_size(model, ImageSize.square(int(image_size)))  # as `headfit train --imgsz` set it
     return LoadedDetector(
         model=model.eval(),
         classes=_class_map(document),
@@ -152,8 +154,8 @@ def _refuse_untrusted(spec: str, weights: Path, trust_code: bool) -> None:
     what = f"the file {source!r}" if source.endswith(".py") or "/" in source else f"the module `{source}`"
     raise UsageError(
         f"the sidecar of {str(weights)!r} says the model is built by `{spec}`: loading it would import "
-        f"{what} and call `{name}`, which runs code from outside headfit. If you trust that code, pass "
-        "`--trust-code` (Python: `trust_code=True`)"
+        f"{what} and call `{name}`, and headfit runs a sidecar's builder only when it is a `torchvision:` or "
+        "`timm:` one. If you trust that code, pass `--trust-code` (Python: `trust_code=True`)"
     )
 
 
@@ -161,7 +163,7 @@ def _detector_family(model: nn.Module, where: str) -> Any:
     from headfit.families import family_for
 
     family = family_for(model)
-    if getattr(family, "kind", None) != "detector":
+    if family.task != "detection":
         raise UsageError(
             f"{where} holds a `{type(model).__name__}` ({family.name} family), not an object detector; "
             "`headfit evaluate`, `predict` and detector checkpoints take torchvision-style detectors "
@@ -177,13 +179,3 @@ def _class_map(document: dict[str, Any]) -> ClassMap:
     count = int(document["num_classes"])
     names = document.get("class_names") or [f"class{i}" for i in range(count)]
     return ClassMap(ids=list(range(count)), names=[str(n) for n in names])
-
-
-def _set_image_size(model: nn.Module, size: int) -> None:
-    """The size the detector was trained at, on its torchvision transform (shorter side and cap)."""
-    transform = getattr(model, "transform", None)
-    if transform is None or not hasattr(transform, "min_size"):
-        return
-    transform.min_size, transform.max_size = (size,), size
-    if getattr(transform, "fixed_size", None) is not None:  # SSD resizes to one fixed size
-        transform.fixed_size = (size, size)

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-DETECTIONS_PER_IMAGE = "detections_per_img"  # torchvision's name, on the model or its `roi_heads`
-
 
 def detect(
     model: nn.Module,
@@ -104,18 +102,6 @@ def label_offset(model: nn.Module, classes: ClassMap) -> int:
             f"`headfit adapt MODEL --num-classes {len(classes)}` and train it"
         )
     return int(family.counts_background)
-
-
-def set_detections_per_image(model: nn.Module, count: int) -> list[tuple[str, int]]:
-    """Raise the model's cap on detections per image (torchvision's ``detections_per_img``) to
-    ``count`` wherever the model has one; returns each ``(attribute path, previous value)`` changed."""
-    changed = []
-    for path, module in model.named_modules():
-        previous = getattr(module, DETECTIONS_PER_IMAGE, None)
-        if isinstance(previous, int) and previous < count:
-            setattr(module, DETECTIONS_PER_IMAGE, count)
-            changed.append((f"{path}.{DETECTIONS_PER_IMAGE}" if path else DETECTIONS_PER_IMAGE, previous))
-    return changed
 
 
 def resolve_device(device: str) -> str:

@@ -123,16 +123,16 @@ def _resized(image: torch.Tensor, side: int) -> tuple[torch.Tensor, float]:
 def draw_detections(
     image: torch.Tensor, boxes: Any, scores: Any, category_ids: Any, classes: ClassMap
 ) -> torch.Tensor:
-    """``image`` (uint8 ``[3, H, W]``) with each box in its class's color, labelled ``name 0.87``."""
+    """``image`` (uint8 ``[3, H, W]``) with each box in its class's color, labelled ``name 0.87``;
+    the best-scored boxes are drawn last, so their labels stay readable where boxes overlap."""
     import torch
 
-    index = [classes.index_of(c) for c in np.asarray(category_ids).tolist()]
-    labels = [
-        f"{classes.names[k]} {float(s):.2f}" for k, s in zip(index, np.asarray(scores).tolist(), strict=True)
-    ]
-    return draw_boxes(
-        image, torch.as_tensor(np.asarray(boxes)), labels=labels, colors=[_color(k) for k in index]
-    )
+    order = np.argsort(np.asarray(scores), kind="stable")
+    scores, category_ids = np.asarray(scores)[order], np.asarray(category_ids)[order]
+    index = [classes.index_of(c) for c in category_ids.tolist()]
+    labels = [f"{classes.names[k]} {float(s):.2f}" for k, s in zip(index, scores.tolist(), strict=True)]
+    boxes = torch.as_tensor(np.asarray(boxes).reshape(-1, 4)[order])
+    return draw_boxes(image, boxes, labels=labels, colors=[_color(k) for k in index])
 
 
 def draw_boxes(

@@ -17,8 +17,8 @@ def render_evaluation(run: EvaluateRun) -> list[Any]:
 
     report = run.report
     header = (
-        f"evaluated `{run.checkpoint}` on `{run.data}`: {report.images} images, {run.boxes} boxes, "
-        f"{len(report.per_class)} classes ({run.device}, {run.seconds:.1f} s)"
+        f"evaluated `{run.checkpoint}` on `{run.data}`: {_count(report.images, 'image')}, "
+        f"{_count(run.boxes, 'box')}, {_count(len(report.per_class), 'class')} ({run.device}, {run.seconds:.1f} s)"
     )
     table = Table(show_edge=False, pad_edge=False)
     for name, justify in (
@@ -70,11 +70,11 @@ def render_prediction(run: PredictRun) -> list[Any]:
     if len(run.images) > SHOWN_IMAGES:
         parts.append(f"... and {len(run.images) - SHOWN_IMAGES} more images")
     parts.append(
-        f"{len(run.records)} detections with score >= {run.conf:g} on {len(run.images)} images "
+        f"{_count(len(run.records), 'detection')} with score >= {run.conf:g} on {_count(len(run.images), 'image')} "
         f"({run.device}, {run.seconds:.1f} s)"
     )
     if run.drawn:
-        parts.append(escape(f"wrote {len(run.drawn)} annotated images to `{run.out}`"))
+        parts.append(escape(f"wrote {_count(len(run.drawn), 'annotated image')} to `{run.out}`"))
     if run.results is not None:
         parts.append(
             escape(f"wrote `{run.results}` (COCO results: image_id, category_id, bbox [x, y, w, h], score)")
@@ -84,3 +84,7 @@ def render_prediction(run: PredictRun) -> list[Any]:
 
 def _ap(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith(('s', 'x')) else 's'}"

@@ -67,7 +67,7 @@ def evaluate_checkpoint(
     dataset, for plots."""
     from headfit.checkpoint import load_detector
     from headfit.datasets import read, splits
-    from headfit.evaluation.inference import detect, resolve_device, set_detections_per_image
+    from headfit.evaluation.inference import detect, resolve_device
 
     device = resolve_device(device)
     loaded = load_detector(checkpoint, trust_code=trust_code, device=device)
@@ -87,8 +87,9 @@ def evaluate_checkpoint(
     max_dets = max_dets_for(dataset)
     per_image = detections_per_image_for(dataset)
     if per_image > COCO_MAX_DETS:
-        raised = set_detections_per_image(loaded.model, per_image)
-        notes.append(_dense_note(dataset, max_dets, per_image, raised))
+        notes.append(
+            _dense_note(dataset, max_dets, per_image, _raise_detections_per_image(loaded.model, per_image))
+        )
     started = time.perf_counter()
     detections = detect(loaded.model, dataset, batch_size=batch_size, device=device, workers=workers)
     report = evaluate_detections(dataset, detections, max_dets=max_dets)
@@ -140,16 +141,26 @@ def _listed(names: Sequence[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
 
-def _dense_note(
-    dataset: DetectionDataset, max_dets: int, per_image: int, raised: list[tuple[str, int]]
-) -> str:
+def _raise_detections_per_image(model: Any, count: int) -> int | None:
+    """Raise the model's cap on detections per image to ``count``; returns the cap it had (None when
+    the family knows no such setting)."""
+    from headfit.families import family_for
+
+    family = family_for(model)
+    before = family.detections_per_image(model)
+    if before is not None and before < count:
+        family.set_detections_per_image(model, count)
+    return before
+
+
+def _dense_note(dataset: DetectionDataset, max_dets: int, per_image: int, before: int | None) -> str:
     most, most_one_class = most_boxes(dataset), most_boxes(dataset, per_class=True)
-    changed = ", ".join(f"`{path}` {before} -> {per_image}" for path, before in raised)
-    model = (
-        f"the model's cap raised to match ({changed})"
-        if raised
-        else "the model has no `detections_per_img` to raise"
-    )
+    if before is None:
+        model = "the model has no detections-per-image cap headfit can raise"
+    elif before < per_image:
+        model = f"the model's detections per image raised from {before} to {per_image} to match"
+    else:
+        model = f"the model keeps up to {before} detections per image already"
     metric = (
         f"COCO's maxDets raised from 100 to {max_dets} (the most of one class in an image: {most_one_class})"
         if max_dets > COCO_MAX_DETS
