@@ -172,7 +172,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights_and_ema(shapes, tmp_
     for key in a:
         assert torch.equal(a[key], b[key]), key
     rows = list(csv.DictReader((tmp_path / "killed" / "metrics.csv").open()))
+    uncut = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    for row, same in zip(rows, uncut, strict=True):  # losses, lr and metrics too, not just the weights
+        assert {k: v for k, v in row.items() if k != "seconds"} == {
+            k: v for k, v in same.items() if k != "seconds"
+        }
 
 
 def test_ctrl_c_saves_at_the_end_of_the_step_and_says_how_to_resume(shapes, tmp_path):

@@ -116,6 +116,8 @@ class Trainer:
         self.best_score, self.best_epoch, self.stale = -math.inf, None, 0
         self.log = MetricsLog(run / METRICS_FILE)
         self.history: deque[float] = deque(maxlen=HISTORY)
+        self.sums: dict[str, float] = {}  # loss terms summed over this epoch's steps so far
+        self.count = 0
         self.train_seconds = 0.0
         self.train_images = 0
 
@@ -130,6 +132,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "position": [self.position.epoch, self.position.batch, self.position.step],
             "best": [self.best_score, self.best_epoch if self.best_epoch is not None else -1, self.stale],
+            "epoch_sums": [dict(self.sums), self.count],  # the running loss means of the current epoch
             "rng": capture_rng(),
         }
 
@@ -144,6 +147,7 @@ class Trainer:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.position = Position(*state["position"])
+        self.sums, self.count = dict(state["epoch_sums"][0]), int(state["epoch_sums"][1])
         score, epoch, self.stale = state["best"]
         self.best_score, self.best_epoch = score, (epoch if epoch >= 0 else None)
         self.log = MetricsLog.read(self.run / METRICS_FILE, up_to_epoch=self.position.epoch)
@@ -198,18 +202,18 @@ class Trainer:
         epoch, start = self.position.epoch, self.position.batch
         self.model.train()
         self.display.start_epoch(epoch + 1, self.config.epochs, self.steps_per_epoch, start)
-        sums: dict[str, float] = {}
-        count = 0
+        if start == 0:
+            self.sums, self.count = {}, 0
         self.epoch_started = last_save = began = time.perf_counter()
         for batch in self.task.batches(epoch, start):
             terms = self._step(batch)
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value
-            count += 1
+                self.sums[name] = self.sums.get(name, 0.0) + value
+            self.count += 1
             self.train_images += batch.size
             self.position.batch += 1
             self.position.step += 1
-            means = {k: v / count for k, v in sums.items()}
+            means = {k: v / self.count for k, v in self.sums.items()}
             self.display.step(self.position.batch, means, self._lr())
             if self.interrupted:
                 self.save()
@@ -218,7 +222,7 @@ class Trainer:
                 self.save()
                 last_save = time.perf_counter()
         self.train_seconds += time.perf_counter() - began
-        self.epoch_losses = {k: v / max(count, 1) for k, v in sums.items()}
+        self.epoch_losses = {k: v / max(self.count, 1) for k, v in self.sums.items()}
 
     def _step(self, batch: Batch) -> dict[str, float]:
         """One optimizer step; the loss terms as floats (``loss`` is their sum)."""
