@@ -117,7 +117,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights_and_ema(shapes, tmp_
         "--data",
         str(shapes),
         "--epochs",
-        "4",
+        "3",
         *SMALL,
         "--workers",
         "1",
@@ -173,7 +173,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights_and_ema(shapes, tmp_
         assert torch.equal(a[key], b[key]), key
     rows = list(csv.DictReader((tmp_path / "killed" / "metrics.csv").open()))
     uncut = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     for row, same in zip(rows, uncut, strict=True):  # losses, lr and metrics too, not just the weights
         assert {k: v for k, v in row.items() if k != "seconds"} == {
             k: v for k, v in same.items() if k != "seconds"
