@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_demo_reproduces_diagnoses_and_fixes_the_fcos_mistake(tmp_path):
@@ -38,3 +39,7 @@ def test_demo_reproduces_diagnoses_and_fixes_the_fcos_mistake(tmp_path):
     assert doc["adapt"]["adapt"]["verification"]["ok"] is True
     assert doc["fixed_check"]["ok"] is True and doc["fixed_check"]["trace"]["completed"] is True
     assert (tmp_path / "fcos2.safetensors").is_file() and (tmp_path / "coco.pth").is_file()
+
+    tune = doc["finetune"]  # the happy ending: a short `headfit train` of a small FCOS
+    assert tune["rising"] is True and tune["rows"][-1]["val_AP50"] > tune["rows"][0]["val_AP50"]
+    assert (Path(tune["run"]) / "best.safetensors").is_file() and tune["steps"] >= 10

@@ -141,7 +141,7 @@ def broken_fcos_report() -> CheckReport:
     report = CheckReport(
         "broken.py:fcos", "torchvision-retinanet-fcos", ["[3x64x64]"], [hf201(), hf240], trace
     )
-    report.trace.diagnosis = fcos_diagnosis()
+    report.diagnosis = fcos_diagnosis()
     return report
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from headfit.check import CheckReport
-    from headfit.demo import DemoRun
+    from headfit.demo import DemoRun, FinetuneRun
     from headfit.saved import AdaptRun
     from headfit.sizes import SizeAnswer
     from headfit.verify import Verification
@@ -401,4 +401,29 @@ def _demo_run(run: DemoRun) -> RenderableType:
     verdict = "[green]ok[/]" if run.fixed_check.ok else "[red]problems found[/]"
     parts.append(f"check on {run.images}: {verdict} ({traced} modules traced on the meta device)")
     parts.extend(f"  note: {escape(note)}" for note in run.fixed_check.trace.notes)
+    if run.finetune is not None:
+        parts.extend(_finetune_parts(run.finetune))
     return _group(*parts)
+
+
+def _finetune_parts(tune: FinetuneRun) -> list[RenderableType]:
+    from rich.rule import Rule
+    from rich.table import Table
+
+    table = Table("epoch", "train loss", "val AP50", "val AP", box=None)
+    for row in tune.rows:
+        table.add_row(
+            f"{row['epoch']:.0f}",
+            f"{row['train_loss']:.3f}",
+            f"{row['val_AP50']:.3f}",
+            f"{row['val_AP']:.3f}",
+        )
+    verdict = "[green]mAP rises[/]" if tune.rising else "[red]mAP did not rise[/]"
+    return [
+        Rule("6. headfit train (a small FCOS on synthetic shapes)"),
+        f"`headfit train {escape(tune.spec)}`: torchvision's FCOS behind a 5-stage conv net (FCOS-ResNet50 "
+        f"takes ~15 s a step on a CPU), {tune.train_images} synthetic images, {tune.epochs} epochs = "
+        f"{tune.steps} steps in {tune.seconds:.0f} s",
+        table,
+        f"{verdict}; the run is in {escape(tune.run)} (metrics.csv, best.safetensors, plots/)",
+    ]

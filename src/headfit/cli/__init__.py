@@ -21,6 +21,9 @@ COMMANDS = {
     "adapt": "adapt",
     "run": "run",
     "demo": "demo",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
     "data": "data",
 }
 

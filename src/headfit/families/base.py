@@ -73,6 +73,35 @@ class Evidence:
     causes: list[Cause] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ImageSize:
+    """The size a model resizes its inputs to (torchvision's ``GeneralizedRCNNTransform`` settings)."""
+
+    min_size: tuple[int, ...] = ()  # the shorter side; in training one is picked per image
+    max_size: int | None = None  # the cap on the longer side
+    fixed: tuple[int, int] | None = None  # (H, W) when every image is resized to exactly this (SSD)
+
+    @classmethod
+    def square(cls, size: int) -> ImageSize:
+        """``--imgsz S``: the longer side becomes S (as YOLO's imgsz and headfit's checkpoints mean it)."""
+        return cls(min_size=(size,), max_size=size)
+
+    def __str__(self) -> str:
+        if self.fixed is not None:
+            return f"{self.fixed[0]}x{self.fixed[1]} (fixed)"
+        short = "/".join(str(s) for s in self.min_size)
+        return f"shorter side {short}, longer side <= {self.max_size}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A published training recipe's lr and the total batch it was stated for (lr scales from it)."""
+
+    lr: float
+    batch: int
+    source: str  # where the numbers come from, e.g. "torchvision's Faster R-CNN recipe"
+
+
 @dataclass
 class SizeRule:
     """Which input sizes a model accepts, as far as the family can tell by reading the model."""
@@ -178,6 +207,56 @@ class Family:
         return default_output_classes(self, model, output)
 
     # -- training --------------------------------------------------------------------------------------
+    # What `headfit train` (headfit/train/) asks of a family. The defaults describe a model this
+    # family does not know how to train: `task` None makes `headfit train` refuse it in one paragraph.
+
+    task: ClassVar[str | None] = None  # the training task for this family's models ("detection")
+
+    def loss_terms(self, model: nn.Module, output: Any) -> dict[str, Any]:
+        """The named scalar losses of a train-mode forward's ``output``; the loop sums them."""
+        if isinstance(output, dict):
+            return dict(output)
+        if isinstance(output, tuple) and output and isinstance(output[0], dict):  # scripted: (losses, dets)
+            return dict(output[0])
+        return {"loss": output}
+
+    def training_recipe(self, model: nn.Module) -> Recipe | None:
+        """The reference lr and batch for this kind of model, or None when the family knows none."""
+        return None
+
+    def image_size(self, model: nn.Module) -> ImageSize | None:
+        """The size the model resizes its inputs to, or None when it takes inputs as they come."""
+        return None
+
+    def set_image_size(self, model: nn.Module, size: ImageSize) -> None:
+        """Make the model resize its inputs to ``size`` (``--imgsz``)."""
+        raise NotImplementedError(f"{type(model).__name__} has no input size headfit can set")
+
+    def jittered_size(
+        self, model: nn.Module, size: ImageSize, scales: tuple[float, float]
+    ) -> ImageSize | None:
+        """Train-time sizes that make the model's own resize a scale jitter over ``scales``, or None
+        when its resize is fixed (then ``jitter_transforms`` jitters the data instead)."""
+        return None
+
+    def jitter_transforms(self, model: nn.Module, scales: tuple[float, float]) -> list[Any]:
+        """``transforms.v2`` steps that jitter the scale in the data, for models with a fixed resize."""
+        return []
+
+    def detections_per_image(self, model: nn.Module) -> int | None:
+        return None
+
+    def set_detections_per_image(self, model: nn.Module, count: int) -> None:
+        raise NotImplementedError(f"{type(model).__name__} has no detections-per-image setting")
+
+    def freezable(self, model: nn.Module) -> dict[str, str]:
+        """Parts ``--freeze`` can name: part name -> module path (e.g. ``backbone`` -> ``backbone.body``)."""
+        return {}
+
+    def target_needs(self, model: nn.Module) -> dict[str, str]:
+        """Target keys beyond the task's basics the model trains on (``masks``), each with the model
+        to use instead when the data has none."""
+        return {}
 
     # -- live evidence ---------------------------------------------------------------------------------
 

@@ -24,7 +24,16 @@ from headfit.families import _detection_common as common
 from headfit.families import _detection_targets as targets_check
 from headfit.families._facts import DENSE, PRETRAINED_CLASS_COUNTS
 from headfit.families._util import check_keep, check_num_classes, copy_rows, new_conv_like, set_module
-from headfit.families.base import AdaptSummary, Evidence, Family, HeadInfo, SizeRule, register_family
+from headfit.families.base import (
+    AdaptSummary,
+    Evidence,
+    Family,
+    HeadInfo,
+    ImageSize,
+    Recipe,
+    SizeRule,
+    register_family,
+)
 from headfit.smoke import SmokeBatch
 
 if TYPE_CHECKING:
@@ -97,6 +106,52 @@ class DetectionFamily(Family):
         return outputs if top is None else max(outputs, top + 1)
 
     # -- training --------------------------------------------------------------------------------------
+    # torchvision detectors take (images, targets) with targets {"boxes": xyxy pixels, "labels"} and
+    # return a dict of losses in train mode; `transform` (GeneralizedRCNNTransform) resizes and
+    # normalises every image, and in train mode picks one of `min_size` per image.
+
+    task = "detection"
+
+    def image_size(self, model: nn.Module) -> ImageSize | None:
+        t = model.transform
+        fixed = tuple(t.fixed_size) if t.fixed_size is not None else None
+        return ImageSize(min_size=tuple(int(s) for s in t.min_size), max_size=int(t.max_size), fixed=fixed)
+
+    def set_image_size(self, model: nn.Module, size: ImageSize) -> None:
+        t = model.transform
+        if t.fixed_size is not None:  # SSD: one fixed size; the square of the longer side asked for
+            side = size.fixed or (size.max_size, size.max_size)
+            t.fixed_size = tuple(side)
+            t.min_size, t.max_size = (min(side),), max(side)
+            return
+        t.min_size, t.max_size = tuple(size.min_size), int(size.max_size)
+
+    def jittered_size(
+        self, model: nn.Module, size: ImageSize, scales: tuple[float, float]
+    ) -> ImageSize | None:
+        """Every multiple of 32 between ``scales`` times the shorter side, the nominal size last (so
+        eval mode, which takes ``min_size[-1]``, stays at it), and the cap raised by the top scale."""
+        if model.transform.fixed_size is not None:
+            return None
+        base = size.min_size[-1]
+        low, high = round(base * scales[0]), round(base * scales[1])
+        sizes = sorted({s for s in range(32 * -(-low // 32), high + 1, 32)} - {base})
+        return ImageSize(min_size=(*sizes, base), max_size=round(size.max_size * scales[1]))
+
+    def detections_per_image(self, model: nn.Module) -> int | None:
+        return int(model.detections_per_img)
+
+    def set_detections_per_image(self, model: nn.Module, count: int) -> None:
+        model.detections_per_img = int(count)
+
+    def freezable(self, model: nn.Module) -> dict[str, str]:
+        """``backbone``: the feature extractor's trunk (``backbone.body`` behind an FPN); the FPN and
+        the heads keep training."""
+        backbone = model.backbone
+        for trunk in ("body", "features"):
+            if isinstance(getattr(backbone, trunk, None), nn.Module):
+                return {"backbone": f"backbone.{trunk}"}
+        return {"backbone": "backbone"}
 
     # -- live evidence ---------------------------------------------------------------------------------
 
@@ -180,6 +235,16 @@ class DenseDetectionFamily(DetectionFamily):
                 "initialises it; the conv towers keep their weights",
             ],
             kept_rows=list(rows or []),
+        )
+
+    # -- training --------------------------------------------------------------------------------------
+
+    def training_recipe(self, model: nn.Module) -> Recipe | None:
+        arch = type(model).__name__
+        return Recipe(
+            lr=0.01,
+            batch=16,
+            source=f"torchvision's {arch} reference recipe, 8 GPUs x 2 images",
         )
 
     # -- live evidence ---------------------------------------------------------------------------------

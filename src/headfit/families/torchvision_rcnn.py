@@ -26,7 +26,7 @@ from headfit.families._util import (
     new_conv_like,
     new_linear_like,
 )
-from headfit.families.base import AdaptSummary, HeadInfo, register_family
+from headfit.families.base import AdaptSummary, HeadInfo, Recipe, register_family
 from headfit.families.torchvision_detection import DetectionFamily
 
 BOX = RCNN.head
@@ -143,6 +143,32 @@ class RCNNFamily(DetectionFamily):
         return extra
 
     # -- training --------------------------------------------------------------------------------------
+
+    def training_recipe(self, model: nn.Module) -> Recipe | None:
+        arch = type(model).__name__.replace("RCNN", " R-CNN")
+        return Recipe(
+            lr=0.02,
+            batch=16,
+            source=f"torchvision's {arch} reference recipe, 8 GPUs x 2 images",
+        )
+
+    def detections_per_image(self, model: nn.Module) -> int | None:
+        return int(model.roi_heads.detections_per_img)
+
+    def set_detections_per_image(self, model: nn.Module, count: int) -> None:
+        model.roi_heads.detections_per_img = int(count)
+
+    def target_needs(self, model: nn.Module) -> dict[str, str]:
+        """Mask R-CNN trains on instance masks and Keypoint R-CNN on keypoints; without them in the
+        data, the same model without that head is Faster R-CNN (same backbone, RPN and box head)."""
+        needs = {}
+        v2 = type(model.roi_heads.box_head).__name__ == "FastRCNNConvFCHead"  # the _v2 builders' box head
+        faster = "torchvision:fasterrcnn_resnet50_fpn_v2" if v2 else "torchvision:fasterrcnn_resnet50_fpn"
+        if _predictor(model, "mask_predictor") is not None:
+            needs["masks"] = faster
+        if _predictor(model, "keypoint_predictor") is not None:
+            needs["keypoints"] = faster
+        return needs
 
     # -- live evidence ---------------------------------------------------------------------------------
 

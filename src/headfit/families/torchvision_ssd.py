@@ -25,7 +25,7 @@ from headfit.families._util import (
     normal_init,
     set_module,
 )
-from headfit.families.base import AdaptSummary, HeadInfo, register_family
+from headfit.families.base import AdaptSummary, HeadInfo, Recipe, register_family
 from headfit.families.torchvision_detection import DetectionFamily
 
 CLS = SSD.head
@@ -101,6 +101,27 @@ class SSDFamily(DetectionFamily):
         )
 
     # -- training --------------------------------------------------------------------------------------
+
+    def training_recipe(self, model: nn.Module) -> Recipe | None:
+        if _is_lite(model):
+            return Recipe(
+                lr=0.15,
+                batch=192,
+                source="torchvision's SSDlite reference recipe, 8 GPUs x 24 images",
+            )
+        return Recipe(
+            lr=0.002,
+            batch=32,
+            source="torchvision's SSD300 reference recipe, 8 GPUs x 4 images",
+        )
+
+    def jitter_transforms(self, model: nn.Module, scales: tuple[float, float]) -> list[Any]:
+        """SSD resizes every image to one fixed size, so the scale is jittered in the data: half the
+        images are zoomed out onto a canvas up to 1/low times larger (SSD's own augmentation)."""
+        from torchvision.transforms import v2
+
+        mean = [round(255 * m) for m in model.transform.image_mean]
+        return [v2.RandomZoomOut(fill=mean, side_range=(1.0, 1.0 / scales[0]), p=0.5)]
 
     # -- live evidence ---------------------------------------------------------------------------------
 

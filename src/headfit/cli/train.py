@@ -1,0 +1,64 @@
+"""``headfit train MODEL --data DATA`` / ``headfit train --resume RUN``: fine-tune a detector into a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from headfit.cli.app import console, json_flag, print_json
+
+
+@click.command("train")
+@click.argument("model", required=False)
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="COCO .json, YOLO data.yaml, VOC folder or CSV."
+)
+@click.option(
+    "--val", type=click.Path(path_type=Path), help="Validation data (default: the data's own split)."
+)
+@click.option("--weights", type=click.Path(path_type=Path), help="Pretrained checkpoint, loaded safely.")
+@click.option("--epochs", type=int, help="Epochs to train (default 10; with --resume: the new total).")
+@click.option("--batch", type=int, default=4, show_default=True, help="Images per step and process.")
+@click.option("--imgsz", type=int, help="Train and validate at this size (the longer side).")
+@click.option("--lr", type=float, help="Peak lr (default: the family's reference, scaled by the batch).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", type=int, help="DataLoader workers decoding images (default: cores - 1, <= 4).")
+@click.option("--project", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True)
+@click.option("--name", default="exp", show_default=True, help="Run folder name (exp, exp2, ... if taken).")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN", help="Continue the run in RUN.")
+@click.option("--ema", is_flag=True, help="Keep an EMA of the weights; validate and save it.")
+@click.option("--freeze", multiple=True, metavar="PART", help="Freeze a part, e.g. `backbone`.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True)
+@click.option("--clip", type=float, default=10.0, show_default=True, help="Max gradient norm (0: off).")
+@click.option("--patience", type=int, help="Stop after N epochs without a better val_AP.")
+@click.option("--save-every", type=float, default=10.0, show_default=True, help="Minutes between saves.")
+@click.option("--allow-drop", is_flag=True, help="Leave out images with data problems (and list them).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-flip", "flip", is_flag=True, flag_value=False, default=True, help="No horizontal flip.")
+@click.option("--no-jitter", "jitter", is_flag=True, flag_value=False, default=True, help="No scale jitter.")
+@click.option("--trust-code", is_flag=True, help="Allow a saved model's own builder code to run.")
+@json_flag("Print one JSON document at the end (progress goes to stderr).")
+@click.pass_context
+def command(
+    ctx: click.Context, model: str | None, resume: Path | None, trust_code: bool, as_json: bool, **given
+) -> None:
+    """Fine-tune MODEL on DATA: classes from the data, pre-flight checks, a readable run directory."""
+    from headfit.train.prepare import TrainOptions, prepare
+    from headfit.train.resume import prepare_resume
+    from headfit.train.session import run_training
+
+    given["freeze"] = tuple(given["freeze"])
+    if resume is not None:
+        if model is not None:
+            raise click.UsageError("--resume takes the model from RUN/args.json; drop MODEL")
+        explicit = {
+            k: v for k, v in given.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
+        }
+        prepared = lambda: prepare_resume(resume, explicit, trust_code=trust_code)  # noqa: E731
+    else:
+        options = TrainOptions(model=model, trust_code=trust_code, **given)
+        prepared = lambda: prepare(options)  # noqa: E731
+    run_training(prepared, console(), as_json=as_json, print_json=print_json)
