@@ -19,7 +19,21 @@ SEED = "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
 
 
 def test_index_matches_the_rules():
-    assert NEEDLES == engine.needles_by_module(), "run `python -m headfit.explain.rule_index`"
+    assert NEEDLES == engine.needles_by_module(), "run `python scripts/write_rule_index.py`"
+
+
+def test_the_generator_rewrites_an_up_to_date_index_unchanged(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "write_rule_index.py"
+    spec = importlib.util.spec_from_file_location("write_rule_index", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    copy = tmp_path / "rule_index.py"
+    copy.write_text(generator.INDEX.read_text(encoding="utf-8"), encoding="utf-8")
+    generator.write(copy)
+    assert copy.read_text(encoding="utf-8") == generator.INDEX.read_text(encoding="utf-8")
 
 
 def test_every_rule_names_its_needles():

@@ -3,7 +3,7 @@
 ``explain`` must answer in a fraction of a second from a cold start, so rule modules are imported only
 when a message could concern them: each ``@rule`` names the literal text its message ``needs`` (any one
 of a few substrings, taken from its regexes), and ``rule_index.py`` lists, per module, the union of its
-rules' needles. A message imports only the modules whose needles it contains, and runs only the rules
+rules' needles (pure data, written by ``scripts/write_rule_index.py``). A message imports only the modules whose needles it contains, and runs only the rules
 whose needles it contains, in priority order. A module missing from the index is always imported, so a
 new rule module works with no other edit (a test asks for the index to be regenerated).
 """

@@ -1,8 +1,9 @@
 """Which rule module may diagnose which message: per module, the literal needles of its rules.
 
-Generated from the ``needs=`` of every ``@rule``: rewrite it with ``python -m headfit.explain.rule_index``
-after adding or changing a rule (``tests/test_explain_index.py`` checks that it is up to date). A module
-not listed here still works: it is imported for every message, which only costs start-up time.
+Pure data, generated from the ``needs=`` of every ``@rule``: rewrite it with
+``python scripts/write_rule_index.py`` after adding or changing a rule (``tests/test_explain_index.py``
+checks that it is up to date). A module not listed here still works: it is imported for every message,
+which only costs start-up time.
 """
 
 from __future__ import annotations
@@ -94,38 +95,3 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "Attempting to broadcast a dimension",
     ),
 }
-
-
-def _write() -> None:
-    """Rewrite this file's ``NEEDLES`` from the rules themselves."""
-    from pathlib import Path
-
-    from headfit.explain.engine import needles_by_module
-
-    path = Path(__file__)
-    head, marker, tail = path.read_text(encoding="utf-8").partition("NEEDLES: dict[str, tuple[str, ...]] = ")
-    _, _, rest = tail.partition("\n\n\n")
-    path.write_text(f"{head}{marker}{_source(needles_by_module())}\n\n\n{rest}", encoding="utf-8")
-
-
-def _source(index: dict[str, tuple[str, ...]]) -> str:
-    """The dict as ruff would format it: one needle a line."""
-    lines = ["{"]
-    for module, needles in index.items():
-        if len(needles) <= 1:  # ruff keeps () and (x,) on one line
-            lines.append(f"    {_quote(module)}: ({''.join(_quote(n) + ',' for n in needles)}),")
-            continue
-        lines.append(f"    {_quote(module)}: (")
-        lines.extend(f"        {_quote(needle)}," for needle in needles)
-        lines.append("    ),")
-    return "\n".join([*lines, "}"])
-
-
-def _quote(text: str) -> str:
-    if '"' in text and "'" not in text:
-        return repr(text)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-if __name__ == "__main__":
-    _write()
