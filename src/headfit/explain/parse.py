@@ -126,7 +126,7 @@ def parse_error(text: str) -> ParsedError | str:
         return reason
     if len(text) > MAX_CHARS:
         text = text[-MAX_CHARS:].split("\n", 1)[-1]
-    clean = _unemphasise(_unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")))
+    clean = _unemphasise(_unfence(_unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n"))))
     segments = _split_chain(clean.split("\n"))
     parsed = [p for p in (_parse_segment(seg) for seg in segments) if p is not None]
     if not parsed:
@@ -186,6 +186,14 @@ def _unquote(text: str) -> str:
     if not all(line.lstrip().startswith(">") for line in lines if line.strip()):
         return text
     return "\n".join(re.sub(r"^\s*>+ ?", "", line) for line in lines)
+
+
+_FENCE = re.compile(r"^\s*(?:```|~~~)[\w+-]*\s*$", re.M)
+
+
+def _unfence(text: str) -> str:
+    """Markdown code fences (```` ``` ````, ```` ```python ````) around a pasted traceback are not part of it."""
+    return _FENCE.sub("", text) if "```" in text or "~~~" in text else text
 
 
 _EMPHASIS = re.compile(r"^(\s*)(\*\*|__|`)(\S.*?)\2\s*$", re.M)

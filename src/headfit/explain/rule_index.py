@@ -45,7 +45,6 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     "linear": (
         "mat1 and mat2 shapes cannot be multiplied",
         "must have same reduction dim",
-        "size mismatch, m1: [",
     ),
     "loss": (
         "to match target batch_size",

@@ -24,7 +24,6 @@ from headfit.explain.parse import ParsedError
 _MATMUL = re.compile(
     r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"
     r"|a and b must have same reduction dim, but got \[(\d+), (\d+)\] X \[(\d+), (\d+)\]"  # meta/fake tensors
-    r"|size mismatch, m1: \[(\d+) x (\d+)\], m2: \[(\d+) x (\d+)\]"  # torch < 1.7: addmm(bias, x, W.t())
 )
 WIDTHS_FILE = Path(__file__).resolve().parents[2] / "data" / "backbone_widths.json"
 _NAMES_SHOWN = 6
@@ -73,7 +72,6 @@ def square_side(n: int) -> int | None:
     needs=(
         "mat1 and mat2 shapes cannot be multiplied",
         "must have same reduction dim",
-        "size mismatch, m1: [",
     ),
 )
 def linear_shape_mismatch(parsed: ParsedError) -> Diagnosis | None:

@@ -20,10 +20,6 @@ from headfit.explain.locate import locate
 from headfit.explain.parse import ParsedError
 
 _VIEW = re.compile(r"shape '\[(?P<dims>[-\d,\s]*)\]' is invalid for input of size (?P<size>\d+)")
-# torch < 0.4: "size '[64 x 5 x 7 x 13 x 13]' is invalid for input of with 1352000 elements"
-_OLD_VIEW = re.compile(
-    r"size '\[(?P<dims>[-\d x]*)\]' is invalid for input (?:of )?with (?P<size>\d+) elements"
-)
 _UNFLATTEN = re.compile(
     r"unflatten: Provided sizes \[(?P<dims>[-\d,\s]*)\] don't multiply up to the size of dim "
     r"(?P<dim>-?\d+) \((?P<size>\d+)\)"
@@ -56,9 +52,6 @@ class ViewRequest:
 
 def view_request(message: str) -> ViewRequest | None:
     match = _VIEW.search(message)
-    if match:
-        return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
-    match = _OLD_VIEW.search(message)
     if match:
         return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
     match = _UNFLATTEN.search(message)
