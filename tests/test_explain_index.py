@@ -50,7 +50,7 @@ def test_rules_are_tried_in_priority_order_then_module_then_definition():
 
 def test_rules_for_keeps_only_rules_whose_needles_are_in_the_message():
     names = [r.fn.__name__ for r in engine.rules_for(SEED)]
-    assert names == ["detection_head_view", "yolo_detect_view", "general_view"]
+    assert names == ["detection_head_view", "yolo_detect_view", "window_partition_view", "general_view"]
     assert engine.rules_for("RuntimeError: nothing any rule knows") == []
 
 

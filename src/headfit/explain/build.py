@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from headfit.catalogue import category_of
 from headfit.diagnosis import Cause, Diagnosis, Location
+from headfit.explain.frames import traceback_facts
 from headfit.explain.locate import locate, user_location
 from headfit.explain.parse import ParsedError
 
@@ -16,7 +17,9 @@ def make_diagnosis(
     causes: list[Cause],
     location: Location | None = None,
 ) -> Diagnosis:
-    """A Diagnosis of ``parsed``; the location defaults to the library frame that names a module."""
+    """A Diagnosis of ``parsed``; the location defaults to the library frame that names a module, and the
+    facts end with what the traceback shows."""
+    facts = facts + [f for f in traceback_facts(parsed) if f not in facts]
     return Diagnosis(
         code=code,
         category=category_of(code),

@@ -9,6 +9,12 @@ which only costs start-up time.
 from __future__ import annotations
 
 NEEDLES: dict[str, tuple[str, ...]] = {
+    "assign": (
+        "doesn't match the broadcast shape",
+        "cannot be broadcast to indexing result of shape",
+        "The expanded size of the tensor",
+        "inconsistent tensor size, expected tensor [",
+    ),
     "conv": (
         "channels, but got",
         "(unbatched) or",
@@ -25,6 +31,19 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "Anchors should be Tuple[Tuple[int]]",
         "split_with_sizes expects split_sizes to sum exactly to",
         "is out of bounds for dimension",
+    ),
+    "detection_inputs": (
+        "images is expected to be a list of 3d tensors",
+        "must match the size of tensor b",
+        "Attempting to broadcast a dimension",
+        "target labels must of int64 type",
+        "string indices must be integers",
+        "list indices must be integers or slices, not str",
+        "boxes",
+        "labels",
+        "masks",
+        "keypoints",
+        "list index out of range",
     ),
     "dtype_device": (
         "expected scalar type ",
@@ -66,6 +85,15 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "Output size is too small",
         "Invalid computed output size",
     ),
+    "recurrent": (
+        "must be equal to input_size",
+        "Expected hidden size (",
+        "Expected hidden[0] size (",
+        "Expected hidden[1] size (",
+        "Expected input to be 2D or 3D, got",
+        "input must have 3 dimensions, got",
+        "input, hx",
+    ),
     "reshape": (
         "is invalid for input of",
         "don't multiply up to the size of dim",
@@ -78,6 +106,14 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "key(s) in state_dict: ",
         'key "',
         "keys in state_dict: ",
+    ),
+    "targets": (
+        "only batches of spatial targets supported",
+        "size mismatch (got input: [",
+        "Expected target size [",
+        "one_hot is only applicable to index tensor",
+        "Class values must be smaller than num_classes",
+        "Class values must be non-negative",
     ),
     "tensors": (
         "must match the size of tensor b",
@@ -92,5 +128,9 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "doesn't match model (",
         "must match the size of tensor b",
         "Attempting to broadcast a dimension",
+    ),
+    "windows": (
+        "are not even",
+        "input feature has wrong size",
     ),
 }

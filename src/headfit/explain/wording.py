@@ -140,9 +140,7 @@ REWORDINGS: tuple[Rewording, ...] = (
 _TH_PREFIX = re.compile(r"(?:^|(?<=: ))\s*invalid argument \d+: ", re.M)
 # ` at /pytorch/aten/src/TH/generic/THTensorMath.cpp:3616`, ` at ..\aten\src\TH/generic/THTensor.cpp:711`,
 # cut ones (` at /Users/.../work/aten/src/TH/gen`): a C/C++/CUDA location torch appended
-_SOURCE_LOCATION = re.compile(
-    r"\s+at\s+(?=\S*[/\\])\S*?(?:aten|TH|torch|conda)\S*", re.I
-)
+_SOURCE_LOCATION = re.compile(r"\s+at\s+(?=\S*[/\\])\S*?(?:aten|TH|torch|conda)\S*", re.I)
 # c10 appends the C++ stack: "Exception raised from ... (most recent call first):\nframe #0: ..."
 _CPP_STACK = re.compile(r"\s*(?:Exception raised from |frame #0: ).*", re.S)
 # a size list printed the old ways, `[4 x 2048]` or `[64 3 7 7]`: rewritten `[4, 2048]`, `[64, 3, 7, 7]`

@@ -1,5 +1,5 @@
-"""HF101 (a view/reshape asks for a shape the tensor's size cannot fill) and HF102 (view on a
-non-contiguous tensor).
+"""HF101 (a view/reshape asks for a shape the tensor's size cannot fill), HF102 (view on a
+non-contiguous tensor) and HF129's window partition view of a Swin-style backbone.
 
 The detection-head signatures are recognised by the shape of the view, and every number is computed
 from the message: ``[N, -1, K, H, W]`` is the per-level reshape of torchvision's FCOS/RetinaNet/SSD
@@ -9,6 +9,7 @@ detect layer (no = nc + 5).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ COCO_CLASSES = 91  # torchvision's COCO heads: 90 categories + background
 TORCHVISION_HEAD_CHANNELS = 256  # in_channels of FCOS/RetinaNet head convs (the FPN width)
 SSD300_ANCHORS = {38: 4, 19: 6, 10: 6, 5: 6, 3: 4, 1: 4}  # feature-map side -> boxes per location
 SSDLITE_ANCHORS = 6
+SWIN_WINDOWS = (7, 12, 8, 16, 6, 14, 10)  # window sizes of released Swin-style models, most common first
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,60 @@ def _two_inferred(parsed: ParsedError) -> Diagnosis:
         fix="give every dimension but one explicitly, e.g. `x.view(x.size(0), -1)`",
     )
     return make_diagnosis(parsed, "HF101", "a view has more than one `-1`", [], [cause])
+
+
+# --- HF129: a window partition of a Swin-style backbone ----------------------------------------------
+
+
+@rule("HF129", priority=45, needs="is invalid for input of")
+def window_partition_view(parsed: ParsedError) -> Diagnosis | None:
+    """``x.view(B, H // w, w, W // w, w, C)`` (partition) or ``windows.view(B, H // w, W // w, w, w, -1)``
+    (reverse) on a map whose sides are not multiples of the window ``w``."""
+    req = view_request(parsed.message)
+    if req is None or len(req.dims) != 6 or req.op != "view":
+        return None
+    b, d1, d2, d3, d4, c = req.dims
+    if d2 == d4 and d2 in SWIN_WINDOWS and -1 not in (b, d1, d3):
+        window, rows, cols = d2, d1, d3
+    elif d3 == d4 and d3 in SWIN_WINDOWS and -1 not in (b, d1, d2):
+        window, rows, cols = d3, d1, d2
+    else:
+        return None
+    if min(b, rows, cols) <= 0:
+        return None
+    facts = [
+        f"a window partition view [B, H/w, w, W/w, w, C]: B = {b}, window w = {window}, "
+        f"{rows}x{cols} windows of {window}x{window}, so it assumes an {rows * window}x{cols * window} map"
+    ]
+    if c > 0 and req.size % (b * c) == 0:
+        tokens = req.size // (b * c)
+        side = math.isqrt(tokens)
+        square = f" = {side}x{side}" if side * side == tokens else ""
+        facts.append(f"the tensor has {fmt(req.size)} / ({b}*{c}) = {fmt(tokens)} tokens per image{square}")
+        if side * side == tokens and side % window:
+            lower, upper = side // window * window, -(-side // window) * window
+            facts.append(f"{side} is not a multiple of the window {window}: {lower} or {upper} would be")
+    causes = [
+        Cause(
+            f"the feature map at this stage is not a multiple of the window size {window}",
+            0.75,
+            fix=f"pad the map to a multiple of {window} before the partition (torchvision's swin_t does), or resize the "
+            f"input so every stage is a multiple of {window} (Swin-T: multiples of 224)",
+        ),
+        Cause(
+            "the window size does not divide this stage's map: build the model with a window that does",
+            0.3,
+            attribute="window_size",
+            fix="window_size = a divisor of each stage's side (e.g. 7 for 224 inputs, 12 for 384)",
+        ),
+    ]
+    return make_diagnosis(
+        parsed,
+        "HF129",
+        f"a {window}x{window} window partition does not fit the token map ({shape_str(req.dims)})",
+        facts,
+        causes,
+    )
 
 
 # --- HF102: view on a non-contiguous tensor --------------------------------------------------------------
