@@ -60,12 +60,6 @@ HISTORIC = [
         "only batches of spatial targets supported (3D tensors) but got targets of size: : [4, 976]",
         id="spatial-target-1only",
     ),
-    pytest.param(  # https://github.com/xiaojunxu/SQLNet/issues/41 (torch < 1.5, CPU)
-        "Assertion `cur_target >= 0 && cur_target < n_classes' failed.  at "
-        "c:\\new-builder_3\\win-wheel\\pytorch\\aten\\src\\thnn\\generic/ClassNLLCriterion.c:93",
-        "Assertion `t >= 0 && t < n_classes` failed.",
-        id="nll-cur-target",
-    ),
     pytest.param(  # https://github.com/yatengLG/Focal-Loss-Pytorch/issues/17 (torch 1.0 - 1.3)
         "Expected object of backend CPU but got backend CUDA for argument #3 'index'",
         "Expected all tensors to be on the same device, but got index is on cuda, different from other "

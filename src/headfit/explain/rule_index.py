@@ -45,6 +45,10 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "keypoints",
         "list index out of range",
     ),
+    "device": (
+        "Expected all tensors to be on the same device",
+        "is not on the expected device",
+    ),
     "dtype_device": (
         "expected scalar type ",
         "expected target dtype to be Long or Byte",
@@ -57,8 +61,6 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "'indices' to have one of the following scalar types",
         "tensors used as indices must be",
         "Input type (",
-        "Expected all tensors to be on the same device",
-        "is not on the expected device",
     ),
     "einops_errors": ('-reduction pattern "',),
     "linear": (
@@ -70,6 +72,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "is out of bounds",
         "device-side assert triggered",
         "Assertion `t >= 0 && t < n_classes` failed",
+        "cur_target >= 0 && cur_target < n_classes",
         "srcIndex < srcSelectDimSize",
         "multi-target not supported",
         "Expected floating point type for target with class probabilities",

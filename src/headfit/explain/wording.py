@@ -97,13 +97,6 @@ REWORDINGS: tuple[Rewording, ...] = (
         "only batches of spatial targets supported (3D tensors)",
     ),
     Rewording(
-        "nll_label",
-        "torch < 1.5 (CPU)",
-        "cur_target >= 0 && cur_target < n_classes",
-        r"[`']?cur_target >= 0 && cur_target < n_classes[`']?",
-        "`t >= 0 && t < n_classes`",
-    ),
-    Rewording(
         "device",
         "torch 1.0 - 1.3",
         "but got backend ",

@@ -15,7 +15,8 @@ from headfit.explain.rules._support import diagnose, dtype_name, frames_mention,
 _BATCH = re.compile(r"Expected input batch_size \((\d+)\) to match target batch_size \((\d+)\)")
 _TARGET = re.compile(r"Target (-?\d+) is out of bounds")
 _CUDA_ASSERT = re.compile(
-    r"device-side assert triggered|Assertion `t >= 0 && t < n_classes` failed|srcIndex < srcSelectDimSize"
+    r"device-side assert triggered|Assertion `t >= 0 && t < n_classes` failed|"
+    r"cur_target >= 0 && cur_target < n_classes|srcIndex < srcSelectDimSize"
 )
 _MULTI_TARGET = re.compile(r"multi-target not supported")
 _PROBABILITY_TARGET = re.compile(
@@ -109,28 +110,26 @@ def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
         return None
     label = int(m[1])
     if label < 0:
-        return diagnose(
-            "HF110",
-            parsed,
-            f"a target label is {label}, below 0",
-            [f"the loss needs labels in 0..C-1; {label} is a marker, not a class"],
-            [
-                Cause(
-                    f"{label} marks pixels/samples to ignore, but the loss ignores -100 by default",
-                    0.75,
-                    fix=f"F.cross_entropy(logits, target, ignore_index={label})  # or nn.CrossEntropyLoss(ignore_index={label})",
-                ),
-                Cause(
-                    "labels were shifted by -1 (1-based dataset labels converted twice, or a 0 class shifted down)",
-                    0.3,
-                    fix="check the label mapping: assert target.min() >= 0",
-                ),
-            ],
-        )
+        return _negative_label(parsed, label)
     facts = [
         f"a label of {label} needs at least {label + 1} classes (labels run 0..C-1), so the logits have {label} columns or fewer"
     ]
-    causes = [
+    detector = _detector_context(parsed)
+    causes = [*_mask_value_causes(label, facts)]
+    if detector is not False:
+        causes.append(_background_cause(label, confident=detector is True))
+    if label == 1 and detector is not True:
+        facts.append(
+            "a label of 1 out of bounds means a 1-output head: cross-entropy over one class learns nothing"
+        )
+        causes.append(
+            Cause(
+                "a binary task built with 1 output: cross-entropy needs 2 (or BCE with 1 output and float targets)",
+                0.5,
+                fix="nn.Linear(in_features, 2)  # or loss = F.binary_cross_entropy_with_logits(logits.squeeze(1), target.float())",
+            )
+        )
+    causes += [
         Cause(
             f"the head was built for fewer classes than the dataset has (num_classes left at a default, or "
             f"re-headed for a subset); it needs >= {label + 1} outputs",
@@ -142,28 +141,85 @@ def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
             0.4,
             fix="target = target - 1",
         ),
-        Cause(
-            f"a torchvision detector counts the background as class 0: K real classes need num_classes = K + 1 "
-            f"(label {label} needs num_classes >= {label + 1})",
-            0.8 if frames_mention(parsed, "roi_heads.py", "fastrcnn_loss") else 0.3,
-            module="roi_heads.box_predictor",
-            fix=f"model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, {label + 1})",
-        ),
-        *_mask_value_causes(label, facts),
     ]
     return diagnose("HF110", parsed, f"target label {label} is not a valid class index", facts, causes)
 
 
+def _detector_context(parsed: ParsedError) -> bool | None:
+    """True: the traceback shows a torchvision R-CNN's loss; False: it shows another context (the user's
+    own loss call); None: no traceback, or one cut before any frame that would say."""
+    if frames_mention(parsed, "roi_heads.py", "fastrcnn_loss", "models/detection/"):
+        return True
+    if any(not f.library for f in parsed.frames):
+        return False
+    return None
+
+
+def _background_cause(label: int, confident: bool) -> Cause:
+    """torchvision's R-CNN heads count the background as class 0: K object classes need num_classes = K + 1."""
+    if confident:
+        summary = (
+            f"`num_classes` forgot the background: torchvision's R-CNN box predictor counts it as class 0, so object "
+            f"labels 1..{label} need num_classes = {label} + 1 = {label + 1}"
+        )
+    else:
+        summary = (
+            f"if this is a torchvision detector: it counts the background as class 0, so object labels up to "
+            f"{label} need num_classes = {label + 1}"
+        )
+    return Cause(
+        summary,
+        0.85 if confident else 0.3,
+        module="roi_heads.box_predictor",
+        attribute="num_classes",
+        fix=f"model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, {label + 1})",
+    )
+
+
+def _negative_label(parsed: ParsedError, label: int) -> Diagnosis:
+    """A negative label is an ignore marker, or a real class shifted below 0: ignoring it would drop that
+    class silently, so both readings are given with the way to tell them apart."""
+    facts = [
+        f"the loss needs labels in 0..C-1 (and ignores -100 by default); {label} is either a marker or a shifted class",
+        f"to tell them apart: torch.unique(target, return_counts=True); a marker covers padding or unlabeled "
+        f"positions while the other labels still span 0..C-1, a shift leaves the labels spanning {label}..C-{1 - label} "
+        "with no label C-1",
+    ]
+    causes = [
+        Cause(
+            f"{label} marks pixels/samples to ignore, but the loss ignores -100 by default",
+            0.6,
+            fix=f"F.cross_entropy(logits, target, ignore_index={label})  # or nn.CrossEntropyLoss(ignore_index={label})",
+        ),
+        Cause(
+            f"a real class was shifted to {label} (0-based labels converted to 0-based again, `label - 1` applied twice): "
+            "ignoring it would silently drop that class from training",
+            0.5,
+            fix="fix the label mapping so labels run 0..C-1: assert target.min() >= 0",
+        ),
+    ]
+    return diagnose("HF110", parsed, f"a target label is {label}, below 0", facts, causes)
+
+
 def _mask_value_causes(label: int, facts: list[str]) -> list[Cause]:
-    """Labels of 100..255 are rarely class counts: they are the pixel values of a mask image read as labels."""
+    """Labels of 100..255 are rarely class counts: they are the pixel values of a mask image read as labels.
+    255 is also the ignore value of VOC and Cityscapes masks: both readings, and how to tell them apart."""
     if label == 255:
-        facts.append("255 is the 'ignore' / boundary value of Pascal VOC and Cityscapes masks")
+        facts.append(
+            "255 is the 'ignore' / boundary value of Pascal VOC and Cityscapes masks, and the object value of "
+            "binary masks saved as 0/255 images: torch.unique(mask) gives {0, 255} only for the latter"
+        )
         return [
             Cause(
                 "the masks mark pixels to ignore with 255, but the loss ignores -100 by default",
                 0.7,
                 fix="F.cross_entropy(logits, target, ignore_index=255)  # or nn.CrossEntropyLoss(ignore_index=255)",
-            )
+            ),
+            Cause(
+                "the masks are binary images saved as 0/255: the object pixels are 255, not class 1",
+                0.55,
+                fix="mask = (mask > 127).long()  # 0/255 -> 0/1",
+            ),
         ]
     if 100 <= label < 255:
         facts.append(f"{label} fits in a byte (0..255): it looks like a pixel value, not a class index")
@@ -178,12 +234,16 @@ def _mask_value_causes(label: int, facts: list[str]) -> list[Cause]:
     return []
 
 
+_CUDA_WORDS = re.compile(r"CUDA|cuda|device-side|block: \[|thread: \[")
+
+
 @rule(
     "HF110",
     priority=60,
     needs=(
         "device-side assert triggered",
         "Assertion `t >= 0 && t < n_classes` failed",
+        "cur_target >= 0 && cur_target < n_classes",
         "srcIndex < srcSelectDimSize",
     ),
 )
@@ -191,11 +251,18 @@ def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
     m = _CUDA_ASSERT.search(parsed.message)
     if not m:
         return None
-    facts = [CUDA_ASYNC_FACT]
+    on_cuda = _CUDA_WORDS.search(parsed.message) is not None
+    facts = [CUDA_ASYNC_FACT] if on_cuda else []
+    detector = _detector_context(parsed)
+    background = (
+        "; a torchvision detector needs num_classes = K + 1 for the background"
+        if detector is not False
+        else ""
+    )
+    where = "the CUDA form" if on_cuda else "the form torch < 1.5 printed on the CPU"
     causes = [
         Cause(
-            "a class label is >= num_classes or negative (the CUDA form of `Target N is out of bounds`); "
-            "a torchvision detector needs num_classes = K + 1 for the background",
+            f"a class label is >= num_classes or negative ({where} of `Target N is out of bounds`){background}",
             0.7,
             fix="assert target.min() >= 0 and target.max() < num_classes, (target.min(), target.max(), num_classes)",
         ),
@@ -210,16 +277,36 @@ def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
             fix="F.cross_entropy(logits, target, ignore_index=-1)",
         ),
     ]
+    if detector is True:
+        causes.insert(0, _background_cause_unknown_label())
     if "srcIndex" in m[0]:
         causes[0], causes[1] = causes[1], causes[0]
         causes[0].confidence, causes[1].confidence = 0.6, 0.5
         facts.append(
             "`srcIndex < srcSelectDimSize` is index_select/embedding: an index >= the indexed dimension"
         )
+    elif "cur_target" in m[0]:
+        facts.append(
+            "`cur_target >= 0 && cur_target < n_classes` is the CPU check of torch < 1.5 for NLL/cross-entropy labels"
+        )
     elif "n_classes" in m[0]:
         facts.append("`t >= 0 && t < n_classes` is the NLL/cross-entropy kernel's label check")
-    return diagnose(
-        "HF110", parsed, "a CUDA kernel asserted: almost always a label or index out of range", facts, causes
+    summary = (
+        "a CUDA kernel asserted: almost always a label or index out of range"
+        if on_cuda
+        else ("the loss's label check failed: a label outside 0..C-1")
+    )
+    return diagnose("HF110", parsed, summary, facts, causes)
+
+
+def _background_cause_unknown_label() -> Cause:
+    return Cause(
+        "`num_classes` forgot the background: torchvision's R-CNN box predictor counts it as class 0, so K object "
+        "classes need num_classes = K + 1",
+        0.8,
+        module="roi_heads.box_predictor",
+        attribute="num_classes",
+        fix="model.roi_heads.box_predictor = FastRCNNPredictor(model.roi_heads.box_predictor.cls_score.in_features, K + 1)",
     )
 
 
