@@ -344,8 +344,12 @@ def block_type(mismatches: list[Shaped], message: str) -> Finding | None:
             f"the checkpoint is a {depths[ckpt_kind]} ({ckpt_kind} blocks), the model a {depths[model_kind]} "
             f"({model_kind} blocks): build the architecture the checkpoint was trained as",
             0.85,
-            fix=f"model = resnet50()  # or the depth of the checkpoint: {depths[ckpt_kind]}; or load weights for "
-            f"{depths[model_kind]}",
+            fix=(
+                "model = resnet50()  # or resnet101/resnet152: the checkpoint's depth"
+                if ckpt_kind == "Bottleneck"
+                else "model = resnet18()  # or resnet34: the checkpoint's depth"
+            )
+            + f"; or load weights made for a {depths[model_kind]}",
         )
     ]
     return Finding(

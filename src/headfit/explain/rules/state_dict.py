@@ -8,6 +8,7 @@ names and shapes alone.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -134,9 +135,13 @@ def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     explained = {key for f in architecture for key in f.keys}
     rest = [m for m in mismatches if m.key not in explained]
     reshaped = {m.module for m in rest if not m.only_outputs_differ}  # a kernel or width differs
-    head = [m for m in rest if m.classes() is not None and m.module not in reshaped and not _is_stem(m)]
-    hidden = _hidden_layers(head, rest)
-    head = [m for m in head if m not in hidden]
+    mlp = _mlp_head(rest)
+    if mlp is not None:
+        head, hidden = mlp
+    else:
+        head = [m for m in rest if m.classes() is not None and m.module not in reshaped and not _is_stem(m)]
+        hidden = _hidden_layers(head, rest)
+        head = [m for m in head if m not in hidden]
     other = [m for m in rest if m not in head and m not in hidden]
     causes = [c for f in architecture for c in f.causes]
     facts.extend(fact for f in architecture for fact in f.facts)
@@ -169,6 +174,29 @@ def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
 def _is_stem(m: Mismatch) -> bool:
     """A conv taking 1-4 channels reads the image: it is a network's first layer, not a classifier."""
     return len(m.checkpoint) == 4 and m.checkpoint[1] in (1, 2, 3, 4)
+
+
+def _mlp_head(mismatches: list[Mismatch]) -> tuple[list[Mismatch], list[Mismatch]] | None:
+    """A classifier MLP rebuilt with other hidden widths (VGG's ``classifier.0/3/6``): its last Linear differs in
+    both dims, each earlier one feeds the next. (The last layer's tensors, the hidden layers' tensors.)"""
+    for root in dict.fromkeys(m.module.split(".")[0] for m in mismatches):
+        layers = [m for m in mismatches if m.module.split(".")[0] == root and len(m.model) == 2]
+        if len({m.module for m in layers}) < 2 or not any(p in CLASS_LAYERS for p in root.split(".")):
+            continue
+        ordered = sorted({m.module for m in layers}, key=_natural)
+        last = ordered[-1]
+        weights = {m.module: m for m in layers}
+        chained = all(weights[a].model[0] == weights[b].model[1] for a, b in itertools.pairwise(ordered))
+        if not chained:
+            continue
+        head = [m for m in mismatches if m.module == last]
+        hidden = [m for m in mismatches if m.module.split(".")[0] == root and m.module != last]
+        return head, hidden
+    return None
+
+
+def _natural(module: str) -> list[int | str]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", module)]
 
 
 def _hidden_layers(head: list[Mismatch], mismatches: list[Mismatch]) -> list[Mismatch]:
@@ -207,7 +235,7 @@ def _primary(head: list[Mismatch]) -> Mismatch:
 
 def _class_counts(head: list[Mismatch], facts: list[str]) -> tuple[int, int]:
     primary = _primary(head)
-    ckpt_classes, model_classes = primary.classes() or (0, 0)
+    ckpt_classes, model_classes = primary.classes() or (primary.checkpoint[0], primary.model[0])
     by_rank = sorted(
         head, key=lambda m: len(m.checkpoint)
     )  # a module's weight (which shows A) after its bias
