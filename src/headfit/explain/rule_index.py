@@ -66,6 +66,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     "linear": (
         "mat1 and mat2 shapes cannot be multiplied",
         "must have same reduction dim",
+        "mat1 dim 1 must match mat2 dim 0",
     ),
     "loss": (
         "to match target batch_size",

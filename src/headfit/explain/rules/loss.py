@@ -9,8 +9,9 @@ import re
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt, shape_str
 from headfit.explain.engine import rule
+from headfit.explain.frames import shows
 from headfit.explain.parse import ParsedError
-from headfit.explain.rules._support import diagnose, dtype_name, frames_mention, size_list
+from headfit.explain.rules._support import diagnose, dtype_name, frames_mention, size_list, token_grid
 
 _BATCH = re.compile(r"Expected input batch_size \((\d+)\) to match target batch_size \((\d+)\)")
 _TARGET = re.compile(r"Target (-?\d+) is out of bounds")
@@ -39,6 +40,8 @@ CUDA_ASYNC_FACT = (
 
 @rule("HF109", priority=60, needs="to match target batch_size")
 def batch_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
+    """Rows of logits against targets: which axis was folded into the rows (or flattened into the targets)
+    is read from the ratio of the two numbers and from the reshape the traceback shows."""
     m = _BATCH.search(parsed.message)
     if not m:
         return None
@@ -51,18 +54,22 @@ def batch_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
             fix="print(logits.shape, target.shape) right before the loss",
         )
     ]
+    fold = shows(parsed, "fold")
+    if fold is not None:
+        facts.append(f"traceback shows a reshape that folds an axis into the rows: `{fold.source}`")
     if target > 0 and logits > target and logits % target == 0:
-        causes.extend(_merged_into_batch(logits, target, facts))
+        causes.extend(_merged_into_batch(logits, target, facts, fold is not None))
     elif logits > 0 and target > logits and target % logits == 0:
-        k = target // logits
-        facts.append(f"{fmt(target)} = {k} x {fmt(logits)}: {k} targets per sample")
-        causes.append(
+        causes.extend(_targets_per_sample(target // logits, logits, target, facts))
+    squeezed = shows(parsed, "squeeze")
+    if squeezed is not None:
+        causes.insert(
+            0,
             Cause(
-                f"the target has {k} values per sample (one-hot rows of {k} classes, or per-pixel labels) "
-                "and was flattened, while the logits are per sample",
-                0.6,
-                fix="target = target.argmax(1)  # one-hot [N, C] -> class indices [N]",
-            )
+                f"`{squeezed.source}`: a squeeze() without a dim drops the batch of one (and class axes of 1)",
+                0.7,
+                fix="x.squeeze(-1)  # name the axis; keep the batch dimension",
+            ),
         )
     return diagnose(
         "HF109",
@@ -73,8 +80,37 @@ def batch_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     )
 
 
-def _merged_into_batch(logits: int, target: int, facts: list[str]) -> list[Cause]:
-    """``logits = k * target``: a view(-1, C) folded k spatial positions (or tokens) into the batch."""
+def _targets_per_sample(k: int, logits: int, target: int, facts: list[str]) -> list[Cause]:
+    facts.append(f"{fmt(target)} = {k} x {fmt(logits)}: {k} targets per sample")
+    causes = [
+        Cause(
+            f"the target has {k} values per sample (one-hot rows of {k} classes, or per-pixel labels) "
+            "and was flattened, while the logits are per sample",
+            0.6,
+            fix="target = target.argmax(1)  # one-hot [N, C] -> class indices [N]",
+        ),
+        Cause(
+            f"the task is multi-label: multi-hot targets [N, {k}] (several classes per sample) against a single-label "
+            "cross-entropy",
+            0.4,
+            fix="loss = F.binary_cross_entropy_with_logits(logits, target.float())  # logits [N, C], targets [N, C] in 0/1",
+        ),
+    ]
+    side = math.isqrt(k)
+    if side * side == k and k > 4:
+        causes.append(
+            Cause(
+                f"per-pixel targets [N, {side}, {side}] against per-image logits: a segmentation mask where the model "
+                "classifies images",
+                0.4,
+                fix="use a segmentation head (logits [N, C, H, W]) or one label per image",
+            )
+        )
+    return causes
+
+
+def _merged_into_batch(logits: int, target: int, facts: list[str], fold_shown: bool = False) -> list[Cause]:
+    """``logits = k * target``: k positions (a spatial map, tokens, time steps, frames) folded into the rows."""
     k = logits // target
     side = math.isqrt(k)
     facts.append(f"{fmt(logits)} = {k} x {fmt(target)}: {k} rows of logits per target")
@@ -85,14 +121,34 @@ def _merged_into_batch(logits: int, target: int, facts: list[str]) -> list[Cause
             Cause(
                 f"`x.view(-1, C)` before the classifier merged the {side}x{side} spatial positions into the batch "
                 "instead of flattening them into the features",
-                0.7,
+                0.75 if fold_shown else 0.7,
                 fix=f"x = torch.flatten(x, 1)  # [N, C, {side}, {side}] -> [N, C*{k}]; the Linear needs in_features = C*{k}",
+            )
+        )
+    grid = token_grid(k)
+    if grid is not None:
+        facts.append(f"{k} = {grid}*{grid} + 1: a ViT's patch tokens and its class token")
+        causes.append(
+            Cause(
+                f"a transformer's {k} tokens ({grid}x{grid} patches + the class token) were classified one by one: "
+                "classify the class token (or the mean of the tokens)",
+                0.7,
+                fix="logits = head(x[:, 0])  # the class token; or head(x.mean(1))",
             )
         )
     causes.append(
         Cause(
+            f"{k} positions of each sample (sequence tokens, time steps, frames of a clip) were folded into the rows "
+            "by a reshape, while the targets are one per sample",
+            0.6 if fold_shown and side * side != k else 0.45,
+            fix=f"pool the {k} positions per sample before the loss (x.view(N, {k}, -1).mean(1)), or give one target "
+            f"per position: target.repeat_interleave({k})",
+        )
+    )
+    causes.append(
+        Cause(
             f"per-pixel (segmentation) logits [N, C, H, W] with H*W = {k} were reshaped to rows, but the targets are one label per image",
-            0.45 if side * side == k else 0.55,
+            0.45 if side * side == k else 0.3,
             fix="use one label per pixel (target of shape [N, H, W]) with F.cross_entropy(logits, target), "
             "or pool the logits to [N, C] first: logits.mean((2, 3))",
         )
