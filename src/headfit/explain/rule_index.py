@@ -102,6 +102,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "is invalid for input of",
         "don't multiply up to the size of dim",
         "only one dimension can be inferred",
+        "cannot reshape tensor of 0 elements",
         "view size is not compatible with input tensor's size and stride",
     ),
     "state_dict": (

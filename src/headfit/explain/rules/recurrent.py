@@ -175,7 +175,9 @@ def _batch_causes(batch: int, made_for: int, state: str) -> list[Cause]:
         Cause(
             f"the input's layout and `batch_first` disagree: the layer reads {batch} as the batch; one of "
             f"{batch} and {made_for} is the sequence length",
-            0.45,
+            # the layer sees more sequences than the state was made for: a last batch is never larger, the
+            # sequence axis read as the batch is
+            0.65 if batch > made_for else 0.45,
             attribute="batch_first",
             fix="nn.LSTM(..., batch_first=True) for inputs [N, L, F] (the default reads [L, N, F]); or "
             "x = x.transpose(0, 1)",

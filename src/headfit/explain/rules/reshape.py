@@ -26,6 +26,7 @@ _UNFLATTEN = re.compile(
     r"(?P<dim>-?\d+) \((?P<size>\d+)\)"
 )
 _TWO_INFERRED = re.compile(r"only one dimension can be inferred")
+_EMPTY = re.compile(r"cannot reshape tensor of 0 elements into shape \[(?P<dims>[-\d,\s]*)\]")
 _NON_CONTIGUOUS = re.compile(r"view size is not compatible with input tensor's size and stride")
 
 COCO_CLASSES = 91  # torchvision's COCO heads: 90 categories + background
@@ -414,6 +415,56 @@ def window_partition_view(parsed: ParsedError) -> Diagnosis | None:
         parsed,
         "HF129",
         f"a {window}x{window} window partition does not fit the token map ({shape_str(req.dims)})",
+        facts,
+        causes,
+    )
+
+
+# --- HF101: a reshape of an empty tensor --------------------------------------------------------------
+
+
+@rule("HF101", priority=50, needs="cannot reshape tensor of 0 elements")
+def empty_view(parsed: ParsedError) -> Diagnosis | None:
+    """``x.view(n, -1)`` of a tensor with no elements: -1 could be anything. The tensor is empty because its
+    batch or its items are: an image without annotations, no proposals, the last (empty) batch."""
+    m = _EMPTY.search(parsed.message)
+    if not m:
+        return None
+    dims = parse_ints(m["dims"])
+    zero = [i for i, d in enumerate(dims) if d == 0]
+    facts = [
+        f"the tensor has 0 elements, so `-1` in {shape_str(dims)} could be any size",
+        f"dimension {zero[0]} is 0: there are no items there (no boxes, no tokens, an empty batch)"
+        if zero
+        else "a known dimension is 0",
+    ]
+    detection = any((f.library_file or "").startswith("models/detection/") for f in parsed.frames) or any(
+        "roi" in (f.file + (f.function or "")).lower() or "box" in (f.source or "") for f in parsed.frames
+    )
+    per_object = zero[:1] == [0] and (detection or TORCHVISION_HEAD_CHANNELS in dims)  # [num_rois, 256, -1]
+    causes = [
+        Cause(
+            "an image without annotations (no boxes) reached a step that reshapes per object: drop such images from "
+            "training, or give them empty targets the model supports",
+            0.7 if detection or per_object else 0.45,
+            fix="dataset = [s for s in dataset if len(s[1]['boxes'])]  # or torch.zeros((0, 4)) boxes where the model "
+            "takes empty targets",
+        ),
+        Cause(
+            "an empty batch: the last batch of an epoch (or a filtered one) has no samples left",
+            0.5,
+            fix="DataLoader(..., drop_last=True); skip a batch when x.numel() == 0",
+        ),
+        Cause(
+            "name the size instead of -1, so an empty tensor reshapes as well",
+            0.35,
+            fix=f".reshape({', '.join('C' if d == -1 else str(d) for d in dims)})  # C: the known size of that axis",
+        ),
+    ]
+    return make_diagnosis(
+        parsed,
+        "HF101",
+        f"cannot reshape an empty tensor into {shape_str(dims)} (-1 is ambiguous)",
         facts,
         causes,
     )
