@@ -45,7 +45,7 @@ def test_rules_are_tried_in_priority_order_then_module_then_definition():
     keys = [r.sort_key for r in engine.all_rules()]
     assert keys == sorted(keys)
     reshape = [r.fn.__name__ for r in engine.all_rules() if r.module == "reshape" and r.code == "HF101"]
-    assert reshape == ["detection_head_view", "yolo_detect_view", "general_view"]
+    assert reshape == ["detection_head_view", "yolo_detect_view", "empty_view", "general_view"]
 
 
 def test_rules_for_keeps_only_rules_whose_needles_are_in_the_message():

@@ -29,6 +29,8 @@ _CHAIN_SEPARATOR = re.compile(
     r"|The above exception was the direct cause of the following exception:)\s*$"
 )
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
+# a frame header whose start was cut off by the paste: `.../site-packages/x/y.py", line 457, in f`
+_CUT_FRAME = re.compile(r'^\s*(?P<file>[^"\s]+\.py)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
 _IPY_FRAME = re.compile(r"^File (?P<file>.+?):(?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$")
 _IPY_CELL = re.compile(
     r"^Cell (?P<file>In\s*\[\d*\]), line (?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$"
@@ -253,7 +255,7 @@ def _traceback_start(lines: list[str]) -> tuple[int | None, str | None]:
             header = _IPY_HEADER.match(lines[i].strip())
             return i + 1, header.group("type") if header else None
     for i, line in enumerate(lines):  # a traceback pasted without its header line
-        if _PY_FRAME.match(line) or _IPY_FRAME.match(line) or _IPY_CELL.match(line):
+        if _PY_FRAME.match(line) or _IPY_FRAME.match(line) or _IPY_CELL.match(line) or _CUT_FRAME.match(line):
             return i, None
     return None, None
 
@@ -274,7 +276,7 @@ def _frames(lines: list[str], start: int) -> tuple[list[Frame], int]:
 
 
 def _frame_header(line: str) -> Frame | None:
-    match = _PY_FRAME.match(line)
+    match = _PY_FRAME.match(line) or _CUT_FRAME.match(line)
     if match:
         return Frame(match["file"], int(match["line"]), match["func"])
     match = _IPY_FRAME.match(line.strip()) or _IPY_CELL.match(line.strip())
