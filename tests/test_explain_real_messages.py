@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_every_case_names_its_thread_and_code():
-    assert len(CASES) >= 110
+    assert len(CASES) >= 156
     for case in CASES:
         assert (case.one("source") or "").startswith("https://"), case.name
         assert (case.one("expect") or "").startswith("HF"), case.name

@@ -198,11 +198,12 @@ def _unfence(text: str) -> str:
     return _FENCE.sub("", text) if "```" in text or "~~~" in text else text
 
 
-_EMPHASIS = re.compile(r"^(\s*)(\*\*|__|`)(\S.*?)\2\s*$", re.M)
+_EMPHASIS = re.compile(r"^(\s*)(\*\*|__|`|\"|'|“)(\S.*?)(?:\2|”)\s*$", re.M)
 
 
 def _unemphasise(text: str) -> str:
-    """Lines a user wrapped whole in Markdown bold or code (``**RuntimeError: ...**``) lose the markers."""
+    """Lines a user wrapped whole in Markdown bold or code (``**RuntimeError: ...**``) or in quotes
+    (``"RuntimeError: ..."``) lose the markers."""
     return _EMPHASIS.sub(r"\1\3", text)
 
 

@@ -108,6 +108,17 @@ def indexed_assignment(parsed: ParsedError) -> Diagnosis | None:
             fix="x[mask] = value[mask]  # select the values with the same mask; assert mask.sum() == value.numel()",
         )
     ]
+    if len(value) >= 2 and value == slot[::-1]:
+        facts.append(f"{shape_str(value)} is {shape_str(slot)} reversed: the value is transposed")
+        causes.insert(
+            0,
+            Cause(
+                "the value's axes are in the other order than the slots the index selects (advanced indexing puts the "
+                "indexed axis first)",
+                0.8,
+                fix="x[..., idx] = value.transpose(0, 1)  # or value.T: match the indexing result's shape",
+            ),
+        )
     return diagnose(
         CODE,
         parsed,

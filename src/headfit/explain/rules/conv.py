@@ -291,9 +291,11 @@ def _rank_causes(rank: int | None, unbatched: int, batched: int, dims: list[int]
         return [
             Cause(
                 f"{missing} leading dimension{'s are' if missing > 1 else ' is'} missing: "
-                f"the batch dim{' and the channel dim' if missing > 1 else ''}",
+                f"the batch dim{' and the channel dim' if missing > 1 else ''} (a `squeeze()` without a dim drops "
+                "the batch of one with the other size-1 axes)",
                 0.8,
-                fix=f"x = x[{index}]  # {shape_str(dims or [])} -> {shape_str([1] * missing + (dims or []))}",
+                fix=f"x = x[{index}]  # {shape_str(dims or [])} -> {shape_str([1] * missing + (dims or []))}; "
+                "or squeeze only the axis you mean: x.squeeze(-1)",
             )
         ]
     if rank == unbatched:

@@ -33,6 +33,7 @@ _SAME_DTYPE = re.compile(r"expected m1 and m2 to have the same dtype, but got: (
 _MAT_DTYPE = re.compile(r"mat1 and mat2 must have the same dtype, but got (\w+) and (\w+)")
 _FOUND_EXPECTED = re.compile(r"Found dtype (\w+) but expected (\w+)")
 _TARGET_DTYPE = re.compile(r"expected target dtype to be Long or Byte, but got (\w+)")
+_INDEX_KERNEL = re.compile(r"nll_loss|cross_entropy|index|embedding|gather|scatter|one_hot|bincount")
 _NOT_IMPLEMENTED = re.compile(r"\"(\w+)\" not implemented for '(\w+)'")
 _INDICES = re.compile(
     r"(?:argument #\d+ 'indices' to have one of the following scalar types: Long, Int; but got (torch\.\w+)|tensors used as indices must be long, int, byte or bool tensors)"
@@ -117,6 +118,15 @@ def not_implemented_for_dtype(parsed: ParsedError) -> Diagnosis | None:
                 0.4,
                 fix="with torch.autocast(device_type='cuda', dtype=torch.float16): out = model(x)",
             ),
+        ]
+    elif dtype.startswith("float") and _INDEX_KERNEL.search(kernel):
+        facts.append(f"`{kernel}` reads class indices or positions: they must be integers")
+        causes = [
+            Cause(
+                f"the targets (class indices) or indices are {dtype}: cross-entropy / NLL, embedding and gather take int64",
+                0.8,
+                fix="loss = F.cross_entropy(logits, target.long())  # or idx.long()",
+            )
         ]
     else:
         causes = [

@@ -180,9 +180,11 @@ def target_out_of_bounds(parsed: ParsedError) -> Diagnosis | None:
         )
         causes.append(
             Cause(
-                "a binary task built with 1 output: cross-entropy needs 2 (or BCE with 1 output and float targets)",
+                "a one-class head: one object class needs 2 outputs (a torchvision detector's num_classes=1 is the "
+                "background alone; a binary classifier with cross-entropy needs 2 logits, or BCE with 1)",
                 0.5,
-                fix="nn.Linear(in_features, 2)  # or loss = F.binary_cross_entropy_with_logits(logits.squeeze(1), target.float())",
+                fix="num_classes=2  # detector: 1 object class + background; classifier: nn.Linear(in_features, 2), or "
+                "F.binary_cross_entropy_with_logits(logits.squeeze(1), target.float()) with 1 output",
             )
         )
     causes += [

@@ -65,6 +65,15 @@ def output_too_small(parsed: ParsedError) -> Diagnosis | None:
             f"the feature map reaching this layer is {_dims(spatial)} ({given[0]} channels); its window and stride give {_dims(out[1:])}",
         ]
         need = min(spatial) + 1
+        if all(
+            o < 0 for o in out[1:]
+        ):  # out = in - k + 1 at stride 1 without padding: the window is in - out + 1
+            windows = [s - o + 1 for s, o in zip(spatial, out[1:], strict=True)]
+            facts.append(
+                f"an output of {out[1]} means a window of {spatial[0]} - ({out[1]}) + 1 = {windows[0]} at stride 1 "
+                f"(e.g. the nn.AvgPool2d({windows[0]}, stride=1) of ImageNet ResNets before global pooling)"
+            )
+            need = max(windows)
         pairs = list(zip(spatial, out[1:], strict=True))
         fits = [s for s, o in pairs if o >= 1]
         short = [s for s, o in pairs if o < 1]
