@@ -47,7 +47,7 @@ _LIBRARY_PATH = re.compile(r"(?:^|[/\\])(?P<lib>torchvision|torch|timm|einops)[/
 _ERRORISH = re.compile(
     r"error|invalid|expected|mismatch|must|cannot|can't|could not|unable|size|shape|dimension|"
     r"out of bounds|out of range|assert|failed|not supported|doesn't match|does not match|"
-    r"wrong|unexpected|missing|exception",
+    r"wrong|unexpected|missing|exception|should|not implemented|out of bounds",
     re.IGNORECASE,
 )
 

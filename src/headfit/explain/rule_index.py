@@ -85,7 +85,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "should contain",
     ),
     "pooling": (
-        "Kernel size can't be greater than actual input size",
+        "Calculated padded input size per channel",
         "Output size is too small",
         "Invalid computed output size",
     ),

@@ -19,11 +19,11 @@ from headfit.explain.parse import ParsedError
 
 _CONV = re.compile(
     r"Given (?:groups=(?P<groups>\d+)|transposed=1), weight of size \[(?P<weight>[\d, ]+)\], "
-    r"expected input\[(?P<input>[\d, ]+)\] to have (?P<expected>\d+) channels, but got (?P<got>\d+) channels"
+    r"expected input\[(?P<input>[\d, ]+)\] to have (?P<expected>\d+) channels, but got (?P<got>\d+)"
 )
 _CONV_RANK = re.compile(
     r"Expected (?P<unbatched>\d)D \(unbatched\) or (?P<batched>\d)D \(batched\) input to (?P<op>\w+), "
-    r"but got input of size: \[(?P<dims>[\d, ]*)\]"
+    r"but got input of size: \[(?P<dims>[\d, ]*)\]?"
 )
 _NORM_RANK = re.compile(r"expected (?P<wanted>\d)D(?: or (?P<wanted2>\d)D)? input \(got (?P<got>\d)D input\)")
 # torch < 1.11: "... weight [64, 3, 7, 7], but got 3-dimensional input of size [3, 224, 224] instead" (1.0 printed

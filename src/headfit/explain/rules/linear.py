@@ -23,7 +23,7 @@ from headfit.explain.frames import shows
 from headfit.explain.parse import ParsedError
 
 _MATMUL = re.compile(
-    r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"
+    r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)"
     r"|a and b must have same reduction dim, but got \[(\d+), (\d+)\] X \[(\d+), (\d+)\]"  # meta/fake tensors
 )
 WIDTHS_FILE = Path(__file__).resolve().parents[2] / "data" / "backbone_widths.json"

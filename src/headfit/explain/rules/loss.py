@@ -13,7 +13,7 @@ from headfit.explain.frames import shows
 from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import diagnose, dtype_name, frames_mention, size_list, token_grid
 
-_BATCH = re.compile(r"Expected input batch_size \((\d+)\) to match target batch_size \((\d+)\)")
+_BATCH = re.compile(r"Expected input batch_size \((\d+)\) to match target batch_size \((\d+)")
 _TARGET = re.compile(r"Target (-?\d+) is out of bounds")
 _CUDA_ASSERT = re.compile(
     r"device-side assert triggered|Assertion `t >= 0 && t < n_classes` failed|"
@@ -25,7 +25,7 @@ _PROBABILITY_TARGET = re.compile(
 )
 _BCE_SIZE = re.compile(
     r"(?:Using a target size|Target size) \(torch\.Size\(\[([\d, ]*)\]\)\) (?:that is different to|must be the same as) "
-    r"(?:the )?input size \(torch\.Size\(\[([\d, ]*)\]\)\)"
+    r"(?:the )?input size \(torch\.Size\(\[([\d, ]*)\]?"
 )
 _RESULT_CAST = re.compile(r"result type (\w+) can't be cast to the desired output type (\w+)")
 

@@ -12,7 +12,7 @@ from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import diagnose, size_list
 
 _SINGLE_VALUE = re.compile(
-    r"Expected more than 1 value per channel when training, got input size (?:torch\.Size\()?\[([\d, ]*)\]"
+    r"Expected more than 1 value per channel when training, got input size (?:torch\.Size\()?\[([\d, ]*)\]?"
 )
 _RUNNING = re.compile(r"running_(mean|var) should contain (\d+) elements not (\d+)")
 

@@ -17,8 +17,7 @@ STRIDES = (8, 16, 32)  # output strides of the last stages of common backbones (
 
 # pasted messages break lines after the periods, and retyped ones write `256*56*52` or `size :(`
 _KERNEL = re.compile(
-    r"Calculated padded input size per channel: \(([\d x]+)\)\.\s*Kernel size: \(([\d x]+)\)\.\s*"
-    r"Kernel size can't be greater than actual input size"
+    r"Calculated padded input size per channel: \(([\d x]+)\)\.\s*Kernel size: \(([\d x]+)\)?"
 )
 _OUTPUT = re.compile(
     r"Given input size\s*:\s*\(([\d x*]+)\)\.\s*Calculated output size\s*:\s*\(([-\d x*]+)\)\.\s*"
@@ -27,7 +26,7 @@ _OUTPUT = re.compile(
 _INVALID_OUTPUT = re.compile(r"(\w+)\(\) Invalid computed output size: (-?\d+)")
 
 
-@rule(CODE, priority=60, needs="Kernel size can't be greater than actual input size")
+@rule(CODE, priority=60, needs="Calculated padded input size per channel")
 def kernel_too_large(parsed: ParsedError) -> Diagnosis | None:
     m = _KERNEL.search(parsed.message)
     if not m:

@@ -17,7 +17,7 @@ CODE = "HF108"
 
 _CAT = re.compile(
     r"Sizes of tensors must match except in dimension (\d+)\. Expected size (\d+) but got size (\d+) "
-    r"for tensor number (\d+) in the list"
+    r"for tensor number (\d+)"
 )
 # torch <= 1.6: "... except in dimension 1. Got 24 and 23 in dimension 2" (cat dim, then the dim that differs)
 _OLD_CAT = re.compile(
