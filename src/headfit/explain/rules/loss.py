@@ -504,6 +504,32 @@ def _bce_causes(target: list[int], logits: list[int], facts: list[str]) -> list[
                 fix="loss = F.cross_entropy(logits, target)",
             ),
         ]
+    if (
+        len(target) == len(logits) >= 3
+        and target[0] == logits[0]
+        and target[2:] == logits[2:]
+        and target[1] != logits[1]
+    ):
+        facts.append(
+            f"dim 1 differs: the targets have {target[1]} channels (one-hot masks of {target[1]} classes), the logits "
+            f"{logits[1]} (the class conv's out_channels)"
+        )
+        return [
+            Cause(
+                f"one-hot targets for {target[1]} classes against a final class conv built for {logits[1]}: make that "
+                f"conv emit {target[1]} channels (the segmentation head's last conv, e.g. smp's `segmentation_head[0]`, "
+                f"torchvision DeepLabV3's `classifier[4]`)",
+                0.7,
+                attribute="out_channels",
+                fix=f"the last conv: nn.Conv2d(in_channels, {target[1]}, kernel_size=1)  # or build the model with "
+                f"classes={target[1]}",
+            ),
+            Cause(
+                f"the masks were one-hot encoded with another class count than the model's {logits[1]}",
+                0.45,
+                fix=f"F.one_hot(mask, num_classes={logits[1]}).permute(0, 3, 1, 2).float()",
+            ),
+        ]
     if math.prod(target) == math.prod(logits):
         facts.append(f"both hold {fmt(math.prod(target))} elements")
         return [Cause("same elements, different layout", 0.6, fix="target = target.view_as(logits).float()")]
