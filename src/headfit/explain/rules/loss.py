@@ -126,7 +126,7 @@ def _merged_into_batch(logits: int, target: int, facts: list[str], fold_shown: b
             )
         )
     grid = token_grid(k)
-    if grid is not None:
+    if grid is not None and grid >= 7:  # the patch grids of real ViTs: 7x7 (224/32) and up
         facts.append(f"{k} = {grid}*{grid} + 1: a ViT's patch tokens and its class token")
         causes.append(
             Cause(
