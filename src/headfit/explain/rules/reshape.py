@@ -300,9 +300,33 @@ def general_view(parsed: ParsedError) -> Diagnosis | None:
             fix="print `x.shape` just before the view, and use -1 for the dimension that should absorb the rest",
         )
     )
+    flatten = _flatten_for_a_linear(req)
+    if flatten is not None:
+        facts.append(flatten.summary.split(": ", 1)[0])
+        causes.insert(0, flatten)
     what = "reshape" if req.op == "view" else "unflatten"
     summary = f"cannot {what} {fmt(req.size)} elements into {shape_str(req.dims)}"
     return make_diagnosis(parsed, "HF101", summary, facts, causes)
+
+
+def _flatten_for_a_linear(req: ViewRequest) -> Cause | None:
+    """``x.view(-1, K)`` / ``x.view(N, K)`` flattens a feature map of K = C*h*w values for a Linear: when the
+    size does not fit, the map is another size than the one K was computed for (another input resolution).
+    The fix keeps K (and the Linear built for it) by pooling the map to the size it assumed; it does not
+    fold the extra positions into the batch."""
+    if len(req.dims) != 2 or req.dims[1] < 64:
+        return None
+    k = req.dims[1]
+    if req.size % k == 0 and (req.dims[0] == -1 or req.size // k == req.dims[0]):
+        return None
+    return Cause(
+        f"`view(-1, {k})` flattens {k} values per sample for the layer after it: the feature map reaching it is "
+        "another size than the one it was written for (another input resolution); -1 would fold the extra "
+        "positions into the batch",
+        0.65,
+        fix=f"pool to the size {k} was computed for before the view, e.g. x = nn.AdaptiveAvgPool2d((h, w))(x) with "
+        f"C*h*w = {k}; and x.view(x.size(0), -1) so the batch stays the batch",
+    )
 
 
 def _general_facts(req: ViewRequest) -> list[str]:
