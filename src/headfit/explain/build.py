@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from headfit.catalogue import category_of
 from headfit.diagnosis import Cause, Diagnosis, Location
-from headfit.explain.frames import traceback_facts
 from headfit.explain.locate import locate, user_location
 from headfit.explain.parse import ParsedError
 
@@ -19,7 +18,10 @@ def make_diagnosis(
 ) -> Diagnosis:
     """A Diagnosis of ``parsed``; the location defaults to the library frame that names a module, and the
     facts end with what the traceback shows."""
-    facts = facts + [f for f in traceback_facts(parsed) if f not in facts]
+    if parsed.frames:  # frames.py is only imported for a traceback: a bare message must start fast
+        from headfit.explain.frames import traceback_facts
+
+        facts = facts + [f for f in traceback_facts(parsed) if f not in facts]
     return Diagnosis(
         code=code,
         category=category_of(code),

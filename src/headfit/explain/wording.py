@@ -130,16 +130,16 @@ REWORDINGS: tuple[Rewording, ...] = (
     ),
 )
 
-_TH_PREFIX = re.compile(r"(?:^|(?<=: ))\s*invalid argument \d+: ", re.M)
+_TH_PREFIX = r"(?m)(?:^|(?<=: ))\s*invalid argument \d+: "
 # ` at /pytorch/aten/src/TH/generic/THTensorMath.cpp:3616`, ` at ..\aten\src\TH/generic/THTensor.cpp:711`,
 # cut ones (` at /Users/.../work/aten/src/TH/gen`): a C/C++/CUDA location torch appended
-_SOURCE_LOCATION = re.compile(r"\s+at\s+(?=\S*[/\\])\S*?(?:aten|TH|torch|conda)\S*", re.I)
+_SOURCE_LOCATION = r"(?i)\s+at\s+(?=\S*[/\\])\S*?(?:aten|TH|torch|conda)\S*"
 # c10 appends the C++ stack: "Exception raised from ... (most recent call first):\nframe #0: ..."
-_CPP_STACK = re.compile(r"\s*(?:Exception raised from |frame #0: ).*", re.S)
+_CPP_STACK = r"(?s)\s*(?:Exception raised from |frame #0: ).*"
 # a size list printed the old ways, `[4 x 2048]` or `[64 3 7 7]`: rewritten `[4, 2048]`, `[64, 3, 7, 7]`
-_OLD_SIZE_LIST = re.compile(r"\[(\s*-?\d+(?:(?:\s*[,x]\s*|\s+)-?\d+)+\s*)\]")
+_OLD_SIZE_LIST = r"\[(\s*-?\d+(?:(?:\s*[,x]\s*|\s+)-?\d+)+\s*)\]"
 # lines of a message that start a new item of it: kept on their own line
-_ITEM_START = re.compile(r"^\s*(?:size mismatch for |Missing key|Unexpected key|While copying|\t)")
+_ITEM_START = r"^\s*(?:size mismatch for |Missing key|Unexpected key|While copying|\t)"
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,13 @@ class Modern:
 
 def modern_wording(message: str) -> Modern:
     """``message`` without paste noise and with every historic wording rewritten to the modern one."""
-    text = _CPP_STACK.sub("", message)
-    text = _TH_PREFIX.sub("", text)
-    text = _SOURCE_LOCATION.sub("", text)
+    text = message
+    if "Exception raised from " in text or "frame #0: " in text:
+        text = _compiled(_CPP_STACK).sub("", text)
+    if "invalid argument " in text:
+        text = _compiled(_TH_PREFIX).sub("", text)
+    if " at " in text and ("/" in text or "\\" in text):
+        text = _compiled(_SOURCE_LOCATION).sub("", text)
     text = _join_wrapped_lines(text)
     text = _comma_size_lists(text)
     read = []
@@ -181,7 +185,7 @@ def _join_wrapped_lines(text: str) -> str:
     for line in lines:
         if not line.strip():
             continue
-        if out and not _ITEM_START.match(line):
+        if out and not _compiled(_ITEM_START).match(line):
             out[-1] = f"{out[-1]} {line.strip()}"
         else:
             out.append(line)
@@ -189,7 +193,8 @@ def _join_wrapped_lines(text: str) -> str:
 
 
 def _comma_size_lists(text: str) -> str:
-    return _OLD_SIZE_LIST.sub(_size_list, text) if "[" in text else text
+    """`[4 x 2048]` / `[64 3 7 7]` -> `[4, 2048]` / `[64, 3, 7, 7]`."""
+    return _compiled(_OLD_SIZE_LIST).sub(_size_list, text) if "[" in text else text
 
 
 def _size_list(match: re.Match[str]) -> str:
