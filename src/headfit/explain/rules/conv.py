@@ -211,6 +211,17 @@ def _rank_diagnosis(
             + (f": {shape_str(dims)}" if dims else "")
         )
     causes = _rank_causes(rank, unbatched, batched, dims)
+    if op == "batch_norm" and rank is not None and rank < unbatched and batched == 3:
+        # BatchNorm1d takes [N, C] or [N, C, L]: a 1D input lacks the batch dimension only
+        causes = [
+            Cause(
+                "the batch dimension is missing: BatchNorm1d needs at least [N, C] (a `squeeze()` without a dim "
+                "drops the batch of one)",
+                0.8,
+                fix="x = x.unsqueeze(0)  # [C] -> [1, C]; or squeeze only the axis you mean: x.squeeze(-1)",
+            ),
+            *causes[1:],
+        ]
     squeezed = shows(parsed, "squeeze")
     if squeezed is not None and rank is not None and rank < batched:
         facts.append(f"traceback shows a `squeeze()` without a dim: `{squeezed.source}`")

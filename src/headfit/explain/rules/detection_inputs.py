@@ -120,12 +120,16 @@ def float_labels(parsed: ParsedError) -> Diagnosis | None:
     m = _LABEL_DTYPE.search(parsed.message)
     if not m:
         return None
-    facts = [
-        f"torchvision detectors need `labels` as int64 class indices; these are {m['dtype'].removeprefix('torch.')}"
-    ]
+    dtype = m["dtype"].removeprefix("torch.")
+    facts = [f"torchvision detectors need `labels` as int64 class indices; these are {dtype}"]
+    made = (
+        "from floats (a float array, or one tensor holding boxes and labels)"
+        if dtype.startswith(("float", "half", "bfloat"))
+        else f"as {dtype} (numpy's default int on Windows, or an explicit dtype)"
+    )
     causes = [
         Cause(
-            "the labels were built from floats (a float array, or one tensor holding boxes and labels)",
+            f"the labels were built {made}",
             0.85,
             fix="target['labels'] = torch.as_tensor(labels, dtype=torch.int64)",
         )

@@ -176,7 +176,8 @@ def _dtype_causes(expected: str, found: str) -> list[Cause]:
     if expected == "int64":
         return [
             Cause(
-                "class labels are float (e.g. built from a float array) but cross-entropy / NLL take int64 indices",
+                f"class labels are {found} ({'e.g. built from a float array' if found.startswith('float') else 'not int64'})"
+                " but cross-entropy / NLL take int64 indices",
                 0.75,
                 fix="loss = F.cross_entropy(logits, target.long())",
             ),

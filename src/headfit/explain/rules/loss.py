@@ -317,7 +317,7 @@ def cuda_device_side_assert(parsed: ParsedError) -> Diagnosis | None:
         if detector is not False
         else ""
     )
-    where = "the CUDA form" if on_cuda else "the form torch < 1.5 printed on the CPU"
+    where = "the CUDA form" if on_cuda else "how torch < 1.5 worded it on the CPU"
     causes = [
         Cause(
             f"a class label is >= num_classes or negative ({where} of `Target N is out of bounds`){background}",

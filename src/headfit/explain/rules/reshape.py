@@ -438,7 +438,8 @@ def window_partition_view(parsed: ParsedError) -> Diagnosis | None:
     return make_diagnosis(
         parsed,
         "HF129",
-        f"a {window}x{window} window partition does not fit the token map ({shape_str(req.dims)})",
+        f"{'an' if str(window).startswith(('8', '11', '18')) else 'a'} {window}x{window} window partition does not fit "
+        f"the token map ({shape_str(req.dims)})",
         facts,
         causes,
     )

@@ -57,7 +57,7 @@ def odd_patch_merging(parsed: ParsedError) -> Diagnosis | None:
     return diagnose(
         CODE,
         parsed,
-        f"a Swin patch merging got a {h}x{w} token map ({' and '.join(map(str, odd))} odd)",
+        f"a Swin patch merging got a {h}x{w} token map ({'both sides' if len(odd) == 2 else odd[0]} odd)",
         facts,
         causes,
     )
