@@ -18,7 +18,21 @@ SEED = "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
 
 
 def test_index_matches_the_rules():
-    assert NEEDLES == engine.needles_by_module(), "run `python -m headfit.explain.rule_index`"
+    assert NEEDLES == engine.needles_by_module(), "run `python scripts/write_rule_index.py`"
+
+
+def test_the_generator_rewrites_an_up_to_date_index_unchanged(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "write_rule_index.py"
+    spec = importlib.util.spec_from_file_location("write_rule_index", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    copy = tmp_path / "rule_index.py"
+    copy.write_text(generator.INDEX.read_text(encoding="utf-8"), encoding="utf-8")
+    generator.write(copy)
+    assert copy.read_text(encoding="utf-8") == generator.INDEX.read_text(encoding="utf-8")
 
 
 def test_every_rule_names_its_needles():
@@ -30,12 +44,12 @@ def test_rules_are_tried_in_priority_order_then_module_then_definition():
     keys = [r.sort_key for r in engine.all_rules()]
     assert keys == sorted(keys)
     reshape = [r.fn.__name__ for r in engine.all_rules() if r.module == "reshape" and r.code == "HF101"]
-    assert reshape == ["detection_head_view", "yolo_detect_view", "general_view"]
+    assert reshape == ["detection_head_view", "yolo_detect_view", "empty_view", "general_view"]
 
 
 def test_rules_for_keeps_only_rules_whose_needles_are_in_the_message():
     names = [r.fn.__name__ for r in engine.rules_for(SEED)]
-    assert names == ["detection_head_view", "yolo_detect_view", "general_view"]
+    assert names == ["detection_head_view", "yolo_detect_view", "window_partition_view", "general_view"]
     assert engine.rules_for("RuntimeError: nothing any rule knows") == []
 
 

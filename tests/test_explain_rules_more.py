@@ -106,17 +106,25 @@ def test_batch_size_from_flattened_one_hot():
     assert "argmax(1)" in d.causes[0].fix
 
 
-def test_target_out_of_bounds():
-    d = both(raised(lambda: F.cross_entropy(torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]))))
+def test_target_out_of_bounds_names_a_detector_only_where_one_can_be():
+    exc = raised(lambda: F.cross_entropy(torch.zeros(4, 3), torch.tensor([0, 1, 2, 3])))
+    d = both(exc)
     assert (d.code, d.category) == ("HF110", "target_out_of_bounds")
     assert "at least 4 classes" in facts(d)
-    assert any(c.module == "roi_heads.box_predictor" and "4)" in c.fix for c in d.causes)
+    # the traceback shows the user's own cross_entropy call: no detector's background to blame
+    assert not any(c.module == "roi_heads.box_predictor" for c in d.causes)
+    bare = explain(f"IndexError: {exc}")  # no traceback: a detector is one possibility among others
+    assert any(
+        c.module == "roi_heads.box_predictor" and "4)" in c.fix and c.confidence < 0.5 for c in bare.causes
+    )
 
 
-def test_negative_label_is_an_ignore_marker():
+def test_negative_label_is_an_ignore_marker_or_a_shifted_class():
     d = both(raised(lambda: F.nll_loss(torch.zeros(4, 3), torch.tensor([0, 1, 2, -1]))))
     assert d.code == "HF110"
     assert "ignore_index=-1" in d.causes[0].fix
+    assert "silently drop that class" in d.causes[1].summary
+    assert any("torch.unique(target, return_counts=True)" in f for f in d.facts)
 
 
 def test_detector_labels_without_background_slot():
@@ -434,8 +442,9 @@ def test_bce_float_expected():
 def test_device_mismatch_quoted(text, input_side):
     d = explain(text)
     assert (d.code, d.category) == ("HF124", "device_mismatch")
-    if input_side == "cuda":  # the weights stayed on the CPU: a head replaced after model.to(device)
-        assert "after replacing the head" in d.causes[0].fix
+    if input_side == "cuda":  # the weights stayed on the CPU: the model never moved, or a head replaced later
+        assert "never moved" in d.causes[0].summary and d.causes[0].fix.startswith("model = model.to(device)")
+        assert "after replacing the head" in d.causes[1].fix
     else:
         assert "x.to(device)" in d.causes[0].fix
 

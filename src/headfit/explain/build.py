@@ -16,7 +16,12 @@ def make_diagnosis(
     causes: list[Cause],
     location: Location | None = None,
 ) -> Diagnosis:
-    """A Diagnosis of ``parsed``; the location defaults to the library frame that names a module."""
+    """A Diagnosis of ``parsed``; the location defaults to the library frame that names a module, and the
+    facts end with what the traceback shows."""
+    if parsed.frames:  # frames.py is only imported for a traceback: a bare message must start fast
+        from headfit.explain.frames import traceback_facts
+
+        facts = facts + [f for f in traceback_facts(parsed) if f not in facts]
     return Diagnosis(
         code=code,
         category=category_of(code),

@@ -3,13 +3,14 @@
 ``explain`` must answer in a fraction of a second from a cold start, so rule modules are imported only
 when a message could concern them: each ``@rule`` names the literal text its message ``needs`` (any one
 of a few substrings, taken from its regexes), and ``rule_index.py`` lists, per module, the union of its
-rules' needles. A message imports only the modules whose needles it contains, and runs only the rules
+rules' needles (pure data, written by ``scripts/write_rule_index.py``). A message imports only the modules whose needles it contains, and runs only the rules
 whose needles it contains, in priority order. A module missing from the index is always imported, so a
 new rule module works with no other edit (a test asks for the index to be regenerated).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from functools import cache
 
 from headfit.diagnosis import Diagnosis, unrecognised
 from headfit.explain.parse import ParsedError, parse_error
+from headfit.explain.wording import modern_wording
 
 RuleFn = Callable[[ParsedError], "Diagnosis | None"]
 RULES_PACKAGE = "headfit.explain.rules"
@@ -122,10 +124,18 @@ def _import(module: str) -> None:
 
 
 def diagnose_parsed(parsed: ParsedError) -> Diagnosis:
-    """The last exception is the relevant one; when no rule knows it, the one it was raised from is tried."""
+    """The last exception is the relevant one; when no rule knows it, the one it was raised from is tried.
+
+    Rules read the modern wording of the message (``wording.py``); the diagnosis keeps the message as
+    it was pasted."""
     for candidate in [parsed, *reversed(parsed.chain)]:
-        diagnosis = _first_match(candidate)
+        modern = modern_wording(candidate.message)
+        same = modern.text == candidate.message
+        reworded = candidate if same else dataclasses.replace(candidate, message=modern.text)
+        diagnosis = _first_match(reworded)
         if diagnosis is not None:
+            diagnosis.message = candidate.message
+            diagnosis.facts.extend(f for f in modern.facts if f not in diagnosis.facts)
             return diagnosis.ranked()
     return unrecognised(parsed.message, "no headfit rule matches this error message", parsed.type)
 

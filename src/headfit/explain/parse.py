@@ -29,6 +29,8 @@ _CHAIN_SEPARATOR = re.compile(
     r"|The above exception was the direct cause of the following exception:)\s*$"
 )
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
+# a frame header whose start was cut off by the paste: `.../site-packages/x/y.py", line 457, in f`
+_CUT_FRAME = re.compile(r'^\s*(?P<file>[^"\s]+\.py)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
 _IPY_FRAME = re.compile(r"^File (?P<file>.+?):(?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$")
 _IPY_CELL = re.compile(
     r"^Cell (?P<file>In\s*\[\d*\]), line (?P<line>\d+)(?:, in (?P<func>[\w.<>]+)(?:\(.*)?)?\s*$"
@@ -45,7 +47,7 @@ _LIBRARY_PATH = re.compile(r"(?:^|[/\\])(?P<lib>torchvision|torch|timm|einops)[/
 _ERRORISH = re.compile(
     r"error|invalid|expected|mismatch|must|cannot|can't|could not|unable|size|shape|dimension|"
     r"out of bounds|out of range|assert|failed|not supported|doesn't match|does not match|"
-    r"wrong|unexpected|missing|exception",
+    r"wrong|unexpected|missing|exception|should|not implemented|out of bounds",
     re.IGNORECASE,
 )
 
@@ -126,7 +128,7 @@ def parse_error(text: str) -> ParsedError | str:
         return reason
     if len(text) > MAX_CHARS:
         text = text[-MAX_CHARS:].split("\n", 1)[-1]
-    clean = _unemphasise(_unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")))
+    clean = _unemphasise(_unfence(_unquote(_ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n"))))
     segments = _split_chain(clean.split("\n"))
     parsed = [p for p in (_parse_segment(seg) for seg in segments) if p is not None]
     if not parsed:
@@ -188,11 +190,20 @@ def _unquote(text: str) -> str:
     return "\n".join(re.sub(r"^\s*>+ ?", "", line) for line in lines)
 
 
-_EMPHASIS = re.compile(r"^(\s*)(\*\*|__|`)(\S.*?)\2\s*$", re.M)
+_FENCE = re.compile(r"^\s*(?:```|~~~)[\w+-]*\s*$", re.M)
+
+
+def _unfence(text: str) -> str:
+    """Markdown code fences (```` ``` ````, ```` ```python ````) around a pasted traceback are not part of it."""
+    return _FENCE.sub("", text) if "```" in text or "~~~" in text else text
+
+
+_EMPHASIS = re.compile(r"^(\s*)(\*\*|__|`|\"|'|“)(\S.*?)(?:\2|”)\s*$", re.M)
 
 
 def _unemphasise(text: str) -> str:
-    """Lines a user wrapped whole in Markdown bold or code (``**RuntimeError: ...**``) lose the markers."""
+    """Lines a user wrapped whole in Markdown bold or code (``**RuntimeError: ...**``) or in quotes
+    (``"RuntimeError: ..."``) lose the markers."""
     return _EMPHASIS.sub(r"\1\3", text)
 
 
@@ -245,7 +256,7 @@ def _traceback_start(lines: list[str]) -> tuple[int | None, str | None]:
             header = _IPY_HEADER.match(lines[i].strip())
             return i + 1, header.group("type") if header else None
     for i, line in enumerate(lines):  # a traceback pasted without its header line
-        if _PY_FRAME.match(line) or _IPY_FRAME.match(line) or _IPY_CELL.match(line):
+        if _PY_FRAME.match(line) or _IPY_FRAME.match(line) or _IPY_CELL.match(line) or _CUT_FRAME.match(line):
             return i, None
     return None, None
 
@@ -266,7 +277,7 @@ def _frames(lines: list[str], start: int) -> tuple[list[Frame], int]:
 
 
 def _frame_header(line: str) -> Frame | None:
-    match = _PY_FRAME.match(line)
+    match = _PY_FRAME.match(line) or _CUT_FRAME.match(line)
     if match:
         return Frame(match["file"], int(match["line"]), match["func"])
     match = _IPY_FRAME.match(line.strip()) or _IPY_CELL.match(line.strip())

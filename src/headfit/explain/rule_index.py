@@ -1,13 +1,20 @@
 """Which rule module may diagnose which message: per module, the literal needles of its rules.
 
-Generated from the ``needs=`` of every ``@rule``: rewrite it with ``python -m headfit.explain.rule_index``
-after adding or changing a rule (``tests/test_explain_index.py`` checks that it is up to date). A module
-not listed here still works: it is imported for every message, which only costs start-up time.
+Pure data, generated from the ``needs=`` of every ``@rule``: rewrite it with
+``python scripts/write_rule_index.py`` after adding or changing a rule (``tests/test_explain_index.py``
+checks that it is up to date). A module not listed here still works: it is imported for every message,
+which only costs start-up time.
 """
 
 from __future__ import annotations
 
 NEEDLES: dict[str, tuple[str, ...]] = {
+    "assign": (
+        "doesn't match the broadcast shape",
+        "cannot be broadcast to indexing result of shape",
+        "The expanded size of the tensor",
+        "inconsistent tensor size, expected tensor [",
+    ),
     "conv": (
         "channels, but got",
         "(unbatched) or",
@@ -25,6 +32,23 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "split_with_sizes expects split_sizes to sum exactly to",
         "is out of bounds for dimension",
     ),
+    "detection_inputs": (
+        "images is expected to be a list of 3d tensors",
+        "must match the size of tensor b",
+        "Attempting to broadcast a dimension",
+        "target labels must of int64 type",
+        "string indices must be integers",
+        "list indices must be integers or slices, not str",
+        "boxes",
+        "labels",
+        "masks",
+        "keypoints",
+        "list index out of range",
+    ),
+    "device": (
+        "Expected all tensors to be on the same device",
+        "is not on the expected device",
+    ),
     "dtype_device": (
         "expected scalar type ",
         "expected target dtype to be Long or Byte",
@@ -37,20 +61,19 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "'indices' to have one of the following scalar types",
         "tensors used as indices must be",
         "Input type (",
-        "Expected all tensors to be on the same device",
-        "is not on the expected device",
     ),
     "einops_errors": ('-reduction pattern "',),
     "linear": (
         "mat1 and mat2 shapes cannot be multiplied",
         "must have same reduction dim",
-        "size mismatch, m1: [",
+        "mat1 dim 1 must match mat2 dim 0",
     ),
     "loss": (
         "to match target batch_size",
         "is out of bounds",
         "device-side assert triggered",
         "Assertion `t >= 0 && t < n_classes` failed",
+        "cur_target >= 0 && cur_target < n_classes",
         "srcIndex < srcSelectDimSize",
         "multi-target not supported",
         "Expected floating point type for target with class probabilities",
@@ -62,14 +85,24 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "should contain",
     ),
     "pooling": (
-        "Kernel size can't be greater than actual input size",
+        "Calculated padded input size per channel",
         "Output size is too small",
         "Invalid computed output size",
+    ),
+    "recurrent": (
+        "must be equal to input_size",
+        "Expected hidden size (",
+        "Expected hidden[0] size (",
+        "Expected hidden[1] size (",
+        "Expected input to be 2D or 3D, got",
+        "input must have 3 dimensions, got",
+        "input, hx",
     ),
     "reshape": (
         "is invalid for input of",
         "don't multiply up to the size of dim",
         "only one dimension can be inferred",
+        "cannot reshape tensor of 0 elements",
         "view size is not compatible with input tensor's size and stride",
     ),
     "state_dict": (
@@ -78,6 +111,14 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "key(s) in state_dict: ",
         'key "',
         "keys in state_dict: ",
+    ),
+    "targets": (
+        "only batches of spatial targets supported",
+        "size mismatch (got input: [",
+        "Expected target size [",
+        "one_hot is only applicable to index tensor",
+        "Class values must be smaller than num_classes",
+        "Class values must be non-negative",
     ),
     "tensors": (
         "must match the size of tensor b",
@@ -93,39 +134,8 @@ NEEDLES: dict[str, tuple[str, ...]] = {
         "must match the size of tensor b",
         "Attempting to broadcast a dimension",
     ),
+    "windows": (
+        "are not even",
+        "input feature has wrong size",
+    ),
 }
-
-
-def _write() -> None:
-    """Rewrite this file's ``NEEDLES`` from the rules themselves."""
-    from pathlib import Path
-
-    from headfit.explain.engine import needles_by_module
-
-    path = Path(__file__)
-    head, marker, tail = path.read_text(encoding="utf-8").partition("NEEDLES: dict[str, tuple[str, ...]] = ")
-    _, _, rest = tail.partition("\n\n\n")
-    path.write_text(f"{head}{marker}{_source(needles_by_module())}\n\n\n{rest}", encoding="utf-8")
-
-
-def _source(index: dict[str, tuple[str, ...]]) -> str:
-    """The dict as ruff would format it: one needle a line."""
-    lines = ["{"]
-    for module, needles in index.items():
-        if len(needles) <= 1:  # ruff keeps () and (x,) on one line
-            lines.append(f"    {_quote(module)}: ({''.join(_quote(n) + ',' for n in needles)}),")
-            continue
-        lines.append(f"    {_quote(module)}: (")
-        lines.extend(f"        {_quote(needle)}," for needle in needles)
-        lines.append("    ),")
-    return "\n".join([*lines, "}"])
-
-
-def _quote(text: str) -> str:
-    if '"' in text and "'" not in text:
-        return repr(text)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-if __name__ == "__main__":
-    _write()

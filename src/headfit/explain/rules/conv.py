@@ -14,15 +14,16 @@ from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import parse_ints, shape_str
 from headfit.explain.build import make_diagnosis
 from headfit.explain.engine import rule
+from headfit.explain.frames import shows, user_sources
 from headfit.explain.parse import ParsedError
 
 _CONV = re.compile(
     r"Given (?:groups=(?P<groups>\d+)|transposed=1), weight of size \[(?P<weight>[\d, ]+)\], "
-    r"expected input\[(?P<input>[\d, ]+)\] to have (?P<expected>\d+) channels, but got (?P<got>\d+) channels"
+    r"expected input\[(?P<input>[\d, ]+)\] to have (?P<expected>\d+) channels, but got (?P<got>\d+)"
 )
 _CONV_RANK = re.compile(
     r"Expected (?P<unbatched>\d)D \(unbatched\) or (?P<batched>\d)D \(batched\) input to (?P<op>\w+), "
-    r"but got input of size: \[(?P<dims>[\d, ]*)\]"
+    r"but got input of size: \[(?P<dims>[\d, ]*)\]?"
 )
 _NORM_RANK = re.compile(r"expected (?P<wanted>\d)D(?: or (?P<wanted2>\d)D)? input \(got (?P<got>\d)D input\)")
 # torch < 1.11: "... weight [64, 3, 7, 7], but got 3-dimensional input of size [3, 224, 224] instead" (1.0 printed
@@ -51,20 +52,32 @@ def conv_channel_mismatch(parsed: ParsedError) -> Diagnosis | None:
         f"it takes {expected} input channels" + (f" ({weight[1]}*{groups} groups)" if groups > 1 else ""),
         f"the input {shape_str(dims)} has {got} channels in dim 1",
     ]
-    causes = _channel_causes(dims, expected, got, weight)
+    axes = [i for i, d in enumerate(dims) if d == expected and i != 1]
+    if axes:
+        facts.append(f"the {expected} the conv wants is in dim {axes[-1]} of the input, not in dim 1")
+    causes = _channel_causes(dims, expected, got, weight, parsed)
     summary = f"a convolution built for {expected} input channels receives {got}"
     return make_diagnosis(parsed, "HF104", summary, facts, causes)
 
 
-def _channel_causes(dims: list[int], expected: int, got: int, weight: list[int]) -> list[Cause]:
+def _channel_causes(
+    dims: list[int], expected: int, got: int, weight: list[int], parsed: ParsedError | None = None
+) -> list[Cause]:
+    """What produced the input first (its layout, the image type, the layer before), rebuilding the conv last."""
     causes = []
     if len(dims) >= 3 and dims[-1] in (expected, 4 if expected == 3 else expected) and dims[1] != dims[-1]:
-        order = "(0, 3, 1, 2)" if len(dims) == 4 else "(0, 4, 1, 2, 3)" if len(dims) == 5 else "(2, 0, 1)"
+        if len(dims) == 3:  # one [H, W, C] image: torch reads [C, H, W] unbatched, with H as the channels
+            fix = "x = x.permute(2, 0, 1).unsqueeze(0)  # [H, W, C] -> [1, C, H, W]; transforms.ToTensor() does it"
+        else:
+            order = "(0, 3, 1, 2)" if len(dims) == 4 else "(0, 4, 1, 2, 3)"
+            fix = (
+                f"x = x.permute{order}  # HWC -> CHW; torchvision.transforms.ToTensor() does this for images"
+            )
         causes.append(
             Cause(
                 f"the image is channels-last ({shape_str(dims)}: channels in the last dim, the conv reads dim 1)",
                 0.9,
-                fix=f"x = x.permute{order}  # HWC -> CHW; torchvision.transforms.ToTensor() does this for images",
+                fix=fix,
             )
         )
         if dims[-1] == 4 and expected == 3:
@@ -89,16 +102,43 @@ def _channel_causes(dims: list[int], expected: int, got: int, weight: list[int])
                 fix='img.convert("L")  # or x.mean(1, keepdim=True)',
             )
         )
+    if not causes:
+        causes.extend(_producer_causes(expected, got, parsed))
     causes.append(
         Cause(
-            f"a {got}-channel tensor reaches a layer built for {expected} channels (a layer was skipped, "
-            f"reordered or replaced)",
-            0.5 if causes else 0.7,
+            f"rebuild the conv for {got} input channels (a pretrained conv rebuilt this way loses its weights)",
+            0.3,
             attribute="in_channels",
             fix=f"nn.Conv2d({got}, {weight[0]}, kernel_size={weight[2] if len(weight) > 2 else 1})  # in_channels = {got}",
         )
     )
     return causes
+
+
+def _producer_causes(expected: int, got: int, parsed: ParsedError | None) -> list[Cause]:
+    """A feature map of another width: a concatenation, another backbone, a skipped or reordered layer."""
+    cat = parsed is not None and any("torch.cat(" in s for s in user_sources(parsed))
+    if cat or got == 2 * expected:
+        return [
+            Cause(
+                f"the input is a concatenation ({got} = the channels of the joined maps): the conv after a "
+                f"torch.cat needs in_channels = their sum, it was built for {expected}",
+                0.65 if cat else 0.45,
+                attribute="in_channels",
+                fix="in_channels = the sum of the concatenated maps' channels (e.g. skip + upsampled in a U-Net decoder)",
+            ),
+            _wrong_producer(expected, got, 0.4),
+        ]
+    return [_wrong_producer(expected, got, 0.6)]
+
+
+def _wrong_producer(expected: int, got: int, confidence: float) -> Cause:
+    return Cause(
+        f"the layer before emits {got} channels, not the {expected} this conv was built for: another backbone or "
+        "feature extractor than the head was made for, or a layer skipped or reordered",
+        confidence,
+        fix=f"use the backbone the head was built for, or build the head from the backbone's out_channels ({got})",
+    )
 
 
 def _grayscale_causes() -> list[Cause]:
@@ -171,9 +211,36 @@ def _rank_diagnosis(
             + (f": {shape_str(dims)}" if dims else "")
         )
     causes = _rank_causes(rank, unbatched, batched, dims)
+    if op == "batch_norm" and rank is not None and rank < unbatched and batched == 3:
+        # BatchNorm1d takes [N, C] or [N, C, L]: a 1D input lacks the batch dimension only
+        causes = [
+            Cause(
+                "the batch dimension is missing: BatchNorm1d needs at least [N, C] (a `squeeze()` without a dim "
+                "drops the batch of one)",
+                0.8,
+                fix="x = x.unsqueeze(0)  # [C] -> [1, C]; or squeeze only the axis you mean: x.squeeze(-1)",
+            ),
+            *causes[1:],
+        ]
+    squeezed = shows(parsed, "squeeze")
+    if squeezed is not None and rank is not None and rank < batched:
+        facts.append(f"traceback shows a `squeeze()` without a dim: `{squeezed.source}`")
+        causes.insert(
+            0,
+            Cause(
+                "a `squeeze()` without a dim removed the batch of one (and any other size-1 axis)",
+                0.85,
+                fix="x = x.squeeze(-1)  # name the axis to drop; keep dim 0, the batch",
+            ),
+        )
     if in_channels is not None and dims and rank == unbatched and dims[0] != in_channels:
         facts.append(f"the weight takes {in_channels} input channels; dim 0 of the input is {dims[0]}")
         causes = _missing_channel_causes(dims, in_channels)
+    if op == "batch_norm" and rank is not None and rank == unbatched:
+        facts.append(
+            "convs take an unbatched [C, H, W] sample since torch 1.11 but BatchNorm does not: a single image without "
+            "its batch dimension gets this far"
+        )
     if op == "batch_norm" and rank is not None and rank > batched and 3 <= rank <= 5:
         causes.insert(
             0,
@@ -235,9 +302,11 @@ def _rank_causes(rank: int | None, unbatched: int, batched: int, dims: list[int]
         return [
             Cause(
                 f"{missing} leading dimension{'s are' if missing > 1 else ' is'} missing: "
-                f"the batch dim{' and the channel dim' if missing > 1 else ''}",
+                f"the batch dim{' and the channel dim' if missing > 1 else ''} (a `squeeze()` without a dim drops "
+                "the batch of one with the other size-1 axes)",
                 0.8,
-                fix=f"x = x[{index}]  # {shape_str(dims or [])} -> {shape_str([1] * missing + (dims or []))}",
+                fix=f"x = x[{index}]  # {shape_str(dims or [])} -> {shape_str([1] * missing + (dims or []))}; "
+                "or squeeze only the axis you mean: x.squeeze(-1)",
             )
         ]
     if rank == unbatched:

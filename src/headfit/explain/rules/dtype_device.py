@@ -1,5 +1,6 @@
-"""HF123 dtype mismatches (labels as float, Half vs Float, float64 from numpy) and HF124 device mismatches
-(inputs or a new head left on another device)."""
+"""HF123 dtype mismatches (labels as float, Half vs Float, float64 from numpy). The messages that also
+name devices (``Input type (torch.cuda.FloatTensor) and weight type (torch.FloatTensor)``) go to
+``device.py`` (HF124) when only the devices differ."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import diagnose, dtype_name
+from headfit.explain.rules.device import device_diagnosis
 
 INTEGER = ("int64", "int32", "int16", "int8", "uint8", "bool")
 REDUCED = ("float16", "bfloat16")
@@ -31,6 +33,7 @@ _SAME_DTYPE = re.compile(r"expected m1 and m2 to have the same dtype, but got: (
 _MAT_DTYPE = re.compile(r"mat1 and mat2 must have the same dtype, but got (\w+) and (\w+)")
 _FOUND_EXPECTED = re.compile(r"Found dtype (\w+) but expected (\w+)")
 _TARGET_DTYPE = re.compile(r"expected target dtype to be Long or Byte, but got (\w+)")
+_INDEX_KERNEL = re.compile(r"nll_loss|cross_entropy|index|embedding|gather|scatter|one_hot|bincount")
 _NOT_IMPLEMENTED = re.compile(r"\"(\w+)\" not implemented for '(\w+)'")
 _INDICES = re.compile(
     r"(?:argument #\d+ 'indices' to have one of the following scalar types: Long, Int; but got (torch\.\w+)|tensors used as indices must be long, int, byte or bool tensors)"
@@ -38,10 +41,6 @@ _INDICES = re.compile(
 _INPUT_WEIGHT = re.compile(
     r"Input type \(([\w.:]+)\) and (weight|bias) type \(([\w.:]+)\) should be the same"
 )
-_DEVICES = re.compile(
-    r"Expected all tensors to be on the same device, but (?:found at least two devices, ([\w:]+) and ([\w:]+)|got (\w+) is on ([\w:]+), different from other tensors on ([\w:]+))"
-)
-_EXPECTED_DEVICE = re.compile(r"Tensor on device ([\w:]+) is not on the expected device ([\w:]+)")
 
 
 # --- HF123 ---------------------------------------------------------------------------------------
@@ -65,6 +64,10 @@ def expected_object_of_type(parsed: ParsedError) -> Diagnosis | None:
     if not m:
         return None
     expected, found, argument = dtype_name(m[1]), dtype_name(m[2]), m[3]
+    if expected == found and _device_of(m[1]) != _device_of(m[2]):  # torch 0.4: the same dtype on two devices
+        return device_diagnosis(
+            parsed, _device_of(m[1]) or "cpu", _device_of(m[2]) or "cpu", argument=argument
+        )
     if argument in ("index", "indices"):
         return _index_diagnosis(parsed, found, argument)
     return _dtype_diagnosis(parsed, expected, found)
@@ -116,6 +119,15 @@ def not_implemented_for_dtype(parsed: ParsedError) -> Diagnosis | None:
                 fix="with torch.autocast(device_type='cuda', dtype=torch.float16): out = model(x)",
             ),
         ]
+    elif dtype.startswith("float") and _INDEX_KERNEL.search(kernel):
+        facts.append(f"`{kernel}` reads class indices or positions: they must be integers")
+        causes = [
+            Cause(
+                f"the targets (class indices) or indices are {dtype}: cross-entropy / NLL, embedding and gather take int64",
+                0.8,
+                fix="loss = F.cross_entropy(logits, target.long())  # or idx.long()",
+            )
+        ]
     else:
         causes = [
             Cause(f"a {dtype} tensor reached an op that needs floating point", 0.6, fix="x = x.float()")
@@ -164,7 +176,8 @@ def _dtype_causes(expected: str, found: str) -> list[Cause]:
     if expected == "int64":
         return [
             Cause(
-                "class labels are float (e.g. built from a float array) but cross-entropy / NLL take int64 indices",
+                f"class labels are {found} ({'e.g. built from a float array' if found.startswith('float') else 'not int64'})"
+                " but cross-entropy / NLL take int64 indices",
                 0.75,
                 fix="loss = F.cross_entropy(logits, target.long())",
             ),
@@ -215,7 +228,9 @@ def input_weight_dtype(parsed: ParsedError) -> Diagnosis | None:
     input_dtype, weight_dtype = dtype_name(m[1]), dtype_name(m[3])
     input_device, weight_device = _device_of(m[1]), _device_of(m[3])
     if input_device != weight_device and input_device and weight_device:
-        return _device_diagnosis(parsed, input_device, weight_device, input_first=True)
+        return device_diagnosis(
+            parsed, weight_device, input_device, argument="input", input_device=input_device, odd_first=True
+        )
     if input_dtype == weight_dtype:
         return None
     return _dtype_diagnosis(parsed, weight_dtype, input_dtype)
@@ -228,61 +243,3 @@ def _device_of(type_text: str) -> str | None:
     if type_text.startswith("torch.") and type_text.endswith("Tensor"):
         return "cpu"
     return None
-
-
-# --- HF124 ---------------------------------------------------------------------------------------
-
-
-@rule(
-    "HF124",
-    priority=60,
-    needs=("Expected all tensors to be on the same device", "is not on the expected device"),
-)
-def device_mismatch(parsed: ParsedError) -> Diagnosis | None:
-    m = _DEVICES.search(parsed.message)
-    if m:
-        if m[1]:
-            return _device_diagnosis(parsed, m[1], m[2])
-        return _device_diagnosis(parsed, m[4], m[5], argument=m[3])
-    m = _EXPECTED_DEVICE.search(parsed.message)
-    if m:
-        return _device_diagnosis(parsed, m[1], m[2])
-    return None
-
-
-def _device_diagnosis(
-    parsed: ParsedError, first: str, second: str, *, input_first: bool = False, argument: str | None = None
-) -> Diagnosis:
-    facts = [
-        f"one operand is on `{first}`, another on `{second}`"
-        + (f" (`{argument}` is on `{first}`)" if argument else "")
-    ]
-    if input_first:
-        facts.append(f"the input is on `{first}`, the layer's weights on `{second}`")
-    if "meta" in (first, second):
-        facts.append(
-            "`meta` tensors have shapes but no data: a model on the meta device needs meta inputs (or `model.to_empty(device=...)`)"
-        )
-    causes = [
-        Cause(
-            "the inputs or targets were not moved to the model's device",
-            0.6,
-            fix="device = next(model.parameters()).device; x, target = x.to(device), target.to(device)",
-        ),
-        Cause(
-            "a layer was created after `model.to(device)` (a replaced head, or a module built inside `forward`): "
-            "it lives on the CPU",
-            0.5,
-            fix="model.to(device)  # again, after replacing the head; then build the optimizer",
-        ),
-        Cause(
-            "the optimizer was built before the head swap or the move, so it holds the old parameters",
-            0.2,
-            fix="optimizer = torch.optim.SGD(model.parameters(), lr=...)  # after the swap and .to(device)",
-        ),
-    ]
-    if input_first and first == "cuda" and second == "cpu":
-        causes[0].confidence, causes[1].confidence = 0.3, 0.7
-    return diagnose(
-        "HF124", parsed, f"tensors on `{first}` and `{second}` meet in one operation", facts, causes
-    )

@@ -19,12 +19,12 @@ from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt
 from headfit.explain.build import make_diagnosis
 from headfit.explain.engine import rule
+from headfit.explain.frames import shows
 from headfit.explain.parse import ParsedError
 
 _MATMUL = re.compile(
-    r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"
+    r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)"
     r"|a and b must have same reduction dim, but got \[(\d+), (\d+)\] X \[(\d+), (\d+)\]"  # meta/fake tensors
-    r"|size mismatch, m1: \[(\d+) x (\d+)\], m2: \[(\d+) x (\d+)\]"  # torch < 1.7: addmm(bias, x, W.t())
 )
 WIDTHS_FILE = Path(__file__).resolve().parents[2] / "data" / "backbone_widths.json"
 _NAMES_SHOWN = 6
@@ -73,7 +73,6 @@ def square_side(n: int) -> int | None:
     needs=(
         "mat1 and mat2 shapes cannot be multiplied",
         "must have same reduction dim",
-        "size mismatch, m1: [",
     ),
 )
 def linear_shape_mismatch(parsed: ParsedError) -> Diagnosis | None:
@@ -88,12 +87,21 @@ def linear_shape_mismatch(parsed: ParsedError) -> Diagnosis | None:
         f"{fmt(arriving)} features arrive per row ({fmt(rows)} rows)",
     ]
     facts.extend(f for f in (width_fact(arriving), width_fact(in_features)) if f)
-    causes = _causes(rows, arriving, in_features, out_features, facts)
+    causes = _causes(rows, arriving, in_features, out_features, facts, parsed)
     summary = f"a Linear layer expects {fmt(in_features)} input features but {fmt(arriving)} arrive"
     return make_diagnosis(parsed, "HF103", summary, facts, causes)
 
 
-def _causes(rows: int, arriving: int, in_features: int, out_features: int, facts: list[str]) -> list[Cause]:
+def _causes(
+    rows: int,
+    arriving: int,
+    in_features: int,
+    out_features: int,
+    facts: list[str],
+    parsed: ParsedError | None = None,
+) -> list[Cause]:
+    """What produced the features comes first (the backbone, a missing pooling or flatten, the input size, the
+    axis the features are in); resizing the Linear itself comes last."""
     causes = []
     both_known = backbones_with_width(arriving) and backbones_with_width(in_features)
     if both_known:
@@ -110,6 +118,7 @@ def _causes(rows: int, arriving: int, in_features: int, out_features: int, facts
             f"the feature map is {got}x{got}, the Linear was built for {built}x{built}"
         )
         causes.append(_input_size_cause(got, built))
+    causes.extend(_axis_causes(rows, arriving, in_features, facts, parsed))
     if rows == in_features:
         causes.append(
             Cause(
@@ -118,14 +127,78 @@ def _causes(rows: int, arriving: int, in_features: int, out_features: int, facts
                 fix="x = x.T  # (features, batch) -> (batch, features)",
             )
         )
+    if parsed is not None and shows(parsed, "flatten") and causes:
+        causes[0].confidence = max(
+            causes[0].confidence, 0.8
+        )  # the flatten the traceback shows made these features
     causes.append(
         Cause(
-            f"the Linear's in_features ({fmt(in_features)}) was not set from the features that reach it",
-            0.6 if not causes else 0.4,
+            f"the Linear's in_features ({fmt(in_features)}) was not set from the features that reach it: size it "
+            "from its input (a pretrained Linear rebuilt this way loses its weights)",
+            0.6 if not causes else 0.25,
             attribute="in_features",
             fix=f"nn.Linear({arriving}, {out_features})  # in place of nn.Linear({in_features}, {out_features})",
         )
     )
+    return causes
+
+
+def _axis_causes(
+    rows: int, arriving: int, in_features: int, facts: list[str], parsed: ParsedError | None
+) -> list[Cause]:
+    """A Linear multiplies the last axis and treats the others as rows: an unflattened sample, or features
+    that sit in another axis (channels in dim 1 of an unpooled map or a [N, C, L] sequence)."""
+    causes = []
+    total = rows * arriving
+    if in_features > arriving and in_features % arriving == 0 and total % in_features == 0:
+        samples, per = total // in_features, in_features // arriving
+        shape = f"[{samples}, {per}, {arriving}]"
+        if per % arriving == 0 and per // arriving > 0:
+            shape = f"[{samples}, {per // arriving}, {arriving}, {arriving}]"
+        facts.append(
+            f"{fmt(rows)} rows of {fmt(arriving)} values: {fmt(total)} = {samples} x {fmt(in_features)}, {samples} samples {shape} of "
+            f"{fmt(in_features)} values each reach the Linear unflattened (it reads only their last axis)"
+        )
+        causes.append(
+            Cause(
+                f"the input is not flattened: a {shape} tensor has the {fmt(in_features)} values per sample the Linear "
+                "takes, but a Linear multiplies only the last axis",
+                0.8,
+                fix="x = torch.flatten(x, 1)  # or nn.Flatten() before the Linear",
+            )
+        )
+    elif in_features != arriving and rows % in_features == 0 and rows > in_features:
+        rest = rows // in_features
+        square = rest % arriving == 0
+        layout = (
+            f"[{rest // arriving}, {in_features}, {arriving}, {arriving}]"
+            if square
+            else f"[{rest}, {in_features}, {arriving}]"
+        )
+        facts.append(
+            f"{fmt(rows)} rows = {fmt(in_features)} x {rest}: the {fmt(in_features)} features are in dim 1 of a "
+            f"{layout} tensor and the Linear reads its last axis ({arriving})"
+        )
+        if square:
+            timm = parsed is not None and shows(parsed, "timm_head")
+            causes.append(
+                Cause(
+                    f"a {layout} feature map reaches the Linear unpooled (a timm head replaced wholesale drops the "
+                    "head's own global pooling and norm)",
+                    0.85 if timm else 0.65,
+                    fix="model.reset_classifier(num_classes)  # timm: keeps the head's pooling and norm; or "
+                    "model.head.fc = nn.Linear(C, K); elsewhere pool first: x = x.mean((2, 3))",
+                )
+            )
+        else:
+            causes.append(
+                Cause(
+                    f"a [N, C, L] sequence ({layout}: channels in dim 1, as a Conv1d gives it) reaches a Linear that "
+                    "reads the last axis",
+                    0.65,
+                    fix="x = x.transpose(1, 2)  # [N, C, L] -> [N, L, C]; or pool over L first: x.mean(2)",
+                )
+            )
     return causes
 
 
@@ -183,4 +256,42 @@ def _input_size_cause(got: int, built: int) -> Cause:
         f"the input image is {scale} than the size the model was built for",
         0.7,
         fix=f"resize inputs to the training size, or pool to a fixed size: nn.AdaptiveAvgPool2d(({built}, {built}))",
+    )
+
+
+@rule("HF103", priority=40, needs="mat1 dim 1 must match mat2 dim 0")
+def linear_without_sizes(parsed: ParsedError) -> Diagnosis | None:
+    """torch 1.7 / 1.8 said only ``mat1 dim 1 must match mat2 dim 0``: the same error, without the numbers."""
+    if "mat1 dim 1 must match mat2 dim 0" not in parsed.message:
+        return None
+    facts = [
+        "`mat1 dim 1 must match mat2 dim 0` is torch 1.7/1.8's wording of `mat1 and mat2 shapes cannot be multiplied`: "
+        "a Linear got another number of input features than its in_features (this wording gives no sizes)",
+        "print(x.shape, layer.in_features) just before the Linear gives the two numbers",
+    ]
+    causes = [
+        Cause(
+            "the images are another size than the model was trained at: the flatten before the Linear gives another "
+            "number of features",
+            0.55,
+            fix="resize inputs to the training size, or pool to a fixed size before the flatten: nn.AdaptiveAvgPool2d((h, w))",
+        ),
+        Cause(
+            "the layers before the Linear emit another width (another backbone or feature extractor)",
+            0.45,
+            fix="build the head from the layer that feeds it: nn.Linear(backbone_out_features, K)",
+        ),
+        Cause(
+            "the Linear's in_features was set by hand to another value (a pretrained Linear rebuilt loses its weights)",
+            0.25,
+            attribute="in_features",
+            fix="nn.Linear(x.shape[1], out_features)",
+        ),
+    ]
+    return make_diagnosis(
+        parsed,
+        "HF103",
+        "a Linear layer gets another number of input features than it was built for",
+        facts,
+        causes,
     )

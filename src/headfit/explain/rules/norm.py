@@ -12,7 +12,7 @@ from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import diagnose, size_list
 
 _SINGLE_VALUE = re.compile(
-    r"Expected more than 1 value per channel when training, got input size (?:torch\.Size\()?\[([\d, ]*)\]"
+    r"Expected more than 1 value per channel when training, got input size (?:torch\.Size\()?\[([\d, ]*)\]?"
 )
 _RUNNING = re.compile(r"running_(mean|var) should contain (\d+) elements not (\d+)")
 
@@ -60,20 +60,37 @@ def batchnorm_single_value(parsed: ParsedError) -> Diagnosis | None:
 
 @rule("HF115", priority=60, needs="should contain")
 def running_stats_size(parsed: ParsedError) -> Diagnosis | None:
+    """BatchNorm reads its channels from dim 1: a tensor whose dim 1 is not the channel axis (a [N, L, C]
+    sequence, a sample without its batch dimension) gives the same message as a layer of another width."""
     m = _RUNNING.search(parsed.message)
     if not m:
         return None
     channels, features = int(m[2]), int(m[3])
     facts = [
-        f"the input has {channels} channels; the BatchNorm was built with num_features={features} "
-        f"(its running_{m[1]} has {features} entries)"
+        f"the input has {channels} channels (dim 1, where BatchNorm reads them); the BatchNorm was built with "
+        f"num_features={features} (its running_{m[1]} has {features} entries)"
     ]
-    causes = [
+    axis = [
+        Cause(
+            f"dim 1 is not the channel axis: a [N, L, C] sequence into BatchNorm1d (L = {channels} positions, "
+            f"C = {features} features) needs [N, C, L]",
+            0.55,
+            fix="x = bn(x.transpose(1, 2)).transpose(1, 2)  # or nn.LayerNorm(C), which normalises the last axis",
+        ),
+        Cause(
+            f"a single sample without its batch dimension: [C, L] is read as [N = C, C = L], so dim 1 ({channels}) "
+            "looks like the channels",
+            0.4,
+            fix="x = x.unsqueeze(0)  # [C, L] -> [1, C, L]",
+        ),
+    ]
+    width = [
         Cause(
             f"the layer before the BatchNorm outputs {channels} channels (it was changed or sized differently)",
             0.6,
             attribute="num_features",
-            fix=f"nn.BatchNorm2d({channels})  # or give the conv before it out_channels={features}",
+            fix=f"nn.BatchNorm2d({channels})  # or give the conv before it out_channels={features}; a pretrained "
+            "BatchNorm rebuilt this way loses its statistics",
         ),
         Cause(
             f"the BatchNorm comes from a checkpoint or config for a {features}-channel layer",
@@ -82,6 +99,16 @@ def running_stats_size(parsed: ParsedError) -> Diagnosis | None:
             fix=f"rebuild the BatchNorm with num_features={channels} and drop its stats from the checkpoint",
         ),
     ]
+    near = abs(channels - features) <= max(2, features // 20)  # 136 vs 135: a changed width, not another axis
+    if near:
+        facts.append(f"{channels} and {features} are nearly equal: a width that changed, not another axis")
+    if near or (_channel_like(channels) and _channel_like(features)):
+        causes = width + axis
+        for c in axis:
+            c.confidence = 0.2
+    else:
+        causes = axis + width
+        width[0].confidence = 0.45
     return diagnose(
         "HF115",
         parsed,
@@ -89,3 +116,8 @@ def running_stats_size(parsed: ParsedError) -> Diagnosis | None:
         facts,
         causes,
     )
+
+
+def _channel_like(n: int) -> bool:
+    """Channel counts of real layers are multiples of 8 (64, 96, 128, 2048); sequence lengths mostly are not."""
+    return n >= 8 and n % 8 == 0

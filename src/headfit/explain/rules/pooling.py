@@ -9,16 +9,15 @@ import re
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import parse_ints
 from headfit.explain.engine import rule
-from headfit.explain.parse import ParsedError
+from headfit.explain.parse import Frame, ParsedError
 from headfit.explain.rules._support import diagnose
 
 CODE = "HF113"
-STRIDES = (16, 32)  # output strides of the last stages of common backbones
+STRIDES = (8, 16, 32)  # output strides of the last stages of common backbones (8: CIFAR-style ResNets)
 
 # pasted messages break lines after the periods, and retyped ones write `256*56*52` or `size :(`
 _KERNEL = re.compile(
-    r"Calculated padded input size per channel: \(([\d x]+)\)\.\s*Kernel size: \(([\d x]+)\)\.\s*"
-    r"Kernel size can't be greater than actual input size"
+    r"Calculated padded input size per channel: \(([\d x]+)\)\.\s*Kernel size: \(([\d x]+)\)?"
 )
 _OUTPUT = re.compile(
     r"Given input size\s*:\s*\(([\d x*]+)\)\.\s*Calculated output size\s*:\s*\(([-\d x*]+)\)\.\s*"
@@ -27,7 +26,7 @@ _OUTPUT = re.compile(
 _INVALID_OUTPUT = re.compile(r"(\w+)\(\) Invalid computed output size: (-?\d+)")
 
 
-@rule(CODE, priority=60, needs="Kernel size can't be greater than actual input size")
+@rule(CODE, priority=60, needs="Calculated padded input size per channel")
 def kernel_too_large(parsed: ParsedError) -> Diagnosis | None:
     m = _KERNEL.search(parsed.message)
     if not m:
@@ -65,6 +64,15 @@ def output_too_small(parsed: ParsedError) -> Diagnosis | None:
             f"the feature map reaching this layer is {_dims(spatial)} ({given[0]} channels); its window and stride give {_dims(out[1:])}",
         ]
         need = min(spatial) + 1
+        if all(
+            o < 0 for o in out[1:]
+        ):  # out = in - k + 1 at stride 1 without padding: the window is in - out + 1
+            windows = [s - o + 1 for s, o in zip(spatial, out[1:], strict=True)]
+            facts.append(
+                f"an output of {out[1]} means a window of {spatial[0]} - ({out[1]}) + 1 = {windows[0]} at stride 1 "
+                f"(e.g. the nn.AvgPool2d({windows[0]}, stride=1) of ImageNet ResNets before global pooling)"
+            )
+            need = max(windows)
         pairs = list(zip(spatial, out[1:], strict=True))
         fits = [s for s, o in pairs if o >= 1]
         short = [s for s, o in pairs if o < 1]
@@ -83,7 +91,14 @@ def output_too_small(parsed: ParsedError) -> Diagnosis | None:
         facts = [f"`{m[1]}` computed an output length of {m[2]}: its window is longer than the input"]
         need = 2
         spatial = []
-    facts.append(f"this layer needs a larger map (at least {need} px per side, more for a larger window)")
+    window = _window_in_source(parsed)
+    if window is not None:
+        frame, k = window
+        facts.append(f"traceback shows the window: `{frame.source}` takes {k}x{k}")
+        need = max(need, k)
+        facts.append(f"this layer needs a map of at least {need} px per side (its window)")
+    else:
+        facts.append(f"this layer needs a larger map (at least {need} px per side, more for a larger window)")
     if need <= max(STRIDES) // 2:  # a late, strided feature map: say what input size gives it
         facts.extend(
             f"at stride {s} that is an input of at least {s}*{need} = {s * need} px per side" for s in STRIDES
@@ -94,6 +109,21 @@ def output_too_small(parsed: ParsedError) -> Diagnosis | None:
         else "the input is too short for this pooling window"
     )
     return diagnose(CODE, parsed, summary, facts, causes + _small_input_causes(need))
+
+
+_POOL_CALL = re.compile(
+    r"(?:avg|max)_pool[123]d\(\s*[\w.\[\]]+\s*,\s*(?:kernel_size\s*=\s*)?\(?(\d+)"
+    r"|(?:AvgPool|MaxPool)[123]d\(\s*(?:kernel_size\s*=\s*)?\(?(\d+)"
+)
+
+
+def _window_in_source(parsed: ParsedError) -> tuple[Frame, int] | None:
+    """A pooling window written as a number in a frame's source (``F.avg_pool2d(out, 4)``, ``nn.AvgPool2d(7)``)."""
+    for frame in reversed(parsed.frames):
+        m = _POOL_CALL.search(frame.source or "")
+        if m:
+            return frame, int(m[1] or m[2])
+    return None
 
 
 def _window_bound(pairs: list[tuple[int, int]], longer_than: int) -> int:

@@ -1,5 +1,5 @@
-"""HF101 (a view/reshape asks for a shape the tensor's size cannot fill) and HF102 (view on a
-non-contiguous tensor).
+"""HF101 (a view/reshape asks for a shape the tensor's size cannot fill), HF102 (view on a
+non-contiguous tensor) and HF129's window partition view of a Swin-style backbone.
 
 The detection-head signatures are recognised by the shape of the view, and every number is computed
 from the message: ``[N, -1, K, H, W]`` is the per-level reshape of torchvision's FCOS/RetinaNet/SSD
@@ -9,6 +9,7 @@ detect layer (no = nc + 5).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -21,19 +22,17 @@ from headfit.explain.parse import ParsedError
 from headfit.families._facts import COCO_CLASSES, DENSE, FPN_CHANNELS, SSD, SSD300_ANCHORS
 
 _VIEW = re.compile(r"shape '\[(?P<dims>[-\d,\s]*)\]' is invalid for input of size (?P<size>\d+)")
-# torch < 0.4: "size '[64 x 5 x 7 x 13 x 13]' is invalid for input of with 1352000 elements"
-_OLD_VIEW = re.compile(
-    r"size '\[(?P<dims>[-\d x]*)\]' is invalid for input (?:of )?with (?P<size>\d+) elements"
-)
 _UNFLATTEN = re.compile(
     r"unflatten: Provided sizes \[(?P<dims>[-\d,\s]*)\] don't multiply up to the size of dim "
     r"(?P<dim>-?\d+) \((?P<size>\d+)\)"
 )
 _TWO_INFERRED = re.compile(r"only one dimension can be inferred")
+_EMPTY = re.compile(r"cannot reshape tensor of 0 elements into shape \[(?P<dims>[-\d,\s]*)\]")
 _NON_CONTIGUOUS = re.compile(r"view size is not compatible with input tensor's size and stride")
 
 TORCHVISION_HEAD_CHANNELS = FPN_CHANNELS  # in_channels of FCOS/RetinaNet head convs (the FPN width)
 SSDLITE_ANCHORS = SSD.anchors["SSDlite"]
+SWIN_WINDOWS = (7, 12, 8, 16, 6, 14, 10)  # window sizes of released Swin-style models, most common first
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,6 @@ class ViewRequest:
 
 def view_request(message: str) -> ViewRequest | None:
     match = _VIEW.search(message)
-    if match:
-        return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
-    match = _OLD_VIEW.search(message)
     if match:
         return ViewRequest(parse_ints(match["dims"]), int(match["size"]), "view")
     match = _UNFLATTEN.search(message)
@@ -305,9 +301,33 @@ def general_view(parsed: ParsedError) -> Diagnosis | None:
             fix="print `x.shape` just before the view, and use -1 for the dimension that should absorb the rest",
         )
     )
+    flatten = _flatten_for_a_linear(req)
+    if flatten is not None:
+        facts.append(flatten.summary.split(": ", 1)[0])
+        causes.insert(0, flatten)
     what = "reshape" if req.op == "view" else "unflatten"
     summary = f"cannot {what} {fmt(req.size)} elements into {shape_str(req.dims)}"
     return make_diagnosis(parsed, "HF101", summary, facts, causes)
+
+
+def _flatten_for_a_linear(req: ViewRequest) -> Cause | None:
+    """``x.view(-1, K)`` / ``x.view(N, K)`` flattens a feature map of K = C*h*w values for a Linear: when the
+    size does not fit, the map is another size than the one K was computed for (another input resolution).
+    The fix keeps K (and the Linear built for it) by pooling the map to the size it assumed; it does not
+    fold the extra positions into the batch."""
+    if len(req.dims) != 2 or req.dims[1] < 64:
+        return None
+    k = req.dims[1]
+    if req.size % k == 0 and (req.dims[0] == -1 or req.size // k == req.dims[0]):
+        return None
+    return Cause(
+        f"`view(-1, {k})` flattens {k} values per sample for the layer after it: the feature map reaching it is "
+        "another size than the one it was written for (another input resolution); -1 would fold the extra "
+        "positions into the batch",
+        0.65,
+        fix=f"pool to the size {k} was computed for before the view, e.g. x = nn.AdaptiveAvgPool2d((h, w))(x) with "
+        f"C*h*w = {k}; and x.view(x.size(0), -1) so the batch stays the batch",
+    )
 
 
 def _general_facts(req: ViewRequest) -> list[str]:
@@ -369,6 +389,111 @@ def _two_inferred(parsed: ParsedError) -> Diagnosis:
         fix="give every dimension but one explicitly, e.g. `x.view(x.size(0), -1)`",
     )
     return make_diagnosis(parsed, "HF101", "a view has more than one `-1`", [], [cause])
+
+
+# --- HF129: a window partition of a Swin-style backbone ----------------------------------------------
+
+
+@rule("HF129", priority=45, needs="is invalid for input of")
+def window_partition_view(parsed: ParsedError) -> Diagnosis | None:
+    """``x.view(B, H // w, w, W // w, w, C)`` (partition) or ``windows.view(B, H // w, W // w, w, w, -1)``
+    (reverse) on a map whose sides are not multiples of the window ``w``."""
+    req = view_request(parsed.message)
+    if req is None or len(req.dims) != 6 or req.op != "view":
+        return None
+    b, d1, d2, d3, d4, c = req.dims
+    if d2 == d4 and d2 in SWIN_WINDOWS and -1 not in (b, d1, d3):
+        window, rows, cols = d2, d1, d3
+    elif d3 == d4 and d3 in SWIN_WINDOWS and -1 not in (b, d1, d2):
+        window, rows, cols = d3, d1, d2
+    else:
+        return None
+    if min(b, rows, cols) <= 0:
+        return None
+    facts = [
+        f"a window partition view [B, H/w, w, W/w, w, C]: B = {b}, window w = {window}, "
+        f"{rows}x{cols} windows of {window}x{window}, so it assumes an {rows * window}x{cols * window} map"
+    ]
+    if c > 0 and req.size % (b * c) == 0:
+        tokens = req.size // (b * c)
+        side = math.isqrt(tokens)
+        square = f" = {side}x{side}" if side * side == tokens else ""
+        facts.append(f"the tensor has {fmt(req.size)} / ({b}*{c}) = {fmt(tokens)} tokens per image{square}")
+        if side * side == tokens and side % window:
+            lower, upper = side // window * window, -(-side // window) * window
+            facts.append(f"{side} is not a multiple of the window {window}: {lower} or {upper} would be")
+    causes = [
+        Cause(
+            f"the feature map at this stage is not a multiple of the window size {window}",
+            0.75,
+            fix=f"pad the map to a multiple of {window} before the partition (torchvision's swin_t does), or resize the "
+            f"input so every stage is a multiple of {window} (Swin-T: multiples of 224)",
+        ),
+        Cause(
+            "the window size does not divide this stage's map: build the model with a window that does",
+            0.3,
+            attribute="window_size",
+            fix="window_size = a divisor of each stage's side (e.g. 7 for 224 inputs, 12 for 384)",
+        ),
+    ]
+    return make_diagnosis(
+        parsed,
+        "HF129",
+        f"{'an' if str(window).startswith(('8', '11', '18')) else 'a'} {window}x{window} window partition does not fit "
+        f"the token map ({shape_str(req.dims)})",
+        facts,
+        causes,
+    )
+
+
+# --- HF101: a reshape of an empty tensor --------------------------------------------------------------
+
+
+@rule("HF101", priority=50, needs="cannot reshape tensor of 0 elements")
+def empty_view(parsed: ParsedError) -> Diagnosis | None:
+    """``x.view(n, -1)`` of a tensor with no elements: -1 could be anything. The tensor is empty because its
+    batch or its items are: an image without annotations, no proposals, the last (empty) batch."""
+    m = _EMPTY.search(parsed.message)
+    if not m:
+        return None
+    dims = parse_ints(m["dims"])
+    zero = [i for i, d in enumerate(dims) if d == 0]
+    facts = [
+        f"the tensor has 0 elements, so `-1` in {shape_str(dims)} could be any size",
+        f"dimension {zero[0]} is 0: there are no items there (no boxes, no tokens, an empty batch)"
+        if zero
+        else "a known dimension is 0",
+    ]
+    detection = any((f.library_file or "").startswith("models/detection/") for f in parsed.frames) or any(
+        "roi" in (f.file + (f.function or "")).lower() or "box" in (f.source or "") for f in parsed.frames
+    )
+    per_object = zero[:1] == [0] and (detection or TORCHVISION_HEAD_CHANNELS in dims)  # [num_rois, 256, -1]
+    causes = [
+        Cause(
+            "an image without annotations (no boxes) reached a step that reshapes per object: drop such images from "
+            "training, or give them empty targets the model supports",
+            0.7 if detection or per_object else 0.45,
+            fix="dataset = [s for s in dataset if len(s[1]['boxes'])]  # or torch.zeros((0, 4)) boxes where the model "
+            "takes empty targets",
+        ),
+        Cause(
+            "an empty batch: the last batch of an epoch (or a filtered one) has no samples left",
+            0.5,
+            fix="DataLoader(..., drop_last=True); skip a batch when x.numel() == 0",
+        ),
+        Cause(
+            "name the size instead of -1, so an empty tensor reshapes as well",
+            0.35,
+            fix=f".reshape({', '.join('C' if d == -1 else str(d) for d in dims)})  # C: the known size of that axis",
+        ),
+    ]
+    return make_diagnosis(
+        parsed,
+        "HF101",
+        f"cannot reshape an empty tensor into {shape_str(dims)} (-1 is ambiguous)",
+        facts,
+        causes,
+    )
 
 
 # --- HF102: view on a non-contiguous tensor --------------------------------------------------------------

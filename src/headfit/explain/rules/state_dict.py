@@ -8,6 +8,7 @@ names and shapes alone.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from headfit.explain.arith import fmt, parse_ints, shape_str
 from headfit.explain.build import make_diagnosis
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
+from headfit.explain.rules._architecture import findings
 from headfit.families._facts import COCO_CLASSES, DENSE, RCNN
 
 _HEADER = re.compile(r"Error\(s\) in loading state_dict for (?P<model>[\w.]+)")
@@ -48,6 +50,8 @@ CLASS_LAYERS = (
 )
 # words that mark a class layer in other codebases' names: fc_cls, cls_headers, conv_logits, class_embed
 _CLASS_WORDS = re.compile(r"cls|class|logits")
+# layers of a head's MLP before its class layer: their widths are hidden sizes, not class counts
+HIDDEN_NAMES = re.compile(r"^(?:fc[1-7]|pre_logits|hidden\w*|mlp\w*|proj|pre_\w+)$")
 FOCAL_HEAD = DENSE.logits_path.removeprefix("head.")  # torchvision RetinaNet/FCOS: K columns, no background
 BOX_LAYERS = (RCNN.regression.rpartition(".")[2],)  # 4 * classes (background included in torchvision's R-CNN)
 COCO_WITH_BACKGROUND = COCO_CLASSES
@@ -128,15 +132,31 @@ def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
     facts = [
         f"`{m.key}`: checkpoint {shape_str(m.checkpoint)}, model {shape_str(m.model)}" for m in mismatches
     ]
-    reshaped = {m.module for m in mismatches if not m.only_outputs_differ}  # a kernel or width differs
-    head = [m for m in mismatches if m.classes() is not None and m.module not in reshaped]
-    other = [m for m in mismatches if m not in head]
-    causes = []
+    architecture = findings(mismatches, parsed.message)
+    explained = {key for f in architecture for key in f.keys}
+    rest = [m for m in mismatches if m.key not in explained]
+    reshaped = {m.module for m in rest if not m.only_outputs_differ}  # a kernel or width differs
+    mlp = _mlp_head(rest)
+    if mlp is not None:
+        head, hidden = mlp
+    else:
+        head = [m for m in rest if m.classes() is not None and m.module not in reshaped and not _is_stem(m)]
+        hidden = _hidden_layers(head, rest)
+        head = [m for m in head if m not in hidden]
+    other = [m for m in rest if m not in head and m not in hidden]
+    causes = [c for f in architecture for c in f.causes]
+    facts.extend(fact for f in architecture for fact in f.facts)
+    summary = architecture[0].summary if architecture else None
     if head:
         ckpt_classes, model_classes = _class_counts(head, facts)
-        causes.extend(_head_causes(head, ckpt_classes, model_classes))
-        summary = _head_summary(head, ckpt_classes, model_classes)
-    else:
+        causes.extend(_head_causes(head + hidden, ckpt_classes, model_classes, parsed.message))
+        summary = summary or _head_summary(head, ckpt_classes, model_classes)
+        if hidden:
+            facts.append(
+                f"`{hidden[0].module}` is a hidden layer of the head ({hidden[0].model[0]} outputs feed the next "
+                "layer): its width is not a class count, but its tensors must go with the head's"
+            )
+    if summary is None:
         summary = f"{len(mismatches)} tensor{'s' if len(mismatches) > 1 else ''} of the checkpoint do not fit {_model_name(parsed.message)}"
     if other:
         causes.append(
@@ -144,12 +164,60 @@ def state_dict_size_mismatch(parsed: ParsedError) -> Diagnosis | None:
                 f"{len(other)} tensor{'s' if len(other) > 1 else ''} differ in more than a class count (e.g. "
                 f"`{other[0].key}`: {shape_str(other[0].checkpoint)} vs {shape_str(other[0].model)}): the "
                 "checkpoint is from another architecture or width",
-                0.7 if not head else 0.4,
+                0.7 if not head and not architecture else 0.4,
                 module=other[0].module,
                 fix="load a checkpoint of the same architecture (the same builder and variant)",
             )
         )
     return make_diagnosis(parsed, "HF106", summary, facts, causes)
+
+
+def _is_stem(m: Mismatch) -> bool:
+    """A conv taking 1-4 channels reads the image: it is a network's first layer, not a classifier."""
+    return len(m.checkpoint) == 4 and m.checkpoint[1] in (1, 2, 3, 4)
+
+
+def _mlp_head(mismatches: list[Mismatch]) -> tuple[list[Mismatch], list[Mismatch]] | None:
+    """A classifier MLP rebuilt with other hidden widths (VGG's ``classifier.0/3/6``): its last Linear differs in
+    both dims, each earlier one feeds the next. (The last layer's tensors, the hidden layers' tensors.)"""
+    for root in dict.fromkeys(m.module.split(".")[0] for m in mismatches):
+        layers = [m for m in mismatches if m.module.split(".")[0] == root and len(m.model) == 2]
+        if len({m.module for m in layers}) < 2 or not any(p in CLASS_LAYERS for p in root.split(".")):
+            continue
+        ordered = sorted({m.module for m in layers}, key=_natural)
+        last = ordered[-1]
+        weights = {m.module: m for m in layers}
+        chained = all(weights[a].model[0] == weights[b].model[1] for a, b in itertools.pairwise(ordered))
+        if not chained:
+            continue
+        head = [m for m in mismatches if m.module == last]
+        hidden = [m for m in mismatches if m.module.split(".")[0] == root and m.module != last]
+        return head, hidden
+    return None
+
+
+def _natural(module: str) -> list[int | str]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", module)]
+
+
+def _hidden_layers(head: list[Mismatch], mismatches: list[Mismatch]) -> list[Mismatch]:
+    """Layers of a head's MLP whose outputs feed another mismatched layer of it (their width is not a class
+    count): in the model, another tensor of the same head root takes their output width as input width."""
+    hidden = []
+    for m in head:
+        root = m.module.split(".")[0]
+        consumers = [
+            x
+            for x in mismatches
+            if x.module != m.module
+            and x.module.split(".")[0] == root
+            and len(x.model) >= 2
+            and x.model[1] == m.model[0]
+            and x.module > m.module
+        ]
+        if consumers or HIDDEN_NAMES.search(m.layer):
+            hidden.append(m)
+    return hidden if len(hidden) < len(head) else []
 
 
 def _head_summary(head: list[Mismatch], ckpt_classes: int, model_classes: int) -> str:
@@ -168,7 +236,7 @@ def _primary(head: list[Mismatch]) -> Mismatch:
 
 def _class_counts(head: list[Mismatch], facts: list[str]) -> tuple[int, int]:
     primary = _primary(head)
-    ckpt_classes, model_classes = primary.classes() or (0, 0)
+    ckpt_classes, model_classes = primary.classes() or (primary.checkpoint[0], primary.model[0])
     by_rank = sorted(
         head, key=lambda m: len(m.checkpoint)
     )  # a module's weight (which shows A) after its bias
@@ -192,7 +260,11 @@ def _class_counts(head: list[Mismatch], facts: list[str]) -> tuple[int, int]:
     return ckpt_classes, model_classes
 
 
-def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) -> list[Cause]:
+def _head_causes(
+    head: list[Mismatch], ckpt_classes: int, model_classes: int, message: str = ""
+) -> list[Cause]:
+    """Causes for a head of another class count; ``head`` holds every mismatched layer of it (the drop
+    snippet must drop them all, hidden layers included)."""
     prefixes = sorted({m.module + "." for m in head})
     keep = ", ".join(f'"{p}"' for p in prefixes)
     module = head[0].module
@@ -203,6 +275,8 @@ def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) ->
         ckpt_classes == COCO_WITH_BACKGROUND or any(m.layer in BOX_LAYERS for m in head)
     )
     objects = model_classes - 1 if with_background else model_classes
+    if _transformers(message):
+        return _transformers_causes(module, ckpt_classes, model_classes, message)
     if ckpt_classes not in PRETRAINING_COUNTS or objects < 1:
         return _own_checkpoint_causes(module, keep, ckpt_classes, model_classes, objects)
     return [
@@ -229,6 +303,34 @@ def _head_causes(head: list[Mismatch], ckpt_classes: int, model_classes: int) ->
             module=module,
             fix=f"model = builder(num_classes={ckpt_classes}); model.load_state_dict(state); "
             f"headfit.adapt(model, {objects})",
+        ),
+    ]
+
+
+def _transformers(message: str) -> bool:
+    """Hugging Face's from_pretrained: its hint, or a model class named like its task heads."""
+    return "ignore_mismatched_sizes" in message or bool(
+        re.search(r"For[A-Z]\w*Classification\b", _model_name(message))
+    )
+
+
+def _transformers_causes(module: str, ckpt_classes: int, model_classes: int, message: str) -> list[Cause]:
+    """Hugging Face names the fix itself: a new head for ``num_labels`` needs ``ignore_mismatched_sizes``."""
+    model = _model_name(message)
+    cls = model if model != "the model" else "AutoModelForImageClassification"
+    return [
+        Cause(
+            f"a checkpoint with a {ckpt_classes}-label head loaded into a model with {model_classes} labels: "
+            "from_pretrained re-initialises the head only when told to",
+            0.9,
+            module=module,
+            fix=f"{cls}.from_pretrained(checkpoint, num_labels={model_classes}, ignore_mismatched_sizes=True)",
+        ),
+        Cause(
+            f"to use the checkpoint's own {ckpt_classes} labels (inference with a fine-tuned model), do not pass num_labels",
+            0.45,
+            module=module,
+            fix=f"{cls}.from_pretrained(checkpoint)  # keeps its id2label",
         ),
     ]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt, parse_ints, shape_str
 from headfit.explain.engine import rule
+from headfit.explain.frames import shows
 from headfit.explain.parse import ParsedError
 from headfit.explain.rules._support import Broadcast, diagnose, is_power_of_two, parse_broadcast, ratio_fact
 
@@ -16,7 +17,7 @@ CODE = "HF108"
 
 _CAT = re.compile(
     r"Sizes of tensors must match except in dimension (\d+)\. Expected size (\d+) but got size (\d+) "
-    r"for tensor number (\d+) in the list"
+    r"for tensor number (\d+)"
 )
 # torch <= 1.6: "... except in dimension 1. Got 24 and 23 in dimension 2" (cat dim, then the dim that differs)
 _OLD_CAT = re.compile(
@@ -73,12 +74,32 @@ def _broadcast_causes(found: Broadcast) -> list[Cause]:
             fix="print(a.shape, b.shape)  # then e.g. b = b.unsqueeze(-1) or b = b.view(a.shape)",
         )
     ]
+    channels = next((c for c in (a, b) if c in (1, 3, 4)), None)
+    if dim == 0 and channels is not None and big >= 16:
+        causes.append(
+            Cause(
+                f"an image with its channels last ([H, W, {channels}]) meets a per-channel [{channels}, 1, 1] tensor "
+                f"(a mean or std): dim 0 holds {big} rows where {channels} channels belong",
+                0.55,
+                fix="x = x.permute(2, 0, 1)  # [H, W, C] -> [C, H, W]; for a batch x.permute(0, 3, 1, 2)",
+            )
+        )
     if dim == 0:
         causes.append(
             Cause(
                 f"the batch sizes differ ({a} vs {b}): a tensor made with a fixed batch size meets the smaller last batch",
-                0.5,
+                0.4 if len(causes) > 1 else 0.5,
                 fix="size tensors from the data (`x.size(0)`), or DataLoader(..., drop_last=True)",
+            )
+        )
+    elif dim is not None and dim >= 2 and big == small + 1 and small > 0:
+        causes.append(
+            Cause(
+                f"an odd size rounded by a 2x down- and upsampling: {_unet_skip(a, b)}; an add/mul joins two paths "
+                "(a residual, an FPN top-down sum) that rounded it differently",
+                0.6,
+                fix="x = F.interpolate(x, size=skip.shape[-2:]) before the add, or use input sizes that are multiples "
+                "of the network's stride (32)",
             )
         )
     elif dim == 1:
@@ -155,6 +176,8 @@ def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
             fix="print([t.shape for t in tensors])  # then resize or crop the odd one out",
         )
     ]
+    if cat_dim == 0 and cat.differing_dim is not None and (cat.index is None or shows(parsed, "collate")):
+        return _old_stack(parsed, cat)
     skip = _unet_skip(expected, got)
     channel_cat = cat_dim == 1 or cat_dim is None and (cat.differing_dim or 0) >= 2
     if channel_cat and skip is not None:
@@ -173,6 +196,46 @@ def cat_mismatch(parsed: ParsedError) -> Diagnosis | None:
         parsed,
         f"`torch.cat` got tensors of sizes {expected} and {got} outside the cat dimension"
         + (f" {cat_dim}" if cat_dim is not None else ""),
+        facts,
+        causes,
+    )
+
+
+def _old_stack(parsed: ParsedError, cat: CatMismatch) -> Diagnosis:
+    """torch < 1.5 stacked by concatenating unsqueezed tensors along a new dimension 0, so ``torch.stack``
+    (and the DataLoader's default collate) failed with the cat wording; dimension d of the message is
+    dimension d - 1 of the samples."""
+    sample_dim = (cat.differing_dim or 1) - 1
+    facts = [
+        "`Sizes of tensors must match except in dimension 0` with the old `Got A and B in dimension d` is how torch "
+        "< 1.5 worded `torch.stack`: the tensors are stacked along a new dimension 0",
+        f"two samples differ in their dimension {sample_dim}: {cat.expected} vs {cat.got}",
+    ]
+    collate = shows(parsed, "collate")
+    if collate is not None:
+        facts.append("the DataLoader's default collate stacks every sample of a batch")
+    if sample_dim == 0:
+        causes = [
+            Cause(
+                f"samples with different numbers of items ({cat.expected} and {cat.got}: boxes, objects, tokens) "
+                "stacked into one batch by the default collate",
+                0.8,
+                fix="DataLoader(..., collate_fn=lambda batch: tuple(zip(*batch)))  # keep per-sample lists (detection)",
+            )
+        ]
+    else:
+        causes = [
+            Cause(
+                f"images of different sizes ({cat.expected} vs {cat.got} in dimension {sample_dim}) stacked into one batch",
+                0.75,
+                fix="transforms.Resize((H, W)) in the dataset; for detection DataLoader(..., collate_fn=lambda batch: "
+                "tuple(zip(*batch)))",
+            )
+        ]
+    return diagnose(
+        CODE,
+        parsed,
+        f"`torch.stack` got samples that differ in their dimension {sample_dim} ({cat.expected} vs {cat.got})",
         facts,
         causes,
     )

@@ -8,7 +8,7 @@ import re
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.engine import rule
 from headfit.explain.parse import ParsedError
-from headfit.explain.rules._support import diagnose, parse_broadcast, token_grid
+from headfit.explain.rules._support import diagnose, is_power_of_two, parse_broadcast, token_grid
 
 CODE = "HF121"
 PATCH_SIZES = (16, 14, 32, 8)  # the patch sizes of common ViTs, most common first
@@ -98,12 +98,18 @@ def position_embedding_size(parsed: ParsedError) -> Diagnosis | None:
     found = parse_broadcast(parsed.message)
     if found is None or found.dim not in (1, None) or found.a == found.b:
         return None
-    grid_a, grid_b = token_grid(found.a), token_grid(found.b)
-    if grid_a is None or grid_b is None:
+    grids = _grid(found.a), _grid(found.b)
+    if grids[0] is None or grids[1] is None or grids[0][0] == grids[1][0] or grids[0][1] != grids[1][1]:
         return None
+    if grids[0][1] == 0 and (
+        is_power_of_two(found.a) or is_power_of_two(found.b) or min(found.a, found.b) < 49
+    ):
+        return None  # 256 against 1024 channels is no patch grid: without a class token, only ViT-like grids
+    (grid_a, prefix), (grid_b, _) = grids
+    token = "" if not prefix else f" + {prefix} class token{'s' if prefix > 1 else ''}"
     facts = [
-        f"{found.a} tokens = {grid_a}*{grid_a} patches + 1 class token: a {grid_a}x{grid_a} patch grid",
-        f"{found.b} tokens = {grid_b}*{grid_b} patches + 1 class token: a {grid_b}x{grid_b} patch grid",
+        f"{found.a} tokens = {grid_a}*{grid_a} patches{token}: a {grid_a}x{grid_a} patch grid",
+        f"{found.b} tokens = {grid_b}*{grid_b} patches{token}: a {grid_b}x{grid_b} patch grid",
         *(
             f"with {p}-pixel patches: {grid_a * p}x{grid_a * p} input against a position embedding for {grid_b * p}x{grid_b * p}"
             for p in PATCH_SIZES[:2]
@@ -119,7 +125,7 @@ def position_embedding_size(parsed: ParsedError) -> Diagnosis | None:
         Cause(
             f"the model should run at the new size: resample the position embedding from a {grid_b}x{grid_b} to a {grid_a}x{grid_a} grid",
             0.5,
-            fix=f"from timm.layers import resample_abs_pos_embed; model.pos_embed = nn.Parameter(resample_abs_pos_embed(model.pos_embed, ({grid_a}, {grid_a}), num_prefix_tokens=1))",
+            fix=f"from timm.layers import resample_abs_pos_embed; model.pos_embed = nn.Parameter(resample_abs_pos_embed(model.pos_embed, ({grid_a}, {grid_a}), num_prefix_tokens={prefix}))",
         ),
     ]
     return diagnose(
@@ -129,6 +135,15 @@ def position_embedding_size(parsed: ParsedError) -> Diagnosis | None:
         facts,
         causes,
     )
+
+
+def _grid(tokens: int) -> tuple[int, int] | None:
+    """(side, prefix tokens): a square patch grid plus 1 (class), 0 or 2 (class, distillation) tokens."""
+    for prefix in (1, 0, 2):
+        side = token_grid(tokens, prefix)
+        if side is not None:
+            return side, prefix
+    return None
 
 
 def _resize_cause(model_h: int, model_w: int | None = None) -> Cause:
