@@ -180,7 +180,7 @@ def test_plots_are_written(capsys, trained, tmp_path):
 
 
 def test_bad_inputs_are_one_paragraph_and_exit_2(capsys, trained, tmp_path):
-    from headfit.adapt import adapt_file
+    from headfit.saved import adapt_file
 
     checkpoint, val = trained
     classifier = tmp_path / "cls.safetensors"
@@ -188,7 +188,7 @@ def test_bad_inputs_are_one_paragraph_and_exit_2(capsys, trained, tmp_path):
     text = tmp_path / "model.safetensors"
     text.write_text("not weights")
     cases = {
-        "without --trust-code": ([str(checkpoint), "--data", str(val)], "would import the file"),
+        "without --trust-code": ([str(checkpoint), "--data", str(val)], "would run the Python file"),
         "a folder": (
             [str(checkpoint.parent), "--data", str(val)],
             "is a folder: give the checkpoint file inside it",
@@ -265,7 +265,7 @@ def test_the_same_objects_as_a_yolo_set_score_the_same_and_val_is_the_default_sp
 def test_a_checkpoint_of_headfit_adapt_without_class_names_takes_the_datas_classes_in_order(
     capsys, trained, tmp_path
 ):
-    from headfit.adapt import adapt_file
+    from headfit.saved import adapt_file
     from tiny_models import SPEC
 
     _, val = trained

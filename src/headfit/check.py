@@ -252,7 +252,11 @@ def _trace_problem(
     if guessed:
         shown, name = " ".join(report.inputs), type(model).__name__
         facts.append(f"no input was given: {shown} is headfit's default input for `{name}`")
-        fix = fix or f"--input SPEC  # the input `{name}` takes, if not {shown}"
+        hint = f"--input SPEC  # the input `{name}` takes, if not {shown}"
+        if top is not None and top.fix and _raised_on_the_input(result):
+            facts.append(f"it raised where the default input arrived; if that input is right: {fix}")
+            fix = hint
+        fix = fix or hint
     culprit = top if top is not None and top.module is not None else None  # not always where it raised
     return Problem(
         code="HF240",
@@ -261,6 +265,15 @@ def _trace_problem(
         summary=f"the shape trace raised in {where}",
         facts=facts,
         fix=fix,
+    )
+
+
+def _raised_on_the_input(result: TraceResult) -> bool:
+    """Whether the module that raised received the model's own input unchanged (the first consumer of
+    a guessed input: the guess, not the model, is then the likelier culprit)."""
+    call, root = result.stopped_call(), next((c for c in result.calls if c.module == ""), None)
+    return call is not None and (
+        call.module == "" or (root is not None and call.input_shapes == root.input_shapes)
     )
 
 
