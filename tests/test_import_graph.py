@@ -13,12 +13,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "headfit"
 
-# Cycles other branches are cutting in parallel; the lead empties this at merge. Owner: what cuts it.
-KNOWN_CYCLES = {
-    # explain (C4): the index generator moves out of rule_index.py into scripts/
-    frozenset({"headfit.explain.engine", "headfit.explain.rule_index"}): "explain",
-}
-
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
@@ -127,15 +121,7 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_imports_form_no_cycle():
     graph = {name: imports_of(name) for name in MODULES}
-    cycles = [c for c in strongly_connected(graph) if frozenset(c) not in KNOWN_CYCLES]
+    cycles = strongly_connected(graph)
     assert not cycles, "import cycles (a function-local import does not cut one): " + "; ".join(
         " <-> ".join(sorted(c)) for c in cycles
     )
-
-
-def test_the_known_cycles_still_exist():
-    """An allow-list entry whose cycle is gone must go too, so the list only ever shrinks."""
-    graph = {name: imports_of(name) for name in MODULES}
-    present = {frozenset(c) for c in strongly_connected(graph)}
-    stale = [sorted(c) for c in KNOWN_CYCLES if c not in present]
-    assert not stale, f"remove these from KNOWN_CYCLES, they are cut: {stale}"
