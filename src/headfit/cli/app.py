@@ -81,6 +81,24 @@ def trust_code_option() -> Any:
     )
 
 
+def inference_options(command: Any) -> Any:
+    """``--batch``, ``--device`` and ``--workers`` of the commands that run a checkpoint on images."""
+    options = (
+        click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Images per forward."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="DataLoader workers decoding images.",
+        ),
+    )
+    for option in reversed(options):  # decorators apply bottom-up; --help lists them in this order
+        command = option(command)
+    return command
+
+
 def _json_to_stdout(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.meta[JSON_TARGET] = STDOUT

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from headfit.cli.app import console, json_flag, print_json
+from headfit.cli.app import console, inference_options, json_flag, print_json, trust_code_option
 
 
 @click.command("evaluate")
@@ -21,23 +21,13 @@ from headfit.cli.app import console, json_flag, print_json
     "--images", type=click.Path(path_type=Path), help="Folder of the images, when not beside the data."
 )
 @click.option("--split", help="The split (YOLO / VOC; default: `val` where the data names one).")
-@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Images per forward.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="DataLoader workers decoding images.",
-)
+@inference_options
 @click.option(
     "--plots",
     type=click.Path(path_type=Path),
     help="Write PR curves and a grid of predictions into this folder.",
 )
-@click.option(
-    "--trust-code", is_flag=True, help="Allow a checkpoint whose builder is your own code (file.py:CALLABLE)."
-)
+@trust_code_option()
 @json_flag("Print one evaluation document.")
 def command(checkpoint, data, images, split, batch, device, workers, plots, trust_code, as_json) -> None:
     """COCO box mAP of CHECKPOINT on DATA, with a per-class AP / AP50 table."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from headfit.cli.app import console, json_flag, print_json
+from headfit.cli.app import console, inference_options, json_flag, print_json, trust_code_option
 from headfit.evaluation.run import PREDICT_CONF
 
 
@@ -23,18 +23,8 @@ from headfit.evaluation.run import PREDICT_CONF
     show_default=True,
     help="Keep detections scoring at least this.",
 )
-@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Images per forward.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="DataLoader workers decoding images.",
-)
-@click.option(
-    "--trust-code", is_flag=True, help="Allow a checkpoint whose builder is your own code (file.py:CALLABLE)."
-)
+@inference_options
+@trust_code_option()
 @json_flag("Print the COCO result records as one JSON list.")
 def command(checkpoint, sources, out, conf, batch, device, workers, trust_code, as_json) -> None:
     """Run CHECKPOINT on images or folders; write annotated images and predictions.json."""
