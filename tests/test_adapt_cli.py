@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adapt_support import SPEC, TinyFamily, TinyNet
-from headfit.cli import main
+from cli_support import run_headfit
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +22,7 @@ def no_sabotage():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(["adapt", *argv])
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, out.err
+    return run_headfit(capsys, "adapt", *argv)
 
 
 @pytest.fixture

@@ -16,17 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import run_headfit
 from headfit.cli import main
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``headfit ARGV`` run in this process."""
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0 if code is None else 1), out.out, out.err
+    return run_headfit(capsys, *argv)
 
 
 def assert_one_paragraph(err: str, *names: str) -> None:

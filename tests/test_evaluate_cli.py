@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headfit.cli import main
+from cli_support import run_headfit
 from tiny_models import CLASSIFIER_SPEC, one_thread, trained_checkpoint
 
 
@@ -22,11 +22,7 @@ def torch_on_one_thread():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(["evaluate", *argv])
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, " ".join(out.err.split())
+    return run_headfit(capsys, "evaluate", *argv, fold_err=True)
 
 
 @pytest.fixture(scope="module")

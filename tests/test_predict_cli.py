@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from headfit.cli import main
+from cli_support import run_headfit
 from headfit.datasets import read
 from headfit.datasets.records import ClassMap
 from headfit.errors import UsageError
@@ -24,11 +24,7 @@ def torch_on_one_thread():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(["predict", *argv])
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, " ".join(out.err.split())
+    return run_headfit(capsys, "predict", *argv, fold_err=True)
 
 
 @pytest.fixture(scope="module")
