@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -240,11 +242,13 @@ def _attach_annotations(annotations: list[Any], records: list[ImageRecord], prob
 
 def _columns_at_once(annotations: list[Any], where: dict[Any, int]):
     """The fast path, for a file where every annotation is well formed and names a listed image: one
-    numpy conversion of all boxes instead of 100,000 checks in Python. None sends the file through
-    the careful path, which names each annotation that is not."""
+    numpy conversion of all boxes instead of 100,000 checks in Python, each column one ``map`` over
+    the dicts in C. None sends the file through the careful path, which names each annotation that
+    is not."""
     try:
-        boxes = np.asarray([a["bbox"] for a in annotations])
-        owner = [where[a["image_id"]] for a in annotations]
+        boxes = np.asarray(list(map(itemgetter("bbox"), annotations)))
+        owner = list(map(where.__getitem__, map(itemgetter("image_id"), annotations)))
+        categories = list(map(dict.get, annotations, repeat("category_id")))
     except (KeyError, TypeError, ValueError):
         return None
     if (
@@ -254,12 +258,11 @@ def _columns_at_once(annotations: list[Any], where: dict[Any, int]):
         or not np.isfinite(boxes).all()
     ):
         return None
-    categories = [a.get("category_id") for a in annotations]
-    crowd = [a.get("iscrowd", 0) for a in annotations]
-    ids = [a.get("id") for a in annotations]
+    crowd = list(map(dict.get, annotations, repeat("iscrowd"), repeat(0)))
+    ids = list(map(dict.get, annotations, repeat("id")))
     if None in ids:
         ids = [f"annotations[{k}]" if i is None else i for k, i in enumerate(ids)]
-    masks = [a.get("segmentation") for a in annotations]
+    masks = list(map(dict.get, annotations, repeat("segmentation")))
     return owner, boxes, categories, crowd, ids, masks
 
 
@@ -330,7 +333,7 @@ def _orphan(ann: dict[str, Any]) -> Problem:
 
 def _unknown_category_types(categories, ids, owner, records, problems) -> None:
     """A category id that is not an integer (``"3"``, null) cannot be an array entry: -1 stands in."""
-    if all(type(c) is int for c in categories):
+    if set(map(type, categories)) <= {int}:
         return
     for k, cid in enumerate(categories):
         if isinstance(cid, int) and not isinstance(cid, bool):

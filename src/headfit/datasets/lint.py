@@ -21,7 +21,7 @@ from headfit.datasets.records import DetectionDataset, ImageRecord
 from headfit.datasets.report import DataReport
 from headfit.datasets.resolve import Listings, gc_paused
 from headfit.datasets.stats import dataset_stats
-from headfit.datasets.table import BoxTable, quoted
+from headfit.datasets.table import BoxTable, quoted, repeated
 
 TOLERANCE = 1e-3  # pixels a box may pass the image edge by (float rounding) before it is a problem
 XYXY_SHARE = 0.95  # share of COCO boxes that must read as valid x1,y1,x2,y2 for HF304
@@ -136,6 +136,8 @@ def duplicate_file_problems(dataset: DetectionDataset, table: BoxTable) -> list[
 def duplicate_annotation_problems(dataset: DetectionDataset) -> list[Problem]:
     if dataset.format != "coco":
         return []  # the other readers make their ids from file names and lines: unique by construction
+    if _all_distinct(dataset):
+        return []
     owner: dict[Id, Id] = {}
     problems = []
     for record in dataset.images:
@@ -154,6 +156,14 @@ def duplicate_annotation_problems(dataset: DetectionDataset) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _all_distinct(dataset: DetectionDataset) -> bool:
+    """Whether no annotation id repeats (one sort when the ids are integers, as COCO's are)."""
+    ids = [aid for record in dataset.images for aid in record.annotation_ids]
+    if set(map(type, ids)) <= {int}:
+        return not len(repeated(np.asarray(ids, dtype=np.int64)))
+    return len(set(ids)) == len(ids)
 
 
 # -- annotations ---------------------------------------------------------------------------------------

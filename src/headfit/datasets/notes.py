@@ -123,13 +123,15 @@ def _box_count_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
 def _twin_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
     """Images with a same-stem twin beside them that the annotations do not name (a .tif and its .png)."""
     listings = Listings()
-    shared_stems: dict[str, set[str]] = {}  # folder -> stems that more than one image file has
+    shared_stems = {  # folder -> stems that more than one image file has
+        folder: {stem for stem, files in listings.image_stems(folder).items() if len(files) > 1}
+        for folder in dict.fromkeys(table.folders)
+    }
+    if not any(shared_stems.values()):
+        return []
     named = set(zip(table.folders, table.names, strict=True))
     twins = []
     for folder, name in zip(table.folders, table.names, strict=True):
-        if folder not in shared_stems:
-            stems = listings.image_stems(folder)
-            shared_stems[folder] = {stem for stem, files in stems.items() if len(files) > 1}
         stem = os.path.splitext(name)[0].lower()
         if stem not in shared_stems[folder]:
             continue
