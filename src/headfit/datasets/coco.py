@@ -38,6 +38,7 @@ def read_coco(path: Path, images: Path | None = None, split: str | None = None) 
     classes = _class_map(document, path, problems)
     finder = ImageFinder(image_folders(path, images))
     records = _image_records(document["images"], finder, problems, notes)
+    notes += finder.notes()
     attach_headers(records, path, _where_hint(path, images))
     _attach_annotations(document.get("annotations") or [], records, problems)
     return DetectionDataset(records, classes, path, "coco", split, problems=problems, notes=notes)
@@ -104,9 +105,18 @@ def _available_memory() -> int | None:
     return None
 
 
+# what the first annotation of COCO's other kinds of file holds, instead of a `bbox`
+OTHER_KINDS = (
+    ("segments_info", "a COCO panoptic file (each annotation is a PNG of segments, `segments_info`, not boxes)"),
+    ("caption", "a COCO captions file (its annotations are sentences, not boxes)"),
+    ("score", "a COCO results file (detections with `score`, as `headfit evaluate` writes)"),
+)
+
+
 def _require_coco_keys(path: Path, document: Any) -> None:
     if not isinstance(document, dict):
         raise UsageError(f"`{path}` holds a JSON {type(document).__name__}, not an object: {EXPECTED}")
+    _refuse_other_kinds(path, document)
     missing = [k for k in ("images", "categories") if not isinstance(document.get(k), list)]
     if "annotations" in document and not isinstance(document["annotations"], list):
         missing.append("annotations")
@@ -116,6 +126,21 @@ def _require_coco_keys(path: Path, document: Any) -> None:
             f"`{path}` is JSON but not a COCO instances file: it has {found} and lacks a list under "
             f"{', '.join(f'`{k}`' for k in missing)}. {EXPECTED[0].upper()}{EXPECTED[1:]}"
         )
+
+
+def _refuse_other_kinds(path: Path, document: dict[str, Any]) -> None:
+    """A panoptic, captions or results file has the same top-level keys: its first annotation tells."""
+    annotations = document.get("annotations")
+    first = annotations[0] if isinstance(annotations, list) and annotations else None
+    if not isinstance(first, dict) or ("bbox" in first and "score" not in first):
+        return
+    for key, kind in OTHER_KINDS:
+        if key in first:
+            raise UsageError(
+                f"`{path}` is {kind}, not an instances file: its first annotation has `{key}` "
+                f"({', '.join(f'`{k}`' for k in list(first)[:6])}). {EXPECTED[0].upper()}{EXPECTED[1:]}; "
+                "for COCO's own data use `instances_<split>.json` from the same annotations archive"
+            )
 
 
 # -- categories and images -----------------------------------------------------------------------------

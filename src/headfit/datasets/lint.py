@@ -25,6 +25,12 @@ from headfit.datasets.table import BoxTable, quoted, repeated
 
 TOLERANCE = 1e-3  # pixels a box may pass the image edge by (float rounding) before it is a problem
 XYXY_SHARE = 0.95  # share of COCO boxes that must read as valid x1,y1,x2,y2 for HF304
+# what a missing image's fix adds: where the format's names are read from, and the flag that moves it
+ELSEWHERE = {
+    "coco": " (or, when the images are elsewhere, pass `--images DIR`, the folder `file_name` is relative to)",
+    "csv": " (or, when the images are elsewhere, pass `--images DIR`: `image_path` is read relative to the CSV's folder)",
+    "voc": " (or, when the images are elsewhere, pass `--images DIR`: `<filename>` is looked for in `JPEGImages/`)",
+}
 
 
 def lint(dataset: DetectionDataset) -> DataReport:
@@ -70,7 +76,7 @@ def image_file_problems(dataset: DetectionDataset) -> list[Problem]:
                 "HF308",
                 f"image {quoted(record.image_id)}: the file `{record.file}` does not exist",
             )
-            fix = f"restore the file, or remove the image from the annotations; {drop}"
+            fix = f"restore the file{ELSEWHERE.get(dataset.format, '')}, or remove the image from the annotations; {drop}"
         elif header.status == TRUNCATED:
             code, summary = (
                 "HF310",

@@ -47,6 +47,7 @@ class Listings:
     def __init__(self) -> None:
         self._names: dict[str, frozenset[str]] = {}
         self._stems: dict[str, dict[str, list[str]]] = {}
+        self._lower: dict[str, dict[str, list[str]]] = {}
 
     def names(self, folder: str) -> frozenset[str]:
         if folder not in self._names:
@@ -55,6 +56,15 @@ class Listings:
             except OSError:
                 self._names[folder] = frozenset()
         return self._names[folder]
+
+    def by_lowercase(self, folder: str) -> dict[str, list[str]]:
+        """The folder's names by their lowercase form (to find ``a.jpg`` named as ``a.JPG``)."""
+        if folder not in self._lower:
+            lower: dict[str, list[str]] = {}
+            for name in self.names(folder):
+                lower.setdefault(name.lower(), []).append(name)
+            self._lower[folder] = lower
+        return self._lower[folder]
 
     def holds(self, path: str) -> bool:
         """Whether the file ``path`` is in its folder's listing."""
@@ -72,7 +82,13 @@ class Listings:
 
 
 class ImageFinder:
-    """Resolve image names against candidate folders (the folder of the last hit is tried first)."""
+    """Resolve image names against candidate folders (the folder of the last hit is tried first).
+
+    A name that is not where it says is looked for the ways real datasets lose their images, and
+    each way that finds it is noted once for the whole dataset (``notes()``): a letter-case
+    difference (``a.JPG`` named, ``a.jpg`` on disk), a folder prefix that is not here (a
+    ``train2017/`` prefix, or an absolute path from another machine: the longest tail of the name
+    that exists under a candidate folder is used), a same-stem twin (a per-image note)."""
 
     def __init__(self, folders: Sequence[Path]) -> None:
         self.folders = [str(f) for f in dict.fromkeys(folders)]
@@ -80,6 +96,8 @@ class ImageFinder:
         self._preferred: str | None = None
         self._preferred_names: frozenset[str] = frozenset()  # the listing of that folder
         self._preferred_path = Path()
+        self.recased: list[tuple[str, str]] = []  # (name as written, file used)
+        self.rebased: list[tuple[str, str]] = []
 
     def find(self, name: str) -> tuple[Path, str | None]:
         """The path of image ``name`` and a note when a twin stood in for a missing file.
@@ -91,8 +109,10 @@ class ImageFinder:
             path = os.path.join(self._preferred, name)
             if name in self._preferred_names if "/" not in name else self.listings.holds(path):
                 return self._preferred_path.joinpath(name), None  # 40% cheaper than Path(path)
-        if os.path.isabs(name):
-            return self._or_twin(name, [os.path.dirname(name)])
+        if _absolute(name):
+            if self.listings.holds(name):
+                return Path(name), None
+            return self._elsewhere(name, name, [os.path.dirname(name)])
         folders = [self._preferred] if self._preferred is not None else []
         folders += [f for f in self.folders if f != self._preferred]
         for folder in folders:
@@ -102,11 +122,48 @@ class ImageFinder:
                 self._preferred_path = Path(folder)
                 return Path(path), None
         first = os.path.join(folders[0], name) if folders else name
-        return self._or_twin(first, [os.path.dirname(os.path.join(f, name)) for f in folders])
+        return self._elsewhere(name, first, [os.path.dirname(os.path.join(f, name)) for f in folders])
 
-    def _or_twin(self, path: str, folders: Iterable[str]) -> tuple[Path, str | None]:
-        if os.path.exists(path):
+    def notes(self) -> list[str]:
+        """One note per way names were resolved that are not written as the files are."""
+        notes = []
+        if self.recased:
+            notes.append(
+                f"{_count(self.recased, 'file name')} differ from the file only in letter case ({_pairs(self.recased)}): "
+                "the files were used; a case-sensitive file system (Linux) finds no file by the names as written, "
+                "and `--fix OUT` writes the files' real names"
+            )
+        if self.rebased:
+            notes.append(
+                f"{_count(self.rebased, 'file name')} carry a folder that is not here ({_pairs(self.rebased)}): "
+                "each was found by the longest end of its path that exists under the folders searched "
+                f"({', '.join(f'`{f}`' for f in self.folders[:3])}); `--fix OUT` writes the paths that resolve here"
+            )
+        return notes
+
+    def _elsewhere(self, name: str, path: str, folders: list[str]) -> tuple[Path, str | None]:
+        """A name not found as written: the same name in another letter case, a twin, or a tail of it."""
+        if os.path.exists(path):  # a case-insensitive file system, a name with `..`
             return Path(path), None
+        other = self._other_case(path)
+        if other is not None:
+            self.recased.append((name, os.path.basename(other)))
+            return Path(other), None
+        twin = self._twin(path, folders)
+        if twin[1] is not None:
+            return twin
+        tail = self._by_tail(name)
+        if tail is not None:
+            self.rebased.append((name, tail))
+            return Path(tail), None
+        return Path(path), None
+
+    def _other_case(self, path: str) -> str | None:
+        folder, base = os.path.split(path)
+        matches = self.listings.by_lowercase(folder).get(base.lower(), [])
+        return os.path.join(folder, matches[0]) if len(matches) == 1 else None
+
+    def _twin(self, path: str, folders: Iterable[str]) -> tuple[Path, str | None]:
         base = os.path.basename(path)
         stem = os.path.splitext(base)[0].lower()
         for folder in folders:
@@ -115,6 +172,32 @@ class ImageFinder:
                 note = f"`{base}` is missing; `{twins[0]}` beside it has the same stem, so it was used"
                 return Path(folder, twins[0]), note
         return Path(path), None
+
+    def _by_tail(self, name: str) -> str | None:
+        """The longest proper tail of ``name`` (``a/b/c.jpg``: ``b/c.jpg``, then ``c.jpg``) that is a file
+        under one of the folders."""
+        parts = [p for p in name.split("/") if p not in ("", ".") and not p.endswith(":")]
+        for k in range(1 if not _absolute(name) else 0, len(parts)):
+            tail = "/".join(parts[k:])
+            for folder in [self._preferred, *self.folders] if self._preferred else self.folders:
+                path = os.path.join(folder, tail)
+                if self.listings.holds(path):
+                    return path
+        return None
+
+
+def _absolute(name: str) -> bool:
+    """An absolute path here, or one written on Windows (``C:/data/a.jpg``) read anywhere."""
+    return os.path.isabs(name) or (len(name) > 2 and name[1] == ":" and name[2] == "/")
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items):,} {noun}{'s' if len(items) != 1 else ''}"
+
+
+def _pairs(pairs: list[tuple[str, str]], shown: int = 2) -> str:
+    text = ", ".join(f"`{a}` -> `{b}`" for a, b in pairs[:shown])
+    return text + (f" and {len(pairs) - shown:,} more" if len(pairs) > shown else "")
 
 
 def read_headers(paths: Sequence[Path]) -> list[ImageHeader]:
