@@ -175,7 +175,7 @@ class ImageFinder:
 
     def _by_tail(self, name: str) -> str | None:
         """The longest proper tail of ``name`` (``a/b/c.jpg``: ``b/c.jpg``, then ``c.jpg``) that is a file
-        under one of the folders."""
+        under one of the folders (its last part in any letter case)."""
         parts = [p for p in name.split("/") if p not in ("", ".") and not p.endswith(":")]
         for k in range(1 if not _absolute(name) else 0, len(parts)):
             tail = "/".join(parts[k:])
@@ -183,6 +183,9 @@ class ImageFinder:
                 path = os.path.join(folder, tail)
                 if self.listings.holds(path):
                     return path
+                other = self._other_case(path)
+                if other is not None:
+                    return other
         return None
 
 
