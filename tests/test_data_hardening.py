@@ -58,7 +58,7 @@ def test_a_folder_prefix_that_is_not_here_is_resolved_by_the_tail_and_noted(tmp_
     image(tmp_path / "images" / "a.png")
     dataset = read(_one_box_coco(tmp_path, file_name))
     assert dataset.images[0].file == tmp_path / "images" / "a.png"
-    assert [n for n in dataset.notes if "carry a folder that is not here" in n] == [
+    assert [n for n in dataset.notes if "carries a folder that is not here" in n] == [
         n for n in dataset.notes if f"`{file_name.replace(chr(92), '/')}` -> `" in n
     ] != []
     report = lint(dataset)
@@ -80,7 +80,7 @@ def test_an_extension_in_another_letter_case_is_resolved_and_noted(tmp_path):
     dataset = read(_one_box_coco(tmp_path, "a.PNG"))
     assert dataset.images[0].file == tmp_path / "a.png"
     (note,) = dataset.notes
-    assert "1 file name differ from the file only in letter case (`a.PNG` -> `a.png`)" in note
+    assert "1 file name differs from the file only in letter case (`a.PNG` -> `a.png`)" in note
     assert lint(dataset).ok
 
 
@@ -247,3 +247,22 @@ def test_an_unreadable_yaml_root_raises_usage_error_from_the_api(tmp_path):
     yaml.write_text("path: nowhere\ntrain: images/nothing\nnames: [cat]\n")
     with pytest.raises(UsageError, match="`path: nowhere` is not a folder"):
         read(yaml)
+
+
+def test_a_file_name_without_its_subfolder_is_found_below_and_noted(tmp_path):
+    image(tmp_path / "images" / "train2017" / "a.png")
+    dataset = read(_one_box_coco(tmp_path, "a.png"))
+    assert dataset.images[0].file == tmp_path / "images" / "train2017" / "a.png"
+    (note,) = dataset.notes
+    assert "1 image is in a subfolder of where the name says (`a.png` -> `" in note and "--images DIR" in note
+    assert lint(dataset).ok
+
+
+def test_a_name_in_two_subfolders_is_not_guessed(tmp_path):
+    image(tmp_path / "a.png")
+    image(tmp_path / "images" / "train" / "b.png")
+    image(tmp_path / "images" / "val" / "b.png")
+    images = [_entry("a.png"), {**_entry("b.png"), "id": 8}]
+    path = coco(tmp_path, images, [], write_images=False)
+    (problem,) = lint(read(path)).problems
+    assert (problem.code, problem.image_id) == ("HF308", 8)

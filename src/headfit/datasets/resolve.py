@@ -88,7 +88,8 @@ class ImageFinder:
     each way that finds it is noted once for the whole dataset (``notes()``): a letter-case
     difference (``a.JPG`` named, ``a.jpg`` on disk), a folder prefix that is not here (a
     ``train2017/`` prefix, or an absolute path from another machine: the longest tail of the name
-    that exists under a candidate folder is used), a same-stem twin (a per-image note)."""
+    that exists under a candidate folder is used), a file one or two subfolders below the first
+    folder (the only one of its name there), a same-stem twin (a per-image note)."""
 
     def __init__(self, folders: Sequence[Path]) -> None:
         self.folders = [str(f) for f in dict.fromkeys(folders)]
@@ -98,6 +99,8 @@ class ImageFinder:
         self._preferred_path = Path()
         self.recased: list[tuple[str, str]] = []  # (name as written, file used)
         self.rebased: list[tuple[str, str]] = []
+        self.moved: list[tuple[str, str]] = []
+        self._index: dict[str, set[str]] | None = None  # image files below the folders, by lowercase name
 
     def find(self, name: str) -> tuple[Path, str | None]:
         """The path of image ``name`` and a note when a twin stood in for a missing file.
@@ -129,15 +132,21 @@ class ImageFinder:
         notes = []
         if self.recased:
             notes.append(
-                f"{_count(self.recased, 'file name')} differ from the file only in letter case ({_pairs(self.recased)}): "
+                f"{_count(self.recased, 'file name', 'differs', 'differ')} from the file only in letter case ({_pairs(self.recased)}): "
                 "the files were used; a case-sensitive file system (Linux) finds no file by the names as written, "
                 "and `--fix OUT` writes the files' real names"
             )
         if self.rebased:
             notes.append(
-                f"{_count(self.rebased, 'file name')} carry a folder that is not here ({_pairs(self.rebased)}): "
+                f"{_count(self.rebased, 'file name', 'carries', 'carry')} a folder that is not here ({_pairs(self.rebased)}): "
                 "each was found by the longest end of its path that exists under the folders searched "
                 f"({', '.join(f'`{f}`' for f in self.folders[:3])}); `--fix OUT` writes the paths that resolve here"
+            )
+        if self.moved:
+            notes.append(
+                f"{_count(self.moved, 'image', 'is', 'are')} in a subfolder of where the name says ({_pairs(self.moved)}): "
+                "each was found by its name, the only file of that name below the folders searched; "
+                "pass `--images DIR` with the folder they are in, or `--fix OUT` writes the paths that resolve here"
             )
         return notes
 
@@ -156,7 +165,19 @@ class ImageFinder:
         if tail is not None:
             self.rebased.append((name, tail))
             return Path(tail), None
+        below = self._below(name)
+        if below is not None:
+            self.moved.append((name, below))
+            return Path(below), None
         return Path(path), None
+
+    def _below(self, name: str) -> str | None:
+        """The one image file named like ``name`` in the subfolders of the folders searched (None when
+        there is none, or more than one: ``train/a.jpg`` and ``val/a.jpg`` cannot be told apart)."""
+        if self._index is None:  # below the first folder only: the others (a parent) hold other datasets
+            self._index = _index_below(self.folders[:1])
+        found = self._index.get(os.path.basename(name).lower(), set())
+        return next(iter(found)) if len(found) == 1 else None
 
     def _other_case(self, path: str) -> str | None:
         folder, base = os.path.split(path)
@@ -189,13 +210,42 @@ class ImageFinder:
         return None
 
 
+INDEX_DEPTH = 2  # subfolder levels searched for a file named nowhere else
+INDEX_BUDGET = 200_000  # entries looked at, at most: a misplaced dataset must not walk a home folder
+
+
+def _index_below(folders: Sequence[str]) -> dict[str, set[str]]:
+    """Image files in the subfolders of ``folders`` (``INDEX_DEPTH`` levels), by lowercase name."""
+    index: dict[str, set[str]] = {}
+    budget = INDEX_BUDGET
+    level = [f for f in folders if os.path.isdir(f)]
+    for depth in range(INDEX_DEPTH + 1):
+        below = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            budget -= len(entries)
+            if budget < 0:
+                return index
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    below.append(entry.path)
+                elif depth and is_image_file(entry.name):  # depth 0: the folders themselves, searched already
+                    index.setdefault(entry.name.lower(), set()).add(os.path.normpath(entry.path))
+        level = below
+    return index
+
+
 def _absolute(name: str) -> bool:
     """An absolute path here, or one written on Windows (``C:/data/a.jpg``) read anywhere."""
     return os.path.isabs(name) or (len(name) > 2 and name[1] == ":" and name[2] == "/")
 
 
-def _count(items: list, noun: str) -> str:
-    return f"{len(items):,} {noun}{'s' if len(items) != 1 else ''}"
+def _count(items: list, noun: str, one: str, many: str) -> str:
+    """``1 file name differs`` / ``2 file names differ``."""
+    return f"{len(items):,} {noun} {one}" if len(items) == 1 else f"{len(items):,} {noun}s {many}"
 
 
 def _pairs(pairs: list[tuple[str, str]], shown: int = 2) -> str:
