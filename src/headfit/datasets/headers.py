@@ -96,7 +96,8 @@ def read_header(path: Path | str) -> ImageHeader:
     """The header of ``path``; never raises for a missing, empty, foreign or truncated file.
 
     PNG and JPEG are read with ``os.read`` on a raw descriptor (no buffered file object: half the
-    cost of ``open`` for 10,000 small files): the first bytes, then the last ``TAIL_BYTES``."""
+    cost of ``open`` for 10,000 small files): the first bytes, then the last ``TAIL_BYTES``. A file
+    whose end looks whole (nearly all) is done in this one function: 10,000 of them are 10,000 calls."""
     try:
         fd = os.open(path, OPEN_FLAGS)
     except FileNotFoundError:
@@ -104,22 +105,31 @@ def read_header(path: Path | str) -> ImageHeader:
     except OSError as exc:
         return ImageHeader(UNREADABLE, detail=exc.strerror or type(exc).__name__)
     try:
-        parsed, tail, size = _read_fast(fd)
+        head = os.read(fd, FIRST_BYTES)
+        parsed = _fast(head)
+        if parsed is not None and len(head) < FIRST_BYTES:  # the whole file
+            tail, size = head[-TAIL_BYTES:], len(head)
+        else:
+            parsed, tail, size = _read_more(fd, head, parsed)
     except OSError as exc:  # a folder named like an image, an I/O error
         return ImageHeader(UNREADABLE, detail=exc.strerror or type(exc).__name__)
     finally:
         os.close(fd)
     if parsed is None:
         return _with_pil(path)
-    return _finished(path, *parsed, _cut_short_by(tail, parsed[0], size))
+    format_, width, height, mode, orientation = parsed
+    if END_MARKERS[format_] in tail:
+        if orientation in SWAPS_SIDES:
+            width, height = height, width
+        return ImageHeader(OK, width, height, format_, mode, orientation)
+    return _finished(path, *parsed, _cut_short_by(tail, format_, size))
 
 
-def _read_fast(fd: int):
-    """(parsed PNG / JPEG header or None, the file's last bytes, its size) from one descriptor."""
+def _read_more(fd: int, head: bytes, parsed):
+    """(parsed PNG / JPEG header or None, the file's last bytes, its size) for a file longer than
+    ``head``: the header may need up to ``PREFIX_BYTES`` (a large EXIF block or ICC profile first)."""
     asked = FIRST_BYTES
-    head = os.read(fd, asked)
-    parsed = _fast(head)
-    if parsed is None and len(head) == asked:  # a large EXIF block or ICC profile comes first
+    if parsed is None and len(head) == asked:
         asked = PREFIX_BYTES
         head += os.read(fd, asked - len(head))
         parsed = _fast(head)
