@@ -266,3 +266,15 @@ def test_a_name_in_two_subfolders_is_not_guessed(tmp_path):
     path = coco(tmp_path, images, [], write_images=False)
     (problem,) = lint(read(path)).problems
     assert (problem.code, problem.image_id) == ("HF308", 8)
+
+
+def test_a_yolo_list_of_paths_from_another_machine(tmp_path):
+    yaml = yolo(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n", "b": "0 0.5 0.5 0.2 0.2\n"}, ["cat"])
+    (tmp_path / "train.txt").write_text(
+        "./images/train/a.png\n/home/someone/datasets/pets/images/train/b.png\n"
+    )
+    yaml.write_text("path: .\ntrain: train.txt\nnames: [cat]\n")
+    dataset = read(yaml)
+    assert [r.image_id for r in dataset.images] == ["images/train/a.png", "images/train/b.png"]
+    assert dataset.num_annotations == 2 and lint(dataset).ok
+    assert any("carries a folder that is not here" in n for n in dataset.notes)

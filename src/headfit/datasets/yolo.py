@@ -18,7 +18,7 @@ from typing import Any
 from headfit.datasets.headers import is_image_file
 from headfit.datasets.problems import Problem
 from headfit.datasets.records import ClassMap, DetectionDataset, ImageRecord
-from headfit.datasets.resolve import attach_headers, images_in, new_record
+from headfit.datasets.resolve import ImageFinder, attach_headers, images_in, new_record
 from headfit.errors import UsageError
 
 SPLIT_KEYS = ("train", "val", "test")
@@ -35,7 +35,7 @@ def read_yolo(path: Path, images: Path | None = None, split: str | None = None) 
     notes: list[str] = []
     root = _root(config, path, notes)
     split = split or "train"
-    image_paths = _split_images(config, split, root, path, images)
+    image_paths = _split_images(config, split, root, path, images, notes)
     records = [_record(p, root) for p in image_paths]
     attach_headers(records, path, f"check the `{split}` entry of `{path}` and its `path`")
     labelled = 0
@@ -146,7 +146,7 @@ def _first_split(config: dict[str, Any]) -> str:
 
 
 def _split_images(
-    config: dict[str, Any], split: str, root: Path, path: Path, images: Path | None
+    config: dict[str, Any], split: str, root: Path, path: Path, images: Path | None, notes: list[str]
 ) -> list[Path]:
     if images is not None:
         return images_in(images)
@@ -163,7 +163,7 @@ def _split_images(
         if target.is_dir():
             found += images_in(target)
         elif target.is_file() and target.suffix == ".txt":
-            found += _listed(target, root)
+            found += _listed(target, root, notes)
         else:
             raise UsageError(
                 f"`{path}`: the `{split}` entry `{item}` is neither a folder of images nor a .txt list ({target})"
@@ -171,13 +171,19 @@ def _split_images(
     return found
 
 
-def _listed(listing: Path, root: Path) -> list[Path]:
+def _listed(listing: Path, root: Path, notes: list[str]) -> list[Path]:
+    """The images a split's .txt lists, relative to the root; a path written on another machine (or
+    in another letter case) is found the way ``ImageFinder`` finds it, and noted."""
+    finder = ImageFinder([root, listing.parent])
     paths = []
     for line in listing.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line:
-            item = Path(line)
-            paths.append(item if item.is_absolute() else (root / item).resolve())
+            file, note = finder.find(line)
+            if note:
+                notes.append(f"`{line}`: {note}")
+            paths.append(file.resolve() if not file.is_absolute() else file)
+    notes += finder.notes()
     return paths
 
 
