@@ -25,16 +25,12 @@ def empty_boxes() -> np.ndarray:
     return np.zeros((0, 4), dtype=np.float32)
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
-# what an image without annotations holds: one shared array each (read-only, so no record can change
-# another's), not three new arrays for each of 10,000 images
-NO_BOXES = _read_only(empty_boxes())
-NO_CATEGORIES = _read_only(np.zeros(0, dtype=np.int64))
-NO_CROWD = _read_only(np.zeros(0, dtype=bool))
+# what an image without annotations holds: one shared array each, not three new arrays for each of
+# 10,000 images. Sharing is safe because they are empty: there is no element to write. (They stay
+# writable: torch warns on every `torch.as_tensor` of a read-only array.)
+NO_BOXES = empty_boxes()
+NO_CATEGORIES = np.zeros(0, dtype=np.int64)
+NO_CROWD = np.zeros(0, dtype=bool)
 
 
 @dataclass
