@@ -264,8 +264,12 @@ def test_a_name_in_two_subfolders_is_not_guessed(tmp_path):
     image(tmp_path / "images" / "val" / "b.png")
     images = [_entry("a.png"), {**_entry("b.png"), "id": 8}]
     path = coco(tmp_path, images, [], write_images=False)
-    (problem,) = lint(read(path)).problems
+    report = lint(read(path))
+    (problem,) = report.problems
     assert (problem.code, problem.image_id) == ("HF308", 8)
+    (note,) = [n for n in report.notes if "none was guessed" in n]
+    assert "1 missing image has more than one file of its name" in note
+    assert f"`{tmp_path / 'images' / 'train' / 'b.png'}`, `{tmp_path / 'images' / 'val' / 'b.png'}`" in note
 
 
 def test_a_yolo_list_of_paths_from_another_machine(tmp_path):

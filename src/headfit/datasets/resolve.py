@@ -100,6 +100,7 @@ class ImageFinder:
         self.recased: list[tuple[str, str]] = []  # (name as written, file used)
         self.rebased: list[tuple[str, str]] = []
         self.moved: list[tuple[str, str]] = []
+        self.ambiguous: list[tuple[str, list[str]]] = []  # (name, the files of that name below)
         self._index: dict[str, set[str]] | None = None  # image files below the folders, by lowercase name
 
     def find(self, name: str) -> tuple[Path, str | None]:
@@ -148,6 +149,14 @@ class ImageFinder:
                 "each was found by its name, the only file of that name below the folders searched; "
                 "pass `--images DIR` with the folder they are in, or `--fix OUT` writes the paths that resolve here"
             )
+        if self.ambiguous:
+            name, files = self.ambiguous[0]
+            shown = ", ".join(f"`{f}`" for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            notes.append(
+                f"{_count(self.ambiguous, 'missing image', 'has', 'have')} more than one file of its name below "
+                f"`{self.folders[0]}` (`{name}`: {shown}), so none was guessed: pass `--images DIR` with the "
+                "folder this dataset's images are in"
+            )
         return notes
 
     def _elsewhere(self, name: str, path: str, folders: list[str]) -> tuple[Path, str | None]:
@@ -177,6 +186,8 @@ class ImageFinder:
         if self._index is None:  # below the first folder only: the others (a parent) hold other datasets
             self._index = _index_below(self.folders[:1])
         found = self._index.get(os.path.basename(name).lower(), set())
+        if len(found) > 1:
+            self.ambiguous.append((name, sorted(found)))
         return next(iter(found)) if len(found) == 1 else None
 
     def _other_case(self, path: str) -> str | None:
