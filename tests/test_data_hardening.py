@@ -282,3 +282,11 @@ def test_a_yolo_list_of_paths_from_another_machine(tmp_path):
     assert [r.image_id for r in dataset.images] == ["images/train/a.png", "images/train/b.png"]
     assert dataset.num_annotations == 2 and lint(dataset).ok
     assert any("carries a folder that is not here" in n for n in dataset.notes)
+
+
+def test_a_yolo_path_that_is_not_here_with_absolute_splits(tmp_path):
+    yolo(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n"}, ["cat"])
+    yaml = tmp_path / "data.yaml"
+    yaml.write_text(f"path: /nowhere/pets\ntrain: {tmp_path / 'images' / 'train'}\nnames: [cat]\n")
+    dataset = read(yaml)
+    assert dataset.num_annotations == 1 and any("does not exist here" in n for n in dataset.notes)

@@ -136,8 +136,9 @@ def _split_entries(config: dict[str, Any]) -> list[str]:
 
 
 def _splits_under(config: dict[str, Any], folder: Path) -> bool:
-    entries = [e for e in _split_entries(config) if not Path(e).is_absolute()]
-    return bool(entries) and all((folder / e).exists() for e in entries)
+    """Whether every split entry exists, the relative ones under ``folder``."""
+    entries = _split_entries(config)
+    return bool(entries) and all((folder / e).exists() for e in entries)  # `/` keeps an absolute entry
 
 
 def _first_split(config: dict[str, Any]) -> str:
