@@ -113,15 +113,16 @@ def _root(config: dict[str, Any], path: Path, notes: list[str]) -> Path:
             if candidate is not candidates[0]:
                 notes.append(f"`path: {written}` is read relative to the working folder: `{candidate}`")
             return candidate
-    looked = " or ".join(f"`{c}`" for c in dict.fromkeys(candidates))
+    shown = dict.fromkeys(os.path.abspath(c) for c in candidates)
+    looked = "" if root.is_absolute() else " (not " + " or ".join(f"`{c}`" for c in shown) + ")"
     if _splits_under(config, path.parent):
         notes.append(
-            f"`path: {written}` does not exist here (not {looked}); the splits are relative to the YAML's "
+            f"`path: {written}` does not exist here{looked}; the splits are relative to the YAML's "
             f"folder `{path.parent}`, so that is the root (set `path: .` to say so)"
         )
         return path.parent
     raise UsageError(
-        f"`{path}`: `path: {written}` is not a folder (not {looked}), and its `train` / `val` entries are not "
+        f"`{path}`: `path: {written}` is not a folder{looked}, and its `train` / `val` entries are not "
         f"relative to the YAML's folder either: set `path` to the dataset root, the folder `train: "
         f"{_first_split(config)}` is relative to"
     )
