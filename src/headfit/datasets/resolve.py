@@ -160,13 +160,15 @@ class ImageFinder:
         return notes
 
     def _elsewhere(self, name: str, path: str, folders: list[str]) -> tuple[Path, str | None]:
-        """A name not found as written: the same name in another letter case, a twin, or a tail of it."""
-        if os.path.exists(path):  # a case-insensitive file system, a name with `..`
-            return Path(path), None
+        """A name not in its folder's listing: the same name in another letter case (noted also where
+        the file system ignores case: the data would not read on one that does not), a twin, a tail of
+        it, the only file of its name below the first folder."""
         other = self._other_case(path)
         if other is not None:
             self.recased.append((name, os.path.basename(other)))
             return Path(other), None
+        if os.path.exists(path):  # what a listing does not show: a folder named `..`, a mount
+            return Path(path), None
         twin = self._twin(path, folders)
         if twin[1] is not None:
             return twin
@@ -265,7 +267,7 @@ def _pairs(pairs: list[tuple[str, str]], shown: int = 2) -> str:
 
 
 def read_headers(paths: Sequence[Path]) -> list[ImageHeader]:
-    """The header of every file, in order (one lazy PIL open each)."""
+    """The header of every file, in order (PNG and JPEG parsed directly, the rest by a lazy PIL open)."""
     return [read_header(p) for p in paths]
 
 
