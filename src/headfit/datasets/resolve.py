@@ -102,6 +102,7 @@ class ImageFinder:
         self.moved: list[tuple[str, str]] = []
         self.ambiguous: list[tuple[str, list[str]]] = []  # (name, the files of that name below)
         self._index: dict[str, set[str]] | None = None  # image files below the folders, by lowercase name
+        self._rebase: tuple[str, str] | None = None  # (a foreign name's folder as written, the folder used)
 
     def find(self, name: str) -> tuple[Path, str | None]:
         """The path of image ``name`` and a note when a twin stood in for a missing file.
@@ -113,6 +114,12 @@ class ImageFinder:
             path = os.path.join(self._preferred, name)
             if name in self._preferred_names if "/" not in name else self.listings.holds(path):
                 return self._preferred_path.joinpath(name), None  # 40% cheaper than Path(path)
+        if self._rebase is not None:  # the folder the last foreign name of this folder was found in
+            written, found = self._rebase
+            head, _, base = name.rpartition("/")
+            if head == written and self.listings.holds(path := os.path.join(found, base)):
+                self.rebased.append((name, path))
+                return Path(path), None
         if _absolute(name):
             if self.listings.holds(name):
                 return Path(name), None
@@ -175,6 +182,7 @@ class ImageFinder:
         tail = self._by_tail(name)
         if tail is not None:
             self.rebased.append((name, tail))
+            self._rebase = (name.rpartition("/")[0], os.path.dirname(tail))
             return Path(tail), None
         below = self._below(name)
         if below is not None:
