@@ -193,8 +193,19 @@ def test_data_example_is_reported_with_its_code_and_fixed(code, tmp_path, monkey
     checked = CliRunner().invoke(cli, ["data", "check", data, "--json"])
     assert checked.exit_code == 1, checked.output
     document = json.loads(checked.stdout)
-    assert code in {p["code"] for p in document["problems"]}, document["problems"]
+    assert {p["code"] for p in document["problems"]} == {code}, "the example shows its code alone"
     fixed = CliRunner().invoke(cli, ["data", "check", data, "--fix", "fixed/out.json", "--json"])
     assert json.loads(fixed.stdout)["fix"]["clean"], fixed.stdout
     again = CliRunner().invoke(cli, ["data", "check", "fixed/out.json", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["problems"] == []
+
+
+@pytest.mark.parametrize("code", DATA_EXAMPLES)
+def test_data_code_file_has_an_example_and_a_fix_section(code):
+    text = code_info(code).text
+    sections = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert sections[:2] == ["Example", "How to fix it"], f"{code}: sections {sections}"
+    assert len(DATA_EXAMPLE.findall(text)) == 1, f"{code}: one ```python data block"
+    explanation, fix_section = text.split("## Example")[0], text.split("## How to fix it")[1]
+    assert len(explanation.split()) >= 30 and len(fix_section.split()) >= 12, code
+    assert "--fix OUT" in fix_section or "--fix" in fix_section, f"{code}: say what `--fix OUT` does"

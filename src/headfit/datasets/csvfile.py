@@ -65,6 +65,7 @@ def read_csv(path: Path, images: Path | None = None, split: str | None = None) -
         if note:
             notes.append(f"`{image}`: {note}")
         records.append(new_record(image, file, boxes, labels, ids))
+    notes += finder.notes()
     if not records:
         raise UsageError(f"`{path}` has no rows with an image and a box: {EXPECTED}")
     attach_headers(records, path, "`image_path` is read relative to the CSV's folder: pass `--images DIR`")

@@ -24,6 +24,8 @@ TAIL_BYTES = 1024
 FIRST_BYTES = 4096  # enough for the header of nearly every PNG and JPEG
 PREFIX_BYTES = 1 << 16  # a JPEG's EXIF segment is at most 64 KiB: its frame header follows within this
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
+END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9", "MPO": b"\xff\xd9"}  # what a whole file ends with
 # (bit depth, colour type) -> the mode PIL opens a PNG as (PngImagePlugin._MODES)
 PNG_MODES = {
     (1, 0): "1", (2, 0): "L", (4, 0): "L", (8, 0): "L", (16, 0): "I;16",
@@ -91,25 +93,53 @@ def is_image_file(path: Path | str) -> bool:
 
 
 def read_header(path: Path | str) -> ImageHeader:
-    """The header of ``path``; never raises for a missing, empty, foreign or truncated file."""
+    """The header of ``path``; never raises for a missing, empty, foreign or truncated file.
+
+    PNG and JPEG are read with ``os.read`` on a raw descriptor (no buffered file object: half the
+    cost of ``open`` for 10,000 small files): the first bytes, then the last ``TAIL_BYTES``. A file
+    whose end looks whole (nearly all) is done in this one function: 10,000 of them are 10,000 calls."""
     try:
-        file = open(path, "rb")  # noqa: SIM115 - the header, then the tail, from one handle
+        fd = os.open(path, OPEN_FLAGS)
     except FileNotFoundError:
         return ImageHeader(MISSING)
     except OSError as exc:
         return ImageHeader(UNREADABLE, detail=exc.strerror or type(exc).__name__)
-    with file:
-        asked = FIRST_BYTES
-        head = file.read(asked)
+    try:
+        head = os.read(fd, FIRST_BYTES)
         parsed = _fast(head)
-        if parsed is None and len(head) == asked:  # a large EXIF block or ICC profile comes first
-            asked = PREFIX_BYTES
-            head += file.read(asked - len(head))
-            parsed = _fast(head)
-        if parsed is None:
-            return _with_pil(path, file)
-        tail = head[-TAIL_BYTES:] if len(head) < asked else _tail(file)  # shorter: the whole file
-        return _finished(path, *parsed, _cut_short_by(tail, parsed[0], file))
+        if parsed is not None and len(head) < FIRST_BYTES:  # the whole file
+            tail, size = head[-TAIL_BYTES:], len(head)
+        else:
+            parsed, tail, size = _read_more(fd, head, parsed)
+    except OSError as exc:  # a folder named like an image, an I/O error
+        return ImageHeader(UNREADABLE, detail=exc.strerror or type(exc).__name__)
+    finally:
+        os.close(fd)
+    if parsed is None:
+        return _with_pil(path)
+    format_, width, height, mode, orientation = parsed
+    if END_MARKERS[format_] in tail:
+        if orientation in SWAPS_SIDES:
+            width, height = height, width
+        return ImageHeader(OK, width, height, format_, mode, orientation)
+    return _finished(path, *parsed, _cut_short_by(tail, format_, size))
+
+
+def _read_more(fd: int, head: bytes, parsed):
+    """(parsed PNG / JPEG header or None, the file's last bytes, its size) for a file longer than
+    ``head``: the header may need up to ``PREFIX_BYTES`` (a large EXIF block or ICC profile first)."""
+    asked = FIRST_BYTES
+    if parsed is None and len(head) == asked:
+        asked = PREFIX_BYTES
+        head += os.read(fd, asked - len(head))
+        parsed = _fast(head)
+    if parsed is None:
+        return None, b"", 0
+    if len(head) < asked:  # the whole file
+        return parsed, head[-TAIL_BYTES:], len(head)
+    size = os.fstat(fd).st_size
+    os.lseek(fd, max(0, size - TAIL_BYTES), os.SEEK_SET)
+    return parsed, os.read(fd, TAIL_BYTES), size
 
 
 def _fast(head: bytes):
@@ -131,22 +161,26 @@ def _finished(
     return ImageHeader(OK, width, height, format_, mode, orientation)
 
 
-def _with_pil(path: Path | str, file) -> ImageHeader:
+def _with_pil(path: Path | str) -> ImageHeader:
     """Every format but PNG and JPEG (and a PNG or JPEG the fast path could not follow)."""
     from PIL import Image, UnidentifiedImageError
 
-    file.seek(0)
     try:
-        image = Image.open(file)
-        width, height = image.size
-        orientation = _orientation(image)
-        format_, mode = image.format, image.mode
-    except UnidentifiedImageError:
-        return ImageHeader(UNREADABLE, detail=_not_an_image(file))
-    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises SyntaxError for broken headers
-        return ImageHeader(UNREADABLE, detail=str(exc) or type(exc).__name__)
+        file = open(path, "rb")  # noqa: SIM115 - PIL reads the header, then the tail is read
+    except OSError as exc:
+        return ImageHeader(UNREADABLE, detail=exc.strerror or type(exc).__name__)
+    with file:
+        try:
+            image = Image.open(file)
+            width, height = image.size
+            orientation = _orientation(image)
+            format_, mode = image.format, image.mode
+        except UnidentifiedImageError:
+            return ImageHeader(UNREADABLE, detail=_not_an_image(file))
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL raises SyntaxError for broken headers
+            return ImageHeader(UNREADABLE, detail=str(exc) or type(exc).__name__)
+        cut = _cut_short(file, format_)
     # PIL's TIFF plugin applies the orientation tag itself: its size is the decoded size already
-    cut = _cut_short(file, format_)
     return _finished(path, format_, width, height, mode, orientation, cut, decoded=format_ == "TIFF")
 
 
@@ -257,16 +291,15 @@ def _cut_short(file, format_: str | None) -> str:
         return (
             f"the RIFF header declares {declared:,} bytes, the file has {size:,}" if size < declared else ""
         )
-    return _cut_short_by(_tail(file), format_, file)
+    return _cut_short_by(_tail(file), format_, size)
 
 
-def _cut_short_by(tail: bytes, format_: str | None, file) -> str:
-    marker = {"PNG": b"IEND", "JPEG": b"\xff\xd9", "MPO": b"\xff\xd9"}.get(format_ or "")
+def _cut_short_by(tail: bytes, format_: str | None, size: int) -> str:
+    marker = END_MARKERS.get(format_ or "")
     if marker is None or marker in tail:
         return ""
-    file.seek(0, os.SEEK_END)
     name = "IEND chunk" if marker == b"IEND" else "end-of-image marker (FF D9)"
-    return f"the file ({file.tell():,} bytes) ends without its {name}"
+    return f"the file ({size:,} bytes) ends without its {name}"
 
 
 def _orientation(image) -> int:

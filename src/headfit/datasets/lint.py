@@ -21,10 +21,16 @@ from headfit.datasets.records import DetectionDataset, ImageRecord
 from headfit.datasets.report import DataReport
 from headfit.datasets.resolve import Listings, gc_paused
 from headfit.datasets.stats import dataset_stats
-from headfit.datasets.table import BoxTable, quoted
+from headfit.datasets.table import BoxTable, quoted, repeated
 
 TOLERANCE = 1e-3  # pixels a box may pass the image edge by (float rounding) before it is a problem
 XYXY_SHARE = 0.95  # share of COCO boxes that must read as valid x1,y1,x2,y2 for HF304
+# what a missing image's fix adds: where the format's names are read from, and the flag that moves it
+ELSEWHERE = {
+    "coco": " (or, when the images are elsewhere, pass `--images DIR`, the folder `file_name` is relative to)",
+    "csv": " (or, when the images are elsewhere, pass `--images DIR`: `image_path` is read relative to the CSV's folder)",
+    "voc": " (or, when the images are elsewhere, pass `--images DIR`: `<filename>` is looked for in `JPEGImages/`)",
+}
 
 
 def lint(dataset: DetectionDataset) -> DataReport:
@@ -70,7 +76,7 @@ def image_file_problems(dataset: DetectionDataset) -> list[Problem]:
                 "HF308",
                 f"image {quoted(record.image_id)}: the file `{record.file}` does not exist",
             )
-            fix = f"restore the file, or remove the image from the annotations; {drop}"
+            fix = f"restore the file{ELSEWHERE.get(dataset.format, '')}, or remove the image from the annotations; {drop}"
         elif header.status == TRUNCATED:
             code, summary = (
                 "HF310",
@@ -136,6 +142,8 @@ def duplicate_file_problems(dataset: DetectionDataset, table: BoxTable) -> list[
 def duplicate_annotation_problems(dataset: DetectionDataset) -> list[Problem]:
     if dataset.format != "coco":
         return []  # the other readers make their ids from file names and lines: unique by construction
+    if _all_distinct(dataset):
+        return []
     owner: dict[Id, Id] = {}
     problems = []
     for record in dataset.images:
@@ -154,6 +162,14 @@ def duplicate_annotation_problems(dataset: DetectionDataset) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _all_distinct(dataset: DetectionDataset) -> bool:
+    """Whether no annotation id repeats (one sort when the ids are integers, as COCO's are)."""
+    ids = [aid for record in dataset.images for aid in record.annotation_ids]
+    if set(map(type, ids)) <= {int}:
+        return not len(repeated(np.asarray(ids, dtype=np.int64)))
+    return len(set(ids)) == len(ids)
 
 
 # -- annotations ---------------------------------------------------------------------------------------

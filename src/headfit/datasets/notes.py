@@ -82,14 +82,16 @@ def _class_label(dataset: DetectionDataset, k: int) -> str:
 
 def _image_notes(dataset: DetectionDataset) -> list[str]:
     notes = []
-    modes = Counter(
-        mode_words(r.header.mode) for r in dataset.images if r.header is not None and r.header.usable
-    )
-    modes.pop(None, None)
+    usable = [r.header for r in dataset.images if r.header is not None and r.header.usable]
+    modes: Counter[str] = Counter()
+    for mode, n in Counter(h.mode for h in usable).items():  # one word lookup per mode, not per image
+        word = mode_words(mode)
+        if word is not None:
+            modes[word] += n
     if modes:
         kinds = ", ".join(f"{n:,} {word}" for word, n in modes.most_common())
         notes.append(f"images that are not 8-bit RGB ({kinds}): decode_image converts them to 8-bit RGB")
-    formats = Counter(r.header.format for r in dataset.images if r.header is not None and r.header.usable)
+    formats = Counter(h.format for h in usable)
     others = {f: n for f, n in formats.items() if f not in TORCHVISION_DECODES}
     if others:
         kinds = ", ".join(f"{n:,} {f}" for f, n in others.items())
@@ -123,13 +125,15 @@ def _box_count_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
 def _twin_notes(dataset: DetectionDataset, table: BoxTable) -> list[str]:
     """Images with a same-stem twin beside them that the annotations do not name (a .tif and its .png)."""
     listings = Listings()
-    shared_stems: dict[str, set[str]] = {}  # folder -> stems that more than one image file has
+    shared_stems = {  # folder -> stems that more than one image file has
+        folder: {stem for stem, files in listings.image_stems(folder).items() if len(files) > 1}
+        for folder in dict.fromkeys(table.folders)
+    }
+    if not any(shared_stems.values()):
+        return []
     named = set(zip(table.folders, table.names, strict=True))
     twins = []
     for folder, name in zip(table.folders, table.names, strict=True):
-        if folder not in shared_stems:
-            stems = listings.image_stems(folder)
-            shared_stems[folder] = {stem for stem, files in stems.items() if len(files) > 1}
         stem = os.path.splitext(name)[0].lower()
         if stem not in shared_stems[folder]:
             continue

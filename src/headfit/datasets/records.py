@@ -25,6 +25,14 @@ def empty_boxes() -> np.ndarray:
     return np.zeros((0, 4), dtype=np.float32)
 
 
+# what an image without annotations holds: one shared array each, not three new arrays for each of
+# 10,000 images. Sharing is safe because they are empty: there is no element to write. (They stay
+# writable: torch warns on every `torch.as_tensor` of a read-only array.)
+NO_BOXES = empty_boxes()
+NO_CATEGORIES = np.zeros(0, dtype=np.int64)
+NO_CROWD = np.zeros(0, dtype=bool)
+
+
 @dataclass
 class ImageRecord:
     """One image and its annotations, in the dataset's own ids."""
@@ -33,10 +41,10 @@ class ImageRecord:
     file: Path  # resolved path of the image file (it may not exist: `data check` says so)
     width: int | None  # the real size, read from the file header (EXIF orientation applied);
     height: int | None  # None when the file is missing or unreadable
-    boxes: np.ndarray = field(default_factory=empty_boxes)  # float32 [N, 4], x1 y1 x2 y2 in pixels
+    boxes: np.ndarray = field(default_factory=lambda: NO_BOXES)  # float32 [N, 4], x1 y1 x2 y2 in pixels
     # [N] dataset ids: int64 (COCO, YOLO), or an object array of class names (VOC, CSV, which name classes)
-    category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    crowd: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # [N], COCO iscrowd
+    category_ids: np.ndarray = field(default_factory=lambda: NO_CATEGORIES)
+    crowd: np.ndarray = field(default_factory=lambda: NO_CROWD)  # [N], COCO iscrowd
     annotation_ids: list[DatasetId] = field(default_factory=list)  # [N]; COCO ids, or "file:line" / "file#k"
     segmentations: list[Any] | None = None  # [N] COCO polygons / RLE as stored, when the data has masks
     declared_size: tuple[int, int] | None = None  # (width, height) the annotation file claims

@@ -9,7 +9,7 @@ import numpy as np
 
 from headfit.datasets.records import DetectionDataset
 from headfit.datasets.report import ClassStats, DataStats
-from headfit.datasets.table import BoxTable
+from headfit.datasets.table import BoxTable, distinct
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
 
@@ -49,7 +49,7 @@ def _per_class(dataset: DetectionDataset, table: BoxTable) -> list[ClassStats]:
     k = len(dataset.classes)
     valid = table.labels >= 0
     boxes = np.bincount(table.labels[valid], minlength=k) if valid.any() else np.zeros(k, np.int64)
-    pairs = np.unique(table.image[valid] * k + table.labels[valid])  # each (image, class) once
+    pairs = distinct(table.image[valid] * k + table.labels[valid])  # each (image, class) once
     images = np.bincount(pairs % k, minlength=k) if len(pairs) else np.zeros(k, np.int64)
     return [
         ClassStats(cid, name, i, int(boxes[i]), int(images[i]))

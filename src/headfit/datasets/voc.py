@@ -48,6 +48,7 @@ def read_voc(path: Path, images: Path | None = None, split: str | None = None) -
     one_based = _one_based(parsed, notes)
     finder = ImageFinder(image_folders)
     records = [_record(p, finder, one_based, notes, problems) for p in parsed]
+    notes += finder.notes()
     attach_headers(
         records, path, "put the images in `JPEGImages/` or beside their XML, or pass `--images DIR`"
     )
@@ -199,6 +200,13 @@ def _image_file(parsed: _Parsed, finder: ImageFinder) -> tuple[Path, str | None]
     file, note = finder.find(name)
     if not file.exists() and parsed.path_hint and Path(parsed.path_hint).exists():
         return Path(parsed.path_hint), f"`{name}` is not beside it; `<path>` {parsed.path_hint} is used"
+    if not file.exists() and parsed.filename is not None and Path(name).stem != parsed.xml.stem:
+        named_like_xml, _ = finder.find(f"{parsed.xml.stem}{Path(name).suffix or '.jpg'}")
+        if named_like_xml.exists():
+            return named_like_xml, (
+                f"`<filename>` {name} does not exist; `{named_like_xml.name}`, named like the XML, was used "
+                f"(set `<filename>` to `{named_like_xml.name}`)"
+            )
     if parsed.filename is None:
         note = f"no `<filename>`: the image was looked for by its stem ({file.name})"
     return file, note

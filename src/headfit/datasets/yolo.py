@@ -18,7 +18,7 @@ from typing import Any
 from headfit.datasets.headers import is_image_file
 from headfit.datasets.problems import Problem
 from headfit.datasets.records import ClassMap, DetectionDataset, ImageRecord
-from headfit.datasets.resolve import attach_headers, images_in, new_record
+from headfit.datasets.resolve import ImageFinder, attach_headers, images_in, new_record
 from headfit.errors import UsageError
 
 SPLIT_KEYS = ("train", "val", "test")
@@ -31,11 +31,11 @@ EXPECTED = (
 def read_yolo(path: Path, images: Path | None = None, split: str | None = None) -> DetectionDataset:
     config = _load_yaml(path)
     classes = _class_map(config, path)
-    root = _root(config, path)
-    split = split or "train"
-    image_paths = _split_images(config, split, root, path, images)
     problems: list[Problem] = []
     notes: list[str] = []
+    root = _root(config, path, notes)
+    split = split or "train"
+    image_paths = _split_images(config, split, root, path, images, notes)
     records = [_record(p, root) for p in image_paths]
     attach_headers(records, path, f"check the `{split}` entry of `{path}` and its `path`")
     labelled = 0
@@ -99,15 +99,56 @@ def _class_map(config: dict[str, Any], path: Path) -> ClassMap:
     return ClassMap(ids=list(range(len(names))), names=[str(n) for n in names])
 
 
-def _root(config: dict[str, Any], path: Path) -> Path:
-    root = Path(str(config.get("path") or "."))
-    if not root.is_absolute():
-        root = path.parent / root
-    return root if root.is_dir() else path.parent
+def _root(config: dict[str, Any], path: Path, notes: list[str]) -> Path:
+    """The dataset root the splits are relative to: ``path`` relative to the YAML's folder, or to the
+    working folder (as ultralytics reads it); a ``path`` that is not here (written on another machine)
+    falls back to the YAML's folder when the splits are there, and says so."""
+    written = config.get("path")
+    if not written:
+        return path.parent
+    root = Path(str(written))
+    candidates = [root] if root.is_absolute() else [path.parent / root, Path.cwd() / root]
+    for candidate in candidates:
+        if candidate.is_dir():
+            if candidate is not candidates[0]:
+                notes.append(f"`path: {written}` is read relative to the working folder: `{candidate}`")
+            return candidate
+    shown = dict.fromkeys(os.path.abspath(c) for c in candidates)
+    looked = "" if root.is_absolute() else " (not " + " or ".join(f"`{c}`" for c in shown) + ")"
+    if _splits_under(config, path.parent):
+        notes.append(
+            f"`path: {written}` does not exist here{looked}; the splits are relative to the YAML's "
+            f"folder `{path.parent}`, so that is the root (set `path: .` to say so)"
+        )
+        return path.parent
+    raise UsageError(
+        f"`{path}`: `path: {written}` is not a folder{looked}, and its `train` / `val` entries are not "
+        f"relative to the YAML's folder either: set `path` to the dataset root, the folder `train: "
+        f"{_first_split(config)}` is relative to"
+    )
+
+
+def _split_entries(config: dict[str, Any]) -> list[str]:
+    entries = []
+    for key in SPLIT_KEYS:
+        value = config.get(key)
+        entries += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+    return entries
+
+
+def _splits_under(config: dict[str, Any], folder: Path) -> bool:
+    """Whether every split entry exists, the relative ones under ``folder``."""
+    entries = _split_entries(config)
+    return bool(entries) and all((folder / e).exists() for e in entries)  # `/` keeps an absolute entry
+
+
+def _first_split(config: dict[str, Any]) -> str:
+    entries = _split_entries(config)
+    return entries[0] if entries else "images/train"
 
 
 def _split_images(
-    config: dict[str, Any], split: str, root: Path, path: Path, images: Path | None
+    config: dict[str, Any], split: str, root: Path, path: Path, images: Path | None, notes: list[str]
 ) -> list[Path]:
     if images is not None:
         return images_in(images)
@@ -124,7 +165,7 @@ def _split_images(
         if target.is_dir():
             found += images_in(target)
         elif target.is_file() and target.suffix == ".txt":
-            found += _listed(target, root)
+            found += _listed(target, root, notes)
         else:
             raise UsageError(
                 f"`{path}`: the `{split}` entry `{item}` is neither a folder of images nor a .txt list ({target})"
@@ -132,13 +173,19 @@ def _split_images(
     return found
 
 
-def _listed(listing: Path, root: Path) -> list[Path]:
+def _listed(listing: Path, root: Path, notes: list[str]) -> list[Path]:
+    """The images a split's .txt lists, relative to the root; a path written on another machine (or
+    in another letter case) is found the way ``ImageFinder`` finds it, and noted."""
+    finder = ImageFinder([root, listing.parent])
     paths = []
     for line in listing.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line:
-            item = Path(line)
-            paths.append(item if item.is_absolute() else (root / item).resolve())
+            file, note = finder.find(line)
+            if note:
+                notes.append(f"`{line}`: {note}")
+            paths.append(file.resolve() if not file.is_absolute() else file)
+    notes += finder.notes()
     return paths
 
 
