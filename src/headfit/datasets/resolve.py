@@ -75,8 +75,9 @@ class Listings:
         if folder not in self._stems:
             stems: dict[str, list[str]] = {}
             for name in sorted(self.names(folder)):
-                if name.lower().endswith(IMAGE_SUFFIXES):
-                    stems.setdefault(name.rpartition(".")[0].lower(), []).append(name)
+                lower = name.lower()
+                if lower.endswith(IMAGE_SUFFIXES):
+                    stems.setdefault(lower.rpartition(".")[0], []).append(name)
             self._stems[folder] = stems
         return self._stems[folder]
 
