@@ -20,7 +20,9 @@ from headfit.cli.app import console, json_flag, print_json
 )
 @click.option("--weights", type=click.Path(path_type=Path), help="Pretrained checkpoint, loaded safely.")
 @click.option("--epochs", type=int, help="Epochs to train (default 10; with --resume: the new total).")
-@click.option("--batch", type=int, default=4, show_default=True, help="Images per step and process.")
+@click.option(
+    "--batch", type=int, default=4, show_default=True, help="Images per step, over all processes (torchrun)."
+)
 @click.option("--imgsz", type=int, help="Train and validate at this size (the longer side).")
 @click.option("--lr", type=float, help="Peak lr (default: the family's reference, scaled by the batch).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
@@ -40,6 +42,14 @@ from headfit.cli.app import console, json_flag, print_json
 @click.option("--no-flip", "flip", is_flag=True, flag_value=False, default=True, help="No horizontal flip.")
 @click.option("--no-jitter", "jitter", is_flag=True, flag_value=False, default=True, help="No scale jitter.")
 @click.option("--trust-code", is_flag=True, help="Allow a saved model's own builder code to run.")
+@click.option("--sync-bn", is_flag=True, help="SyncBatchNorm over the processes (torchrun, CUDA).")
+@click.option(
+    "--dist-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds a process waits for the others (torchrun) before the run stops.",
+)
 @json_flag("Print one JSON document at the end (progress goes to stderr).")
 @click.pass_context
 def command(
@@ -61,4 +71,11 @@ def command(
     else:
         options = TrainOptions(model=model, trust_code=trust_code, **given)
         prepared = lambda: prepare(options)  # noqa: E731
-    run_training(prepared, console(), as_json=as_json, print_json=print_json)
+    run_training(prepared, _console(), as_json=as_json, print_json=print_json)
+
+
+def _console():  # -> rich.console.Console
+    """Rank 0's console; the other ranks of a torchrun run print nothing (their errors excepted)."""
+    from headfit.train.world import world_from_env
+
+    return console() if world_from_env().is_main else type(console())(quiet=True)

@@ -9,6 +9,10 @@ pre-flight ``check`` at the data's real sizes and batch; the lr, scaled from the
 recipe by the total batch; the run directory and ``args.json``. ``TrainPlan`` records each choice
 and why, for the start-of-run summary. ``--resume`` rebuilds the same trainer from ``args.json``
 and refuses data whose fingerprint changed.
+
+Under ``torchrun`` every rank runs this same preparation (``train/distributed.py``): the launch is
+checked before the rendezvous, every rank must hold data of the same fingerprint, rank 0 alone makes
+the run directory (the others learn its name from rank 0), and the model is wrapped in DDP.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class TrainOptions:
     flip: bool = True
     jitter: bool = True
     trust_code: bool = False
+    sync_bn: bool = False  # SyncBatchNorm over the ranks (CUDA)
+    dist_timeout: float = 300.0  # seconds a rank waits for the others (torchrun)
 
     def to_dict(self) -> dict[str, Any]:
         """Paths made absolute, so ``--resume`` works from any folder."""
@@ -85,11 +91,15 @@ def prepare(options: TrainOptions) -> Prepared:
 def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] | None = None) -> Prepared:
     import torch
 
+    from headfit.train import distributed
     from headfit.train.world import world_from_env
 
     world = world_from_env()
     torch.manual_seed(options.seed)
     device = _device(options.device)
+    distributed.check_world(world, device, options.batch)
+    device = distributed.rank_device(world, device)
+    distributed.start(world, device, options.dist_timeout)
     train, val, how = read_data(options.data, options.val)
     if resume is None:
         model, spec, source_names = _build(options)
@@ -99,6 +109,7 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     family = _training_family(model, spec, options.model)
     masks = _needed_targets(family, model, spec, train)
     train, val = checked_data(train, val, options.allow_drop, plan)
+    _same_data_everywhere(world, train, val)
     if resume is not None:
         same_data(resume[0], train, val, options.resume)
     describe_data(plan, train, val, how)
@@ -107,7 +118,8 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     _rehead(model, family, train, source_names, plan, spec)
     size, image_size = _image_size(model, family, options.imgsz, plan)
     _set_detections(model, family, val, plan)
-    plan.check = _preflight_check(model, train, options.batch, spec)
+    plan.check = _preflight_check(model, train, options.batch // world.world_size, spec)
+    _sync_batchnorm(model, options, device, world, plan)
     _freeze(model, family, options.freeze, plan)
     config = _loop_config(options, family, model, device, world, len(train.images), plan)
     if resume is None:
@@ -117,8 +129,30 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     )
     if resume is not None:
         trainer.load_state_dict(resume[1])
+        _rescaled_note(resume[0], options.batch, world, plan)
     _write_args(plan.run, options, spec, train, val, config, world, plan, image_size, masks, resume)
     return Prepared(trainer, plan)
+
+
+def _same_data_everywhere(world: Any, train: Any, val: Any) -> None:
+    from headfit.datasets import fingerprint
+    from headfit.train.distributed import same_fingerprints
+
+    if world.distributed:
+        prints = {"train": fingerprint(train), "val": fingerprint(val)}
+        same_fingerprints(world, prints, {"train": str(train.source), "val": str(val.source)})
+
+
+def _rescaled_note(args: dict[str, Any], batch: int, world: Any, plan: TrainPlan) -> None:
+    """A run resumed on another number of processes keeps its total batch, split anew."""
+    was = int(args.get("world_size", 1))
+    if was == world.world_size:
+        return
+    plan.notes.append(
+        f"resumed on {world.world_size} process(es); the run trained on {was}: the total batch stays {batch}, "
+        f"now {batch // world.world_size} per process (was {batch // was}), so the lr, the steps per epoch "
+        "and the order of the images are those of the run"
+    )
 
 
 def _rebuild(spec: str) -> Any:
@@ -380,7 +414,7 @@ def _loop_config(
     from headfit.train.loop import LoopConfig
     from headfit.train.schedule import scaled_lr
 
-    total = options.batch * world.world_size
+    total = options.batch
     if options.lr is not None:
         lr, why = options.lr, "--lr"
     else:
@@ -391,12 +425,9 @@ def _loop_config(
         lr, why = choice.lr, f"{choice.why}; {recipe.source}"
     amp = _amp(options.amp, device)
     epochs = options.epochs or DEFAULT_EPOCHS
-    steps = max(1, math.ceil(images / options.batch) // world.world_size)
-    plan.add(
-        "batch",
-        f"{options.batch} x {world.world_size} process(es) = {total}",
-        f"{steps} steps per epoch, batches grouped by aspect ratio",
-    )
+    steps = math.ceil(images / total)
+    split = f" = {world.world_size} processes x {total // world.world_size}" if world.distributed else ""
+    plan.add("batch", f"{total}{split}", f"{steps} steps per epoch, batches grouped by aspect ratio")
     plan.add("lr", f"{lr:.4g}", why)
     optimizer = "AdamW" if options.optimizer == "adamw" else "SGD momentum 0.9"
     plan.add(
@@ -411,6 +442,14 @@ def _loop_config(
         "CUDA autocast" if amp else ("no CUDA" if not device.startswith("cuda") else "--amp off"),
     )
     plan.add("device", device, _device_why(options.device, device))
+    if world.distributed:
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        plan.add(
+            "processes",
+            f"{world.world_size} (torchrun, DistributedDataParallel over {backend})",
+            f"rank 0 writes the run directory; a rank that stops answering for {options.dist_timeout:g} s "
+            "ends the run (--dist-timeout)",
+        )
     return LoopConfig(
         epochs=epochs,
         lr=lr,
@@ -461,9 +500,22 @@ def _workers(workers: int | None) -> int:
 
 
 def _new_run(options: TrainOptions, world: Any) -> Path:
+    """Rank 0 makes the run directory; every rank gets its path (or rank 0's error)."""
     from headfit.train.rundir import new_run_dir
 
-    return new_run_dir(options.project, options.name) if world.is_main else options.project / options.name
+    return world.everywhere(lambda: new_run_dir(options.project, options.name) if world.is_main else None)[0]
+
+
+def _sync_batchnorm(model: Any, options: TrainOptions, device: str, world: Any, plan: TrainPlan) -> None:
+    from headfit.train.distributed import sync_batchnorm
+
+    if not options.sync_bn:
+        return
+    if not world.distributed:
+        raise UsageError("--sync-bn synchronises BatchNorm over the processes of a torchrun run; with one "
+                         "process there is nothing to synchronise: drop it (or start with torchrun / --devices N)")
+    count = sync_batchnorm(model, device)
+    plan.add("sync-bn", f"{count} BatchNorm layer(s) made SyncBatchNorm", "--sync-bn: statistics over the total batch")
 
 
 def _trainer(
@@ -474,6 +526,7 @@ def _trainer(
     from headfit.train.progress import make_display
 
     model.to(device)
+    parallel = _parallel(model, family, device, world)
     setup = DetectionSetup(
         spec=spec,
         family=family,
@@ -497,7 +550,15 @@ def _trainer(
         "transforms.v2 + SanitizeBoundingBoxes",
     )
     plan.add("run", str(plan.run), "never an existing folder")
-    return Trainer(task, model, config, plan.run, world=world, display=make_display(is_main=world.is_main))
+    display = make_display(is_main=world.is_main)
+    return Trainer(task, model, config, plan.run, world=world, display=display, parallel=parallel)
+
+
+def _parallel(model: Any, family: Any, device: str, world: Any) -> Any:
+    """``model`` in DDP under torchrun (the family says whether some parameters go unused), else None."""
+    from headfit.train.distributed import wrap
+
+    return wrap(model, device, family.ddp_find_unused_parameters(model)) if world.distributed else None
 
 
 def _jitter_text(task: Any, size: Any) -> str:
@@ -526,6 +587,7 @@ def _write_args(run, options, spec, train, val, config, world, plan, image_size,
             "lr": config.lr,
             "batch": options.batch,
             "world_size": world.world_size,
+            "batch_per_process": options.batch // world.world_size,
             "total_batch": config.total_batch,
             "device": config.device,
             "amp": config.amp,
