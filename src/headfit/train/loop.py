@@ -302,6 +302,9 @@ class Trainer:
 
     def _end_epoch(self) -> str | None:
         """Validate, log, save; the reason to stop early, if any."""
+        self.world.share_buffers(self.model)
+        if self.ema is not None:
+            self.world.share_buffers(self.ema)
         evaluated = self.ema.module if self.ema is not None else self.model
         evaluated.eval()
         metrics = self.task.validate(evaluated)

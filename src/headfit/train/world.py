@@ -89,6 +89,21 @@ class World:
         """True on every rank when ``flag`` is true on some rank."""
         return any(self.all_gather(bool(flag)))
 
+    def share_buffers(self, module: Any) -> None:
+        """Rank 0's buffers (BatchNorm statistics) on every rank, in place: each rank's forward
+        updates them from its own slice of the batch, so they drift apart between DDP's broadcasts."""
+        if not self.distributed:
+            return
+        import torch
+        import torch.distributed as dist
+
+        try:
+            with torch.no_grad():
+                for buffer in module.buffers():
+                    dist.broadcast(buffer, src=0)
+        except RuntimeError as exc:
+            raise lost_ranks(self, exc) from None
+
     def everywhere(self, work: Callable[[], T]) -> list[T]:
         """``work()`` on every rank and the results of all ranks; when it raises on some rank, every
         rank raises (that rank its own exception, the others ``RankFailed`` naming it)."""
