@@ -55,6 +55,19 @@ class TrainingStopped(HeadfitError):
         self.diagnosis = diagnosis
 
 
+class Terminated(HeadfitError):
+    """SIGTERM under torchrun: the launcher ends every rank when one fails (or the job was cancelled)."""
+
+    exit_code = 143  # 128 + SIGTERM, what the shell reports for a process it ended
+
+    def __init__(self, world: World, hint: str) -> None:
+        super().__init__(
+            f"rank {world.rank} of {world.world_size} was ended by SIGTERM: torchrun stops every process "
+            "of a run when one of them fails (its report below names that rank and how it ended), and a "
+            f"scheduler does the same when the job is cancelled; {hint}"
+        )
+
+
 @dataclass
 class LoopConfig:
     epochs: int
@@ -201,11 +214,17 @@ class Trainer:
             self.interrupted = True
             self.display.note("Ctrl-C: saving the state after this step (press again to stop at once)")
 
+        def on_sigterm(signum: int, frame: Any) -> None:
+            raise Terminated(self.world, self._resume_hint())
+
         previous = signal.signal(signal.SIGINT, on_sigint)
+        before = signal.signal(signal.SIGTERM, on_sigterm) if self.world.distributed else None
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+            if before is not None:
+                signal.signal(signal.SIGTERM, before)
 
     def _train_epoch(self) -> None:
         epoch, start = self.position.epoch, self.position.batch
@@ -217,9 +236,11 @@ class Trainer:
         batches = iter(self.task.batches(epoch, start))
         while True:
             batch, failure = _next_batch(batches)
-            if batch is None and failure is None:
+            if failure is not None:
+                self._agree(failure, {})  # raises on every rank
+            if batch is None:
                 break
-            terms = self._step(batch, failure)
+            terms = self._step(batch)
             for name, value in terms.items():
                 self.sums[name] = self.sums.get(name, 0.0) + value
             self.count += 1
@@ -237,15 +258,13 @@ class Trainer:
         self.train_seconds += time.perf_counter() - began
         self.epoch_losses = {k: v / max(self.count, 1) for k, v in self.sums.items()}
 
-    def _step(self, batch: Batch | None, failure: BaseException | None = None) -> dict[str, float]:
-        """One optimizer step; the loss terms as floats (``loss`` is their sum), averaged over the
-        ranks. ``failure`` is the exception that fetching this rank's batch raised."""
-        loss, values = None, {}
-        if failure is None:
-            try:
-                loss, values = self._forward(batch)
-            except Exception as exc:  # agreed with the other ranks first, then raised
-                failure = exc
+    def _step(self, batch: Batch) -> dict[str, float]:
+        """One optimizer step; the loss terms as floats (``loss`` is their sum), averaged over the ranks."""
+        loss, values, failure = None, {}, None
+        try:
+            loss, values = self._forward(batch)
+        except Exception as exc:  # agreed with the other ranks first, then raised
+            failure = exc
         if failure is None and not math.isfinite(values["loss"]):
             failure = self._nonfinite_stop(batch, values)
         values = self._agree(failure, values)

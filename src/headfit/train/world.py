@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from headfit.errors import HeadfitError
 
-
 T = TypeVar("T")
 
 
@@ -135,7 +134,7 @@ def world_from_env() -> World:
 
 def lost_ranks(world: World, exc: BaseException) -> DistributedError:
     """The paragraph for a collective that failed: another rank died, hung or is unreachable."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:300]
     return DistributedError(
         f"rank {world.rank} of {world.world_size} lost the other processes of this torchrun run "
         f"({type(exc).__name__}: {first}): another rank died or stopped answering within --dist-timeout. "
