@@ -19,6 +19,11 @@ from headfit.cli.app import console, json_flag, print_json
     "--val", type=click.Path(path_type=Path), help="Validation data (default: the data's own split)."
 )
 @click.option("--weights", type=click.Path(path_type=Path), help="Pretrained checkpoint, loaded safely.")
+@click.option(
+    "--partial-load",
+    is_flag=True,
+    help="Train even when --weights leaves tensors outside the class head random (the plan counts them).",
+)
 @click.option("--epochs", type=int, help="Epochs to train (default 10; with --resume: the new total).")
 @click.option(
     "--batch", type=int, default=4, show_default=True, help="Images per step, over all processes (torchrun)."

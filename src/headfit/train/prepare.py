@@ -40,6 +40,7 @@ class TrainOptions:
     data: Path | None = None
     val: Path | None = None
     weights: Path | None = None
+    partial_load: bool = False  # --weights may leave tensors outside the head random
     epochs: int | None = None
     batch: int = DEFAULT_BATCH
     imgsz: int | None = None
@@ -115,7 +116,9 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     describe_data(plan, train, val, how)
     if resume is None:
         source_names = _load_weights(model, family, options, spec, source_names, plan)
-    _rehead(model, family, train, source_names, plan, spec)
+    replaced = _rehead(model, family, train, source_names, plan, spec)
+    if plan.load is not None:
+        _partial_load(plan.load, replaced, spec, options.partial_load, plan)
     size, image_size = _image_size(model, family, options.imgsz, plan)
     _set_detections(model, family, val, plan)
     plan.check = _preflight_check(model, train, options.batch // world.world_size, spec)
@@ -124,6 +127,7 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     config = _loop_config(options, family, model, device, world, len(train.images), plan)
     if resume is None:
         plan.run = _new_run(options, world)
+    plan.evaluate = _evaluate_command(plan.run, spec, train, val, world)
     trainer = _trainer(
         model, family, spec, train, val, options, config, size, image_size, masks, device, world, plan
     )
@@ -311,9 +315,23 @@ def _refuse_foreign(report: Any, weights: Path, spec: str, model: Any) -> None:
     )
 
 
+def _partial_load(report: Any, replaced: list[str], spec: str, partial_load: bool, plan: TrainPlan) -> None:
+    """``adapt``'s rule: ``--weights`` must fill every tensor outside the re-headed layers, unless
+    ``--partial-load`` (then the plan says how many stayed random)."""
+    from headfit.saved import refuse_partial_load
+
+    random = refuse_partial_load(report, replaced, spec, partial_load)
+    if random:
+        plan.notes.append(
+            f"--partial-load: {len(random)} tensors outside the new head are not from the checkpoint and "
+            f"keep the builder's random init, e.g. `{random[0]}`"
+        )
+
+
 def _rehead(
     model: Any, family: Any, train: Any, source_names: list[str] | None, plan: TrainPlan, spec: str
-) -> None:
+) -> list[str]:
+    """Re-head ``model`` for the data's classes; the module paths of the layers replaced."""
     from headfit.adapt import source_head_outputs
     from headfit.train.heads import matching_rows, reheaded
 
@@ -339,6 +357,7 @@ def _rehead(
             kept,
             "these data classes have a namesake in the checkpoint's head; the others start fresh",
         )
+    return list(done.replaced)
 
 
 def _image_size(model: Any, family: Any, imgsz: int | None, plan: TrainPlan) -> tuple[Any, int | None]:
@@ -402,7 +421,36 @@ def _freeze(model: Any, family: Any, parts: tuple[str, ...], plan: TrainPlan) ->
         module = model.get_submodule(known[part])
         count = sum(p.numel() for p in module.parameters())
         module.requires_grad_(False)
-        plan.add("frozen", f"`{known[part]}` ({count:,} parameters)", f"--freeze {part}")
+        norms = _freeze_statistics(module)
+        kept = f"; {norms} BatchNorm layer(s) keep their running statistics" if norms else ""
+        plan.add("frozen", f"`{known[part]}` ({count:,} parameters{kept})", f"--freeze {part}")
+
+
+class _FrozenStatistics:
+    """Mixed into a frozen BatchNorm: ``train()`` leaves it in eval mode, so its running mean and
+    variance stay the pretrained ones (``requires_grad_(False)`` alone still updates them)."""
+
+    def train(self, mode: bool = True) -> Any:
+        return super().train(False)  # type: ignore[misc]
+
+
+_FROZEN_CLASSES: dict[type, type] = {}
+
+
+def _freeze_statistics(module: Any) -> int:
+    """Put every BatchNorm under ``module`` in eval mode for good; how many."""
+    from torch import nn
+
+    count = 0
+    for norm in module.modules():
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and not isinstance(norm, _FrozenStatistics):
+            cls = type(norm)
+            if cls not in _FROZEN_CLASSES:
+                _FROZEN_CLASSES[cls] = type(f"Frozen{cls.__name__}", (_FrozenStatistics, cls), {})
+            norm.__class__ = _FROZEN_CLASSES[cls]
+            norm.eval()
+            count += 1
+    return count
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -504,6 +552,18 @@ def _new_run(options: TrainOptions, world: Any) -> Path:
     from headfit.train.rundir import new_run_dir
 
     return world.everywhere(lambda: new_run_dir(options.project, options.name) if world.is_main else None)[0]
+
+
+def _evaluate_command(run: Path, spec: str, train: Any, val: Any, world: Any) -> str:
+    """``headfit evaluate`` of the run's best checkpoint on its val data, ready to paste."""
+    import shlex
+
+    from headfit.spec import names_a_library_builder
+    from headfit.train.data import evaluation_data
+
+    data = evaluation_data(train, val, run, write=world.is_main)
+    trust = "" if names_a_library_builder(spec) else " --trust-code"
+    return f"headfit evaluate {shlex.quote(str(run / 'best.safetensors'))} --data {data}{trust}"
 
 
 def _sync_batchnorm(model: Any, options: TrainOptions, device: str, world: Any, plan: TrainPlan) -> None:

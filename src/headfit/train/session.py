@@ -43,7 +43,7 @@ def run_training(
     if as_json:
         print_json(result_document(prepared.plan, result))
     else:
-        for line in render_result(result):
+        for line in render_result(result, prepared.plan.evaluate):
             out.print(line)
 
 
