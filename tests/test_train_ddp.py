@@ -208,3 +208,31 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank():
     assert World().everywhere(lambda: 5) == [5]
     with pytest.raises(ZeroDivisionError):
         World().everywhere(lambda: 1 / 0)
+
+
+# -- --devices N: torchrun started by headfit -------------------------------------------------------------
+
+
+def test_devices_runs_the_same_command_under_torchrun():
+    argv = [TINY, "--devices", "2", "--data", "d", "--devices=3", "--batch", "4"]
+    command = distributed.torchrun_command(2, argv)
+    assert command[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    assert command[7:] == ["headfit", "train", TINY, "--data", "d", "--batch", "4"]
+
+
+def test_devices_under_torchrun_is_refused(shapes, monkeypatch):
+    _as_rank(monkeypatch)
+    result = CliRunner().invoke(cli, ["train", TINY, "--data", str(shapes), "--devices", "2"])
+    assert result.exit_code == 2 and "--devices starts torchrun itself" in result.output
+
+
+@pytest.mark.slow
+def test_devices_2_trains_on_two_processes(shapes, tmp_path):
+    command = [
+        sys.executable, "-m", "headfit", "train", TINY, "--devices", "2", "--data", str(shapes),
+        "--batch", "4", "--epochs", "1", "--project", str(tmp_path), *SMALL,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "exp" / "args.json").read_text())["world_size"] == 2
+    assert done.stdout.count("done: 1 epoch(s)") == 1

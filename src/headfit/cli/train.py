@@ -47,6 +47,11 @@ from headfit.cli.app import console, json_flag, print_json
 @click.option("--no-flip", "flip", is_flag=True, flag_value=False, default=True, help="No horizontal flip.")
 @click.option("--no-jitter", "jitter", is_flag=True, flag_value=False, default=True, help="No scale jitter.")
 @click.option("--trust-code", is_flag=True, help="Allow a saved model's own builder code to run.")
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    help="Train on N processes of this machine (one per GPU): starts torchrun itself.",
+)
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm over the processes (torchrun, CUDA).")
 @click.option(
     "--dist-timeout",
@@ -58,9 +63,17 @@ from headfit.cli.app import console, json_flag, print_json
 @json_flag("Print one JSON document at the end (progress goes to stderr).")
 @click.pass_context
 def command(
-    ctx: click.Context, model: str | None, resume: Path | None, trust_code: bool, as_json: bool, **given
+    ctx: click.Context,
+    model: str | None,
+    resume: Path | None,
+    trust_code: bool,
+    as_json: bool,
+    devices: int | None,
+    **given,
 ) -> None:
     """Fine-tune MODEL on DATA: classes from the data, pre-flight checks, a readable run directory."""
+    if devices is not None:
+        _start_torchrun(devices, given["device"])
     from headfit.train.prepare import TrainOptions, prepare
     from headfit.train.resume import prepare_resume
     from headfit.train.session import run_training
@@ -77,6 +90,25 @@ def command(
         options = TrainOptions(model=model, trust_code=trust_code, **given)
         prepared = lambda: prepare(options)  # noqa: E731
     run_training(prepared, _console(), as_json=as_json, print_json=print_json)
+
+
+def _start_torchrun(devices: int, device: str) -> None:
+    """``--devices N``: this command again under torchrun on N processes (N = 1: in this process)."""
+    import os
+    import sys
+
+    from headfit.errors import UsageError
+    from headfit.train.distributed import launch
+
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError(
+            "--devices starts torchrun itself, and this process already runs under torchrun "
+            f"(WORLD_SIZE={os.environ['WORLD_SIZE']}): drop --devices and give torchrun --nproc_per_node"
+        )
+    if devices == 1:
+        return
+    argv = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
+    raise SystemExit(launch(devices, argv, device))
 
 
 def _console():  # -> rich.console.Console

@@ -134,3 +134,43 @@ def same_fingerprints(world: World, prints: dict[str, str], sources: dict[str, s
         f"the ranks of this run read different {split} data: {shown}. Every rank must train on the same "
         "images and annotations: give every node the same copy (the same files, the same paths)"
     )
+
+
+def torchrun_command(devices: int, argv: list[str]) -> list[str]:
+    """``python -m torch.distributed.run`` for ``devices`` processes on this machine, running
+    ``headfit train`` with ``argv`` (headfit's command line after ``train``) less ``--devices``."""
+    import sys
+
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            rest.append(arg)
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(devices),
+        "-m", "headfit", "train", *rest,
+    ]  # fmt: skip
+
+
+def launch(devices: int, argv: list[str], device: str) -> int:
+    """Run ``headfit train`` on ``devices`` processes through torchrun; its exit code. More
+    processes than GPUs is refused here, before any process starts."""
+    import signal
+    import subprocess
+
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available() and devices > torch.cuda.device_count():
+        raise UsageError(too_many_processes(devices, torch.cuda.device_count()).replace(
+            f"torchrun started {devices} processes on this node (--nproc_per_node {devices})",
+            f"--devices {devices} asks for {devices} processes",
+        ))  # fmt: skip
+    process = subprocess.Popen(torchrun_command(devices, argv))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches torchrun and its ranks
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -44,7 +44,7 @@ def run_training(
         print_json(result_document(prepared.plan, result))
     else:
         for line in render_result(result, prepared.plan.evaluate):
-            out.print(line)
+            out.print(line, soft_wrap=True)  # the paths and the evaluate command stay whole for pasting
 
 
 def _show_findings(
