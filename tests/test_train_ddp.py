@@ -22,6 +22,7 @@ from headfit.cli import cli
 from headfit.datasets import synth
 from headfit.errors import UsageError
 from headfit.train import distributed
+from headfit.train.resume import prepare_resume
 from headfit.train.world import RankFailed, StopNote, World
 
 TINY = "headfit.train.tiny:tiny_fcos"
@@ -87,12 +88,12 @@ def test_two_ranks_train_the_same_weights_into_one_run_directory(two_ranks):
 
 def test_resume_on_another_world_size_says_what_it_rescaled(two_ranks):
     project, _, _ = two_ranks
-    result = CliRunner().invoke(cli, ["train", "--resume", str(project / "exp"), "--epochs", "3", "--trust-code"])
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
-    assert "resumed on 1 process(es); the run trained on 2: the total batch stays 4, now 4 per process (was 2)" in (
-        text
-    )
+    prepared = prepare_resume(project / "exp", {"epochs": 3}, trust_code=True)  # this process: world size 1
+    assert (
+        "resumed on 1 process(es); the run trained on 2: the total batch stays 4, now 4 per process (was 2), "
+        "so the lr, the steps per epoch and the order of the images are those of the run"
+    ) in prepared.plan.notes
+    assert prepared.trainer.steps_per_epoch == 4 and prepared.trainer.position.step == 8
     assert json.loads((project / "exp" / "args.json").read_text())["world_size"] == 1
 
 
