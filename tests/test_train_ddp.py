@@ -237,3 +237,21 @@ def test_devices_2_trains_on_two_processes(shapes, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads((tmp_path / "exp" / "args.json").read_text())["world_size"] == 2
     assert done.stdout.count("done: 1 epoch(s)") == 1
+
+
+def test_a_step_stopped_on_another_rank_stops_this_one_with_that_ranks_diagnosis():
+    import pickle
+
+    from headfit.live import diagnose_exception
+    from headfit.train.loop import Trainer, TrainingStopped
+
+    diagnosis = diagnose_exception(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
+    note = StopNote(1, "training stopped at epoch 1, batch 3 on RuntimeError", 1, diagnosis)
+    trainer = Trainer.__new__(Trainer)  # _agree needs only the world and the Ctrl-C flag
+    trainer.world, trainer.interrupted = Gathered([None, (pickle.loads(pickle.dumps(note)), {}, False)]), False
+    with pytest.raises(TrainingStopped, match="^rank 1: training stopped at epoch 1, batch 3") as found:
+        trainer._agree(None, {"loss": 1.0})
+    assert found.value.diagnosis.to_dict() == diagnosis.to_dict() and found.value.exit_code == 1
+
+    trainer.world = Gathered([None, (None, {"loss": 3.0}, True)])  # fine, but Ctrl-C reached rank 1
+    assert trainer._agree(None, {"loss": 1.0}) == {"loss": 2.0} and trainer.interrupted

@@ -77,6 +77,7 @@ def command(
     from headfit.train.prepare import TrainOptions, prepare
     from headfit.train.resume import prepare_resume
     from headfit.train.session import run_training
+    from headfit.train.world import world_from_env
 
     given["freeze"] = tuple(given["freeze"])
     if resume is not None:
@@ -89,7 +90,39 @@ def command(
     else:
         options = TrainOptions(model=model, trust_code=trust_code, **given)
         prepared = lambda: prepare(options)  # noqa: E731
-    run_training(prepared, _console(), as_json=as_json, print_json=print_json)
+    world = world_from_env()
+    if not world.distributed:
+        run_training(prepared, console(), as_json=as_json, print_json=print_json)
+        return
+    out, rank_json = _rank_output(world)
+    try:
+        _as_rank(world, lambda: run_training(prepared, out, as_json=as_json, print_json=rank_json))
+    finally:
+        from headfit.train.distributed import stop
+
+        stop()
+
+
+def _as_rank(world, work) -> None:
+    """Run ``work`` on this rank of a torchrun run. The ranks stop together, and each raises its
+    error: rank 0 prints it (naming another rank when that one stopped first); the others exit with
+    the same code in silence, except when they lost the other processes (only they can say so)."""
+    from headfit.errors import HeadfitError
+    from headfit.train.world import DistributedError
+
+    try:
+        work()
+    except HeadfitError as exc:
+        if world.is_main or isinstance(exc, DistributedError):
+            raise
+        raise SystemExit(exc.exit_code) from None
+
+
+def _rank_output(world):  # -> (console, print_json)
+    """Rank 0's console and JSON; the other ranks print nothing."""
+    if world.is_main:
+        return console(), print_json
+    return type(console())(quiet=True), lambda document: None
 
 
 def _start_torchrun(devices: int, device: str) -> None:
@@ -110,9 +143,3 @@ def _start_torchrun(devices: int, device: str) -> None:
     argv = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
     raise SystemExit(launch(devices, argv, device))
 
-
-def _console():  # -> rich.console.Console
-    """Rank 0's console; the other ranks of a torchrun run print nothing (their errors excepted)."""
-    from headfit.train.world import world_from_env
-
-    return console() if world_from_env().is_main else type(console())(quiet=True)
