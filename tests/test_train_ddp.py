@@ -19,7 +19,7 @@ import torch
 from click.testing import CliRunner
 
 from headfit.cli import cli
-from headfit.datasets import synth
+from headfit.datasets import read, synth
 from headfit.errors import UsageError
 from headfit.train import distributed
 from headfit.train.resume import prepare_resume
@@ -255,3 +255,31 @@ def test_a_step_stopped_on_another_rank_stops_this_one_with_that_ranks_diagnosis
 
     trainer.world = Gathered([None, (None, {"loss": 3.0}, True)])  # fine, but Ctrl-C reached rank 1
     assert trainer._agree(None, {"loss": 1.0}) == {"loss": 2.0} and trainer.interrupted
+
+
+def test_validation_is_sharded_and_gathered_once_per_image(shapes, monkeypatch):
+    from types import SimpleNamespace
+
+    import headfit.evaluation
+    from headfit.evaluation.coco import Detections
+    from headfit.train.detection import DetectionTask
+
+    val = read(shapes, split="val")
+    assert len(val.images) >= 3
+    seen = []
+
+    def detect(model, shard, **options):
+        seen.append([r.image_id for r in shard.images])
+        return [Detections(r.image_id, [[0, 0, 4, 4]], [0.9], [1]) for r in shard.images]
+
+    monkeypatch.setattr(headfit.evaluation, "detect", detect)
+    ids = [r.image_id for r in val.images]
+    theirs = [Detections(i, [], [], []) for i in [*ids[1::2], ids[1]]]  # rank 1's, one image twice
+    task = SimpleNamespace(
+        setup=SimpleNamespace(val=val, batch_size=4, device="cpu", workers=0),
+        world=Gathered([None, (theirs, None)]),
+    )
+    found = DetectionTask._detect_sharded(task, model=None)
+    assert seen == [ids[0::2]]  # rank 0 detected every other image, from the first
+    assert [d.image_id for d in found] == ids  # each image once, in the data's order
+    assert [len(d.boxes) for d in found] == [1 - k % 2 for k in range(len(ids))]
