@@ -168,7 +168,7 @@ def test_a_batch_the_processes_cannot_split(shapes, tmp_path, monkeypatch):
 def test_more_processes_on_a_node_than_gpus(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(UsageError, match=r"started 4 processes on this node .* it has 2 CUDA GPUs") as found:
+    with pytest.raises(UsageError, match=r"started 4 processes on this node .*, but this machine has 2 CUDA GPUs") as found:
         distributed.check_world(World(rank=0, world_size=4), "cuda", batch=8)
     assert "`--nproc_per_node 2`" in str(found.value)
     distributed.check_world(World(rank=0, world_size=4), "cpu", batch=8)  # CPU processes: any number
@@ -283,3 +283,13 @@ def test_validation_is_sharded_and_gathered_once_per_image(shapes, monkeypatch):
     assert seen == [ids[0::2]]  # rank 0 detected every other image, from the first
     assert [d.image_id for d in found] == ids  # each image once, in the data's order
     assert [len(d.boxes) for d in found] == [1 - k % 2 for k in range(len(ids))]
+
+
+def test_devices_beyond_the_gpus_is_refused_before_any_process_starts(monkeypatch):
+    import subprocess as sp
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(sp, "Popen", lambda *a, **k: pytest.fail("torchrun was started"))
+    with pytest.raises(UsageError, match=r"^--devices 4 asks for 4 training processes, but this machine has 2 CUDA GPUs"):
+        distributed.launch(4, [TINY], "auto")

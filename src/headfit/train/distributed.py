@@ -39,13 +39,14 @@ def check_world(world: World, device: str, batch: int) -> None:
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world.world_size))
         count = torch.cuda.device_count()
         if per_node > count:
-            raise UsageError(too_many_processes(per_node, count))
+            asked = f"torchrun started {per_node} processes on this node (--nproc_per_node {per_node})"
+            raise UsageError(too_many_processes(asked, count))
 
 
-def too_many_processes(per_node: int, gpus: int) -> str:
+def too_many_processes(asked: str, gpus: int) -> str:
     return (
-        f"torchrun started {per_node} processes on this node (--nproc_per_node {per_node}), but it has "
-        f"{gpus} CUDA GPU{'s' * (gpus != 1)}: each process trains on a GPU of its own. Pass "
+        f"{asked}, but this machine has {gpus} CUDA GPU{'s' * (gpus != 1)}: each process trains on a GPU "
+        "of its own. Pass "
         f"`--nproc_per_node {gpus}` (or `--devices {gpus}`), or train on the CPU with `--device cpu`"
     )
 
@@ -164,10 +165,8 @@ def launch(devices: int, argv: list[str], device: str) -> int:
     import torch
 
     if device != "cpu" and torch.cuda.is_available() and devices > torch.cuda.device_count():
-        raise UsageError(too_many_processes(devices, torch.cuda.device_count()).replace(
-            f"torchrun started {devices} processes on this node (--nproc_per_node {devices})",
-            f"--devices {devices} asks for {devices} processes",
-        ))  # fmt: skip
+        asked = f"--devices {devices} asks for {devices} training processes"
+        raise UsageError(too_many_processes(asked, torch.cuda.device_count()))
     process = subprocess.Popen(torchrun_command(devices, argv))
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches torchrun and its ranks
     try:
