@@ -94,13 +94,13 @@ def command(
     if not world.distributed:
         run_training(prepared, console(), as_json=as_json, print_json=print_json)
         return
-    out, rank_json = _rank_output(world)
-    try:
-        _as_rank(world, lambda: run_training(prepared, out, as_json=as_json, print_json=rank_json))
-    finally:
-        from headfit.train.distributed import stop
+    import atexit
 
-        stop()
+    from headfit.train.distributed import finish
+
+    atexit.register(finish)  # after rank 0 has printed its error: the other ranks wait for it
+    out, rank_json = _rank_output(world)
+    _as_rank(world, lambda: run_training(prepared, out, as_json=as_json, print_json=rank_json))
 
 
 def _as_rank(world, work) -> None:

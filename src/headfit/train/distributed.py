@@ -87,11 +87,19 @@ def start(world: World, device: str, timeout_s: float) -> None:
         ) from None
 
 
-def stop() -> None:
+def finish() -> None:
+    """At exit: wait for the other ranks (bounded by the group's timeout), then leave the group.
+    A rank that stopped in silence must not exit before rank 0 has printed why: torchrun ends every
+    rank as soon as one exits with an error."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    except RuntimeError:  # a rank that is gone already; nothing left to wait for
+        pass
+    dist.destroy_process_group()
 
 
 def sync_batchnorm(model: Any, device: str) -> int:
