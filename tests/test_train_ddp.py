@@ -165,6 +165,11 @@ def test_a_batch_the_processes_cannot_split(shapes, tmp_path, monkeypatch):
     assert "(2.5 images each)" in text and "`--batch 4` or `--batch 6` (2 or 3 per process)" in text
 
 
+def test_a_resume_on_a_world_size_that_cannot_split_its_batch():
+    with pytest.raises(UsageError, match=r"runs/exp trains with a total batch of 4, .* divides 4 \(1, 2, 4\)$"):
+        distributed.check_world(World(rank=0, world_size=3), "cpu", batch=4, resuming="runs/exp")
+
+
 def test_more_processes_on_a_node_than_gpus(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

@@ -20,10 +20,18 @@ from headfit.train.world import DistributedError, World
 DEFAULT_TIMEOUT_S = 300.0  # --dist-timeout: how long a rank waits for the others in any collective
 
 
-def check_world(world: World, device: str, batch: int) -> None:
-    """Refuse a launch that cannot work, before the rendezvous (the same answer on every rank)."""
+def check_world(world: World, device: str, batch: int, resuming: Any = None) -> None:
+    """Refuse a launch that cannot work, before the rendezvous (the same answer on every rank);
+    ``resuming`` is the run being resumed, whose batch cannot change."""
     if not world.distributed:
         return
+    if batch % world.world_size and resuming is not None:
+        counts = ", ".join(str(n) for n in range(1, batch + 1) if batch % n == 0)
+        raise UsageError(
+            f"{resuming} trains with a total batch of {batch}, which {world.world_size} processes cannot split "
+            f"evenly, and a resumed run keeps its batch: resume it on a number of processes that divides "
+            f"{batch} ({counts})"
+        )
     if batch % world.world_size:
         per = batch / world.world_size
         lower = batch - batch % world.world_size

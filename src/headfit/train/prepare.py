@@ -98,7 +98,7 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     world = world_from_env()
     torch.manual_seed(options.seed)
     device = _device(options.device)
-    distributed.check_world(world, device, options.batch)
+    distributed.check_world(world, device, options.batch, options.resume)
     device = distributed.rank_device(world, device)
     distributed.start(world, device, options.dist_timeout)
     train, val, how = read_data(options.data, options.val)
