@@ -183,6 +183,8 @@ def _require(options: TrainOptions) -> None:
         raise UsageError(f"--lr must be a positive number, got {options.lr}")
     if options.optimizer not in ("sgd", "adamw"):
         raise UsageError(f"--optimizer {options.optimizer!r}: choose sgd or adamw")
+    if not options.dist_timeout > 0:
+        raise UsageError(f"--dist-timeout is in seconds and must be positive, got {options.dist_timeout}")
     if options.save_every < 0:
         raise UsageError(f"--save-every is in minutes and cannot be negative, got {options.save_every}")
 
