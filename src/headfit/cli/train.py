@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from headfit.cli.app import console, json_flag, print_json
+from headfit.train.distributed import DEFAULT_TIMEOUT_S
 
 
 @click.command("train")
@@ -56,7 +57,7 @@ from headfit.cli.app import console, json_flag, print_json
 @click.option(
     "--dist-timeout",
     type=float,
-    default=300.0,
+    default=DEFAULT_TIMEOUT_S,
     show_default=True,
     help="Seconds a process waits for the others (torchrun) before the run stops.",
 )

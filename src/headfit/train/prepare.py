@@ -26,6 +26,7 @@ from typing import Any
 
 from headfit.errors import UsageError
 from headfit.train.data import checked_data, describe_data, read_data, same_data
+from headfit.train.distributed import DEFAULT_TIMEOUT_S
 from headfit.train.plan import PreflightFailed, TrainPlan
 
 DEFAULT_EPOCHS = 10
@@ -63,7 +64,7 @@ class TrainOptions:
     jitter: bool = True
     trust_code: bool = False
     sync_bn: bool = False  # SyncBatchNorm over the ranks (CUDA)
-    dist_timeout: float = 300.0  # seconds a rank waits for the others (torchrun)
+    dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a rank waits for the others (torchrun)
 
     def to_dict(self) -> dict[str, Any]:
         """Paths made absolute, so ``--resume`` works from any folder."""
