@@ -188,10 +188,14 @@ def test_grouped_batches_are_one_group_each_and_cover_every_image():
 
 def test_ranks_split_one_order_and_keep_their_groups():
     groups = aspect_ratio_groups([(640, 480)] * 10 + [(480, 640)] * 10)
-    whole = GroupedBatchSampler(groups, 2, seed=5).epoch_batches(4)
-    ranks = [GroupedBatchSampler(groups, 2, seed=5, rank=r, world_size=2).epoch_batches(4) for r in range(2)]
-    assert ranks[0] == whole[0::2] and ranks[1] == whole[1::2]
+    whole = GroupedBatchSampler(groups, 4, seed=5).epoch_batches(4)
+    ranks = [GroupedBatchSampler(groups, 4, seed=5, rank=r, world_size=2).epoch_batches(4) for r in range(2)]
+    # the global batch of 4 is cut in two: a step sees the same images on 1 process or on 2
+    assert [a + b for a, b in zip(*ranks, strict=True)] == whole
     assert len(ranks[0]) == len(ranks[1]) == 5
+    assert all(len({groups[i] for i, _ in b}) == 1 and len(b) == 2 for b in ranks[0] + ranks[1])
+    with pytest.raises(ValueError, match="does not split over 3 ranks"):
+        GroupedBatchSampler(groups, 4, world_size=3)
 
 
 def test_lr_scales_with_the_batch_and_warms_up_then_anneals():

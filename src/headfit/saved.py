@@ -556,9 +556,7 @@ def _count_pretrained(run: AdaptRun, model: nn.Module, partial_load: bool) -> No
     outside = [k for k in state if not under(k, run.report.replaced)]
     loaded = set(run.load.loaded)
     run.pretrained = sum(1 for k in outside if k in loaded)
-    random = _left_random(run.load, run.report.replaced)
-    if random and not partial_load:
-        raise CheckpointError(_incomplete_load(run, random, len(outside)))
+    random = refuse_partial_load(run.load, run.report.replaced, run.spec, partial_load)
     if random:
         run.partial = True
         run.notes.append(
@@ -567,15 +565,23 @@ def _count_pretrained(run: AdaptRun, model: nn.Module, partial_load: bool) -> No
         )
 
 
+def refuse_partial_load(load: LoadReport, replaced: list[str], spec: str, partial_load: bool) -> list[str]:
+    """The model tensors outside the ``replaced`` head that ``load`` left random; a CheckpointError
+    naming them unless ``partial_load`` (the rule of ``headfit adapt`` and ``headfit train --weights``)."""
+    random = _left_random(load, replaced)
+    if random and not partial_load:
+        raise CheckpointError(_incomplete_load(spec, load, random, replaced))
+    return random
+
+
 def _left_random(load: LoadReport, replaced: list[str]) -> list[str]:
     """Model tensors outside the replaced layers the checkpoint did not fill (BatchNorm counters aside)."""
     keys = [*load.missing, *(s.key for s in load.skipped)]
     return [k for k in keys if not under(k, replaced) and not k.endswith("num_batches_tracked")]
 
 
-def _incomplete_load(run: AdaptRun, random: list[str], outside: int) -> str:
-    load = run.load
-    assert load is not None
+def _incomplete_load(spec: str, load: LoadReport, random: list[str], replaced: list[str]) -> str:
+    outside = sum(1 for k in [*load.loaded, *load.missing, *(s.key for s in load.skipped)] if not under(k, replaced))
     skipped = {s.key: s for s in load.skipped}
     missing = [k for k in random if k not in skipped]
     shaped = [skipped[k] for k in random if k in skipped]
@@ -588,9 +594,9 @@ def _incomplete_load(run: AdaptRun, random: list[str], outside: int) -> str:
             f"{len(shaped)} have other shapes (e.g. `{first.key}`: checkpoint {first.checkpoint_shape}, "
             f"model {first.model_shape})"
         )
-    hint = _fitting_builder(run.spec, Path(load.source))
+    hint = _fitting_builder(spec, Path(load.source))
     return (
-        f"the checkpoint {load.source!r} does not fit `{run.spec}`: of the model's {outside} tensors outside "
+        f"the checkpoint {load.source!r} does not fit `{spec}`: of the model's {outside} tensors outside "
         f"the new head, {' and '.join(parts)}, so {len(random)} would keep their random init and the model "
         f"would not be the pretrained one.{hint} Give the MODEL spec the checkpoint was saved from, or pass "
         "--partial-load (Python: partial_load=True) to adapt anyway; the report then counts what stayed random"

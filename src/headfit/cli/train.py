@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from headfit.cli.app import console, json_flag, print_json
+from headfit.train.distributed import DEFAULT_TIMEOUT_S
 
 
 @click.command("train")
@@ -19,8 +20,15 @@ from headfit.cli.app import console, json_flag, print_json
     "--val", type=click.Path(path_type=Path), help="Validation data (default: the data's own split)."
 )
 @click.option("--weights", type=click.Path(path_type=Path), help="Pretrained checkpoint, loaded safely.")
+@click.option(
+    "--partial-load",
+    is_flag=True,
+    help="Train even when --weights leaves tensors outside the class head random (the plan counts them).",
+)
 @click.option("--epochs", type=int, help="Epochs to train (default 10; with --resume: the new total).")
-@click.option("--batch", type=int, default=4, show_default=True, help="Images per step and process.")
+@click.option(
+    "--batch", type=int, default=4, show_default=True, help="Images per step, over all processes (torchrun)."
+)
 @click.option("--imgsz", type=int, help="Train and validate at this size (the longer side).")
 @click.option("--lr", type=float, help="Peak lr (default: the family's reference, scaled by the batch).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
@@ -40,15 +48,37 @@ from headfit.cli.app import console, json_flag, print_json
 @click.option("--no-flip", "flip", is_flag=True, flag_value=False, default=True, help="No horizontal flip.")
 @click.option("--no-jitter", "jitter", is_flag=True, flag_value=False, default=True, help="No scale jitter.")
 @click.option("--trust-code", is_flag=True, help="Allow a saved model's own builder code to run.")
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    help="Train on N processes of this machine (one per GPU): starts torchrun itself.",
+)
+@click.option("--sync-bn", is_flag=True, help="SyncBatchNorm over the processes (torchrun, CUDA).")
+@click.option(
+    "--dist-timeout",
+    type=float,
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a process waits for the others (torchrun) before the run stops.",
+)
 @json_flag("Print one JSON document at the end (progress goes to stderr).")
 @click.pass_context
 def command(
-    ctx: click.Context, model: str | None, resume: Path | None, trust_code: bool, as_json: bool, **given
+    ctx: click.Context,
+    model: str | None,
+    resume: Path | None,
+    trust_code: bool,
+    as_json: bool,
+    devices: int | None,
+    **given,
 ) -> None:
     """Fine-tune MODEL on DATA: classes from the data, pre-flight checks, a readable run directory."""
+    if devices is not None:
+        _start_torchrun(devices, given["device"])
     from headfit.train.prepare import TrainOptions, prepare
     from headfit.train.resume import prepare_resume
     from headfit.train.session import run_training
+    from headfit.train.world import world_from_env
 
     given["freeze"] = tuple(given["freeze"])
     if resume is not None:
@@ -61,4 +91,56 @@ def command(
     else:
         options = TrainOptions(model=model, trust_code=trust_code, **given)
         prepared = lambda: prepare(options)  # noqa: E731
-    run_training(prepared, console(), as_json=as_json, print_json=print_json)
+    world = world_from_env()
+    if not world.distributed:
+        run_training(prepared, console(), as_json=as_json, print_json=print_json)
+        return
+    import atexit
+
+    from headfit.train.distributed import finish
+
+    atexit.register(finish)  # after rank 0 has printed its error: the other ranks wait for it
+    out, rank_json = _rank_output(world)
+    _as_rank(world, lambda: run_training(prepared, out, as_json=as_json, print_json=rank_json))
+
+
+def _as_rank(world, work) -> None:
+    """Run ``work`` on this rank of a torchrun run. The ranks stop together, and each raises its
+    error: rank 0 prints it (naming another rank when that one stopped first); the others exit with
+    the same code in silence, except when they lost the other processes (only they can say so)."""
+    from headfit.errors import HeadfitError
+    from headfit.train.world import DistributedError
+
+    try:
+        work()
+    except HeadfitError as exc:
+        if world.is_main or isinstance(exc, DistributedError):
+            raise
+        raise SystemExit(exc.exit_code) from None
+
+
+def _rank_output(world):  # -> (console, print_json)
+    """Rank 0's console and JSON; the other ranks print nothing."""
+    if world.is_main:
+        return console(), print_json
+    return type(console())(quiet=True), lambda document: None
+
+
+def _start_torchrun(devices: int, device: str) -> None:
+    """``--devices N``: this command again under torchrun on N processes (N = 1: in this process)."""
+    import os
+    import sys
+
+    from headfit.errors import UsageError
+    from headfit.train.distributed import launch
+
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError(
+            "--devices starts torchrun itself, and this process already runs under torchrun "
+            f"(WORLD_SIZE={os.environ['WORLD_SIZE']}): drop --devices and give torchrun --nproc_per_node"
+        )
+    if devices == 1:
+        return
+    argv = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
+    raise SystemExit(launch(devices, argv, device))
+

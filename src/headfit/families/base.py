@@ -253,6 +253,12 @@ class Family:
         """Parts ``--freeze`` can name: part name -> module path (e.g. ``backbone`` -> ``backbone.body``)."""
         return {}
 
+    def ddp_find_unused_parameters(self, model: nn.Module) -> bool:
+        """Whether a train-mode forward can leave trainable parameters without a gradient, so that
+        ``DistributedDataParallel`` must look for them each step (slower). torchvision's detectors
+        use every parameter in training, as its reference scripts assume."""
+        return False
+
     def target_needs(self, model: nn.Module) -> dict[str, str]:
         """Target keys beyond the task's basics the model trains on (``masks``), each with the model
         to use instead when the data has none."""

@@ -128,3 +128,26 @@ def same_data(args: dict[str, Any], train: Any, val: Any, run: Path | None) -> N
             f"boxes (fingerprint {now}). Resuming on other data would not continue the same run: restore the "
             "data, or start a new run (with `--weights RUN/last.safetensors` to start from its weights)"
         )
+
+
+def evaluation_data(train: Any, val: Any, run: Path, write: bool) -> str:
+    """The ``--data`` (and ``--split``) that make ``headfit evaluate`` score the run's own val images.
+
+    A val split that is a file or split of its own is named as it is; val images held out of the
+    training data by image id have no file, so they are written to ``RUN/val.json`` (COCO, file names
+    relative to it; ``write`` on the rank that writes the run).
+    """
+    import shlex
+
+    from headfit.datasets import splits
+    from headfit.datasets.fix import write_coco
+
+    source = Path(val.source)
+    if val.split and val.split in splits(source):
+        return shlex.quote(str(source)) + ("" if val.split == "val" else f" --split {shlex.quote(val.split)}")
+    if source != Path(train.source):
+        return shlex.quote(str(source))
+    held_out = run / "val.json"
+    if write:
+        write_coco(val, held_out)
+    return shlex.quote(str(held_out))

@@ -50,7 +50,7 @@ class DetectionSetup:
     family: Family
     train: DetectionDataset
     val: DetectionDataset
-    batch_size: int  # per rank
+    batch_size: int  # images per step over all ranks (each rank takes batch_size / world_size)
     size: ImageSize  # the nominal size: validation, checkpoints
     image_size: int | None  # what the checkpoints record (--imgsz), None for the builder's default
     device: str
@@ -223,22 +223,35 @@ class DetectionTask:
         return self.family.loss_terms(model, model(images, targets))
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        from headfit.evaluation import detect, evaluate_detections
+        from headfit.evaluation import evaluate_detections
 
         self.family.set_image_size(model, self.setup.size)
-        self.detections = detect(
-            model,
-            self.setup.val,
-            batch_size=self.setup.batch_size,
-            device=self.setup.device,
-            workers=self.setup.workers,
-        )
+        self.detections = self._detect_sharded(model)
         self.report = evaluate_detections(self.setup.val, self.detections, max_dets=self.setup.max_dets)
         return {
             "val_AP": _number(self.report.AP),
             "val_AP50": _number(self.report.AP50),
             "val_AP75": _number(self.report.AP75),
         }
+
+    def _detect_sharded(self, model: nn.Module) -> list[Any]:
+        """Each rank detects every ``world_size``-th val image; the detections of all ranks, once per
+        image and in the data's order (deduplicated by image id, so no image counts twice)."""
+        from dataclasses import replace
+
+        from headfit.evaluation import detect
+
+        val, world = self.setup.val, self.world
+        shard = replace(val, images=val.images[world.rank :: world.world_size])
+        per_rank = max(1, self.setup.batch_size // world.world_size)
+
+        def work() -> list[Any]:
+            if not shard.images:  # fewer val images than ranks
+                return []
+            return detect(model, shard, batch_size=per_rank, device=self.setup.device, workers=self.setup.workers)
+
+        by_id = {d.image_id: d for found in world.everywhere(work) for d in found}
+        return [by_id[r.image_id] for r in val.images if r.image_id in by_id]
 
     def save_model(self, model: nn.Module, path: Path, extra: dict[str, Any]) -> None:
         from headfit.checkpoint import save_detector

@@ -7,6 +7,12 @@ every ``save_every_s`` seconds and at each epoch end; each epoch ends with valid
 ``metrics.csv``, ``last``/``best`` checkpoints and plots; ``patience`` stops a run whose primary
 metric stopped improving. A non-finite loss stops with HF401; any other exception in the loop with
 headfit's live diagnosis of it (``TrainingStopped``, exit 1). Ctrl-C finishes the step and saves.
+
+Under ``torchrun`` the model's forward runs through ``DistributedDataParallel`` (``parallel``) while
+the state, validation, EMA and checkpoints use the module itself (no ``module.`` prefix). Each step
+gathers from every rank its loss terms, whether it stopped (a non-finite loss, an exception) and
+whether Ctrl-C was pressed: the logged losses are the means over the ranks, and a stop on one rank
+stops every rank at the same step, rank 0 printing the failing rank's diagnosis.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from headfit.train.progress import Display, NullDisplay, losses_text
 from headfit.train.schedule import WarmupCosine, warmup_iterations
 from headfit.train.state import STATE_FILE, capture_rng, restore_rng, save_state
 from headfit.train.task import Batch, Task
-from headfit.train.world import World
+from headfit.train.world import RankFailed, StopNote, World
 
 HISTORY = 8  # total losses kept for the non-finite diagnosis
 
@@ -47,6 +53,19 @@ class TrainingStopped(HeadfitError):
     def __init__(self, message: str, diagnosis: Diagnosis) -> None:
         super().__init__(message)
         self.diagnosis = diagnosis
+
+
+class Terminated(HeadfitError):
+    """SIGTERM under torchrun: the launcher ends every rank when one fails (or the job was cancelled)."""
+
+    exit_code = 143  # 128 + SIGTERM, what the shell reports for a process it ended
+
+    def __init__(self, world: World, hint: str) -> None:
+        super().__init__(
+            f"rank {world.rank} of {world.world_size} was ended by SIGTERM: torchrun stops every process "
+            "of a run when one of them fails (its report below names that rank and how it ended), and a "
+            f"scheduler does the same when the job is cancelled; {hint}"
+        )
 
 
 @dataclass
@@ -100,8 +119,10 @@ class Trainer:
         *,
         world: World | None = None,
         display: Display | None = None,
+        parallel: nn.Module | None = None,
     ) -> None:
         self.task, self.model, self.config, self.run = task, model, config, run
+        self.forward = parallel if parallel is not None else model  # DDP's wrapper of ``model``
         self.world = world or World()
         self.display = display or NullDisplay()
         self.device = torch.device(config.device)
@@ -120,6 +141,7 @@ class Trainer:
         self.count = 0
         self.train_seconds = 0.0
         self.train_images = 0
+        self.interrupted = False
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -192,20 +214,32 @@ class Trainer:
             self.interrupted = True
             self.display.note("Ctrl-C: saving the state after this step (press again to stop at once)")
 
+        def on_sigterm(signum: int, frame: Any) -> None:
+            raise Terminated(self.world, self._resume_hint())
+
         previous = signal.signal(signal.SIGINT, on_sigint)
+        before = signal.signal(signal.SIGTERM, on_sigterm) if self.world.distributed else None
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+            if before is not None:
+                signal.signal(signal.SIGTERM, before)
 
     def _train_epoch(self) -> None:
         epoch, start = self.position.epoch, self.position.batch
-        self.model.train()
+        self.forward.train()
         self.display.start_epoch(epoch + 1, self.config.epochs, self.steps_per_epoch, start)
         if start == 0:
             self.sums, self.count = {}, 0
         self.epoch_started = last_save = began = time.perf_counter()
-        for batch in self.task.batches(epoch, start):
+        batches = iter(self.task.batches(epoch, start))
+        while True:
+            batch, failure = _next_batch(batches)
+            if failure is not None:
+                self._agree(failure, {})  # raises on every rank
+            if batch is None:
+                break
             terms = self._step(batch)
             for name, value in terms.items():
                 self.sums[name] = self.sums.get(name, 0.0) + value
@@ -225,16 +259,15 @@ class Trainer:
         self.epoch_losses = {k: v / max(self.count, 1) for k, v in self.sums.items()}
 
     def _step(self, batch: Batch) -> dict[str, float]:
-        """One optimizer step; the loss terms as floats (``loss`` is their sum)."""
-        amp = _amp_dtype(self.config.amp)
-        with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
-            terms = self.task.loss_terms(self.model, batch)
-            loss = sum(terms.values())
-        floats = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).tolist()
-        values = dict(zip(terms, floats, strict=True))
-        values["loss"] = sum(floats)
-        if not math.isfinite(values["loss"]):
-            self._stop_nonfinite(batch, values)
+        """One optimizer step; the loss terms as floats (``loss`` is their sum), averaged over the ranks."""
+        loss, values, failure = None, {}, None
+        try:
+            loss, values = self._forward(batch)
+        except Exception as exc:  # agreed with the other ranks first, then raised
+            failure = exc
+        if failure is None and not math.isfinite(values["loss"]):
+            failure = self._nonfinite_stop(batch, values)
+        values = self._agree(failure, values)
         self.scaler.scale(loss).backward()
         norm = self._clip()
         if norm is not None and not math.isfinite(norm) and not self.scaler.is_enabled():
@@ -248,6 +281,35 @@ class Trainer:
         self.history.append(values["loss"])
         return {"loss": values.pop("loss"), **values}
 
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        amp = _amp_dtype(self.config.amp)
+        with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
+            terms = self.task.loss_terms(self.forward, batch)
+            loss = sum(terms.values())
+        floats = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).tolist()
+        values = dict(zip(terms, floats, strict=True))
+        values["loss"] = sum(floats)
+        return loss, values
+
+    def _agree(self, failure: BaseException | None, values: dict[str, float]) -> dict[str, float]:
+        """Every rank's outcome of this step: raise on every rank when one stopped; else this step's
+        loss terms averaged over the ranks (Ctrl-C on any rank is Ctrl-C on all)."""
+        if failure is not None and not isinstance(failure, HeadfitError):
+            failure = self._exception_stop(failure)
+        if not self.world.distributed:
+            if failure is not None:
+                raise failure
+            return values
+        note = None if failure is None else StopNote.of(self.world.rank, failure)
+        gathered = self.world.all_gather((note, values, self.interrupted))
+        if failure is not None:
+            raise failure
+        notes = [n for n, _, _ in gathered if n is not None]
+        if notes:
+            raise _stopped_by(notes[0])
+        self.interrupted = any(flag for _, _, flag in gathered)
+        return {k: sum(v[k] for _, v, _ in gathered) / len(gathered) for k in values}
+
     def _clip(self) -> float | None:
         if not self.config.clip_norm:
             return None
@@ -259,6 +321,9 @@ class Trainer:
 
     def _end_epoch(self) -> str | None:
         """Validate, log, save; the reason to stop early, if any."""
+        self.world.share_buffers(self.model)
+        if self.ema is not None:
+            self.world.share_buffers(self.ema)
         evaluated = self.ema.module if self.ema is not None else self.model
         evaluated.eval()
         metrics = self.task.validate(evaluated)
@@ -290,7 +355,7 @@ class Trainer:
         self.save()
         self.display.end_epoch(self._epoch_line(row, improved))
         patience = self.config.patience
-        if patience and self.stale >= patience and epoch < self.config.epochs:
+        if self.world.any(bool(patience) and self.stale >= patience and epoch < self.config.epochs):
             return (
                 f"{self.task.primary_metric} has not improved for {self.stale} epochs (best "
                 f"{self.best_score:.4f} at epoch {self.best_epoch}); stopped early by --patience {patience}"
@@ -317,7 +382,7 @@ class Trainer:
 
     # -- stopping -----------------------------------------------------------------------------------
 
-    def _stop_nonfinite(self, batch: Batch, values: dict[str, float]) -> None:
+    def _nonfinite_stop(self, batch: Batch, values: dict[str, float]) -> TrainingStopped:
         facts = StepFacts(
             epoch=self.position.epoch + 1,
             epochs=self.config.epochs,
@@ -334,17 +399,25 @@ class Trainer:
             resumable=(self.run / STATE_FILE).is_file(),
         )
         diagnosis = nonfinite_diagnosis(facts, self.task.batch_evidence(batch))
-        raise TrainingStopped(f"{diagnosis.summary}; {self._resume_hint()}", diagnosis)
+        return TrainingStopped(f"{diagnosis.summary}; {self._resume_hint()}", diagnosis)
 
-    def _stop_on_exception(self, exc: Exception) -> None:
+    def _stop_nonfinite(self, batch: Batch, values: dict[str, float]) -> None:
+        raise self._nonfinite_stop(batch, values)
+
+    def _exception_stop(self, exc: BaseException) -> TrainingStopped:
         from headfit.live import diagnose_exception
 
         diagnosis = diagnose_exception(exc)
         where = f"epoch {self.position.epoch + 1}, batch {self.position.batch + 1}"
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise TrainingStopped(
+        stopped = TrainingStopped(
             f"training stopped at {where} on {type(exc).__name__}: {first}; {self._resume_hint()}", diagnosis
-        ) from exc
+        )
+        stopped.__cause__ = exc
+        return stopped
+
+    def _stop_on_exception(self, exc: Exception) -> None:
+        raise self._exception_stop(exc)
 
     def _resume_hint(self) -> str:
         if (self.run / STATE_FILE).is_file():
@@ -364,6 +437,23 @@ class Trainer:
             seconds=seconds,
             train_images_per_second=self.train_images / self.train_seconds if self.train_seconds else 0.0,
         )
+
+
+def _next_batch(batches: Iterator[Batch]) -> tuple[Batch | None, BaseException | None]:
+    """The next batch, ``(None, None)`` at the end, or ``(None, exc)`` when fetching it raised."""
+    try:
+        return next(batches), None
+    except StopIteration:
+        return None, None
+    except Exception as exc:
+        return None, exc
+
+
+def _stopped_by(note: StopNote) -> HeadfitError:
+    """This rank's stop because rank ``note.rank`` stopped: its diagnosis when it has one."""
+    if note.diagnosis is None:
+        return RankFailed(note)
+    return TrainingStopped(f"rank {note.rank}: {note.message}", note.diagnosis)
 
 
 def _amp_dtype(amp: str | None) -> torch.dtype | None:

@@ -37,6 +37,7 @@ class TrainPlan:
     load: Any = None  # LoadReport of --weights
     check: Any = None  # CheckReport of the pre-flight check
     resumed: str | None = None  # "epoch 3, batch 40" when resuming
+    evaluate: str = ""  # the `headfit evaluate` command of the run's best checkpoint on its val data
 
     def add(self, topic: str, value: str, why: str = "") -> None:
         self.choices.append(Choice(topic, value, why))
@@ -48,4 +49,5 @@ class TrainPlan:
             "notes": list(self.notes),
             "dropped": [p.to_dict() for p in self.dropped],
             "resumed": self.resumed,
+            "evaluate": self.evaluate,
         }

@@ -9,6 +9,10 @@ pre-flight ``check`` at the data's real sizes and batch; the lr, scaled from the
 recipe by the total batch; the run directory and ``args.json``. ``TrainPlan`` records each choice
 and why, for the start-of-run summary. ``--resume`` rebuilds the same trainer from ``args.json``
 and refuses data whose fingerprint changed.
+
+Under ``torchrun`` every rank runs this same preparation (``train/distributed.py``): the launch is
+checked before the rendezvous, every rank must hold data of the same fingerprint, rank 0 alone makes
+the run directory (the others learn its name from rank 0), and the model is wrapped in DDP.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from headfit.errors import UsageError
 from headfit.train.data import checked_data, describe_data, read_data, same_data
+from headfit.train.distributed import DEFAULT_TIMEOUT_S
 from headfit.train.plan import PreflightFailed, TrainPlan
 
 DEFAULT_EPOCHS = 10
@@ -36,6 +41,7 @@ class TrainOptions:
     data: Path | None = None
     val: Path | None = None
     weights: Path | None = None
+    partial_load: bool = False  # --weights may leave tensors outside the head random
     epochs: int | None = None
     batch: int = DEFAULT_BATCH
     imgsz: int | None = None
@@ -57,6 +63,8 @@ class TrainOptions:
     flip: bool = True
     jitter: bool = True
     trust_code: bool = False
+    sync_bn: bool = False  # SyncBatchNorm over the ranks (CUDA)
+    dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a rank waits for the others (torchrun)
 
     def to_dict(self) -> dict[str, Any]:
         """Paths made absolute, so ``--resume`` works from any folder."""
@@ -85,11 +93,15 @@ def prepare(options: TrainOptions) -> Prepared:
 def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] | None = None) -> Prepared:
     import torch
 
+    from headfit.train import distributed
     from headfit.train.world import world_from_env
 
     world = world_from_env()
     torch.manual_seed(options.seed)
     device = _device(options.device)
+    distributed.check_world(world, device, options.batch, options.resume)
+    device = distributed.rank_device(world, device)
+    distributed.start(world, device, options.dist_timeout)
     train, val, how = read_data(options.data, options.val)
     if resume is None:
         model, spec, source_names = _build(options)
@@ -99,26 +111,53 @@ def assemble(options: TrainOptions, plan: TrainPlan, resume: tuple[dict, dict] |
     family = _training_family(model, spec, options.model)
     masks = _needed_targets(family, model, spec, train)
     train, val = checked_data(train, val, options.allow_drop, plan)
+    _same_data_everywhere(world, train, val)
     if resume is not None:
         same_data(resume[0], train, val, options.resume)
     describe_data(plan, train, val, how)
     if resume is None:
         source_names = _load_weights(model, family, options, spec, source_names, plan)
-    _rehead(model, family, train, source_names, plan, spec)
+    replaced = _rehead(model, family, train, source_names, plan, spec)
+    if plan.load is not None:
+        _partial_load(plan.load, replaced, spec, options.partial_load, plan)
     size, image_size = _image_size(model, family, options.imgsz, plan)
     _set_detections(model, family, val, plan)
-    plan.check = _preflight_check(model, train, options.batch, spec)
+    plan.check = _preflight_check(model, train, options.batch // world.world_size, spec)
+    _sync_batchnorm(model, options, device, world, plan)
     _freeze(model, family, options.freeze, plan)
     config = _loop_config(options, family, model, device, world, len(train.images), plan)
     if resume is None:
         plan.run = _new_run(options, world)
+    plan.evaluate = _evaluate_command(plan.run, spec, train, val, world)
     trainer = _trainer(
         model, family, spec, train, val, options, config, size, image_size, masks, device, world, plan
     )
     if resume is not None:
         trainer.load_state_dict(resume[1])
+        _rescaled_note(resume[0], options.batch, world, plan)
     _write_args(plan.run, options, spec, train, val, config, world, plan, image_size, masks, resume)
     return Prepared(trainer, plan)
+
+
+def _same_data_everywhere(world: Any, train: Any, val: Any) -> None:
+    from headfit.datasets import fingerprint
+    from headfit.train.distributed import same_fingerprints
+
+    if world.distributed:
+        prints = {"train": fingerprint(train), "val": fingerprint(val)}
+        same_fingerprints(world, prints, {"train": str(train.source), "val": str(val.source)})
+
+
+def _rescaled_note(args: dict[str, Any], batch: int, world: Any, plan: TrainPlan) -> None:
+    """A run resumed on another number of processes keeps its total batch, split anew."""
+    was = int(args.get("world_size", 1))
+    if was == world.world_size:
+        return
+    plan.notes.append(
+        f"resumed on {world.world_size} process(es); the run trained on {was}: the total batch stays {batch}, "
+        f"now {batch // world.world_size} per process (was {batch // was}), so the lr, the steps per epoch "
+        "and the order of the images are those of the run"
+    )
 
 
 def _rebuild(spec: str) -> Any:
@@ -145,6 +184,8 @@ def _require(options: TrainOptions) -> None:
         raise UsageError(f"--lr must be a positive number, got {options.lr}")
     if options.optimizer not in ("sgd", "adamw"):
         raise UsageError(f"--optimizer {options.optimizer!r}: choose sgd or adamw")
+    if not options.dist_timeout > 0:
+        raise UsageError(f"--dist-timeout is in seconds and must be positive, got {options.dist_timeout}")
     if options.save_every < 0:
         raise UsageError(f"--save-every is in minutes and cannot be negative, got {options.save_every}")
 
@@ -277,9 +318,23 @@ def _refuse_foreign(report: Any, weights: Path, spec: str, model: Any) -> None:
     )
 
 
+def _partial_load(report: Any, replaced: list[str], spec: str, partial_load: bool, plan: TrainPlan) -> None:
+    """``adapt``'s rule: ``--weights`` must fill every tensor outside the re-headed layers, unless
+    ``--partial-load`` (then the plan says how many stayed random)."""
+    from headfit.saved import refuse_partial_load
+
+    random = refuse_partial_load(report, replaced, spec, partial_load)
+    if random:
+        plan.notes.append(
+            f"--partial-load: {len(random)} tensors outside the new head are not from the checkpoint and "
+            f"keep the builder's random init, e.g. `{random[0]}`"
+        )
+
+
 def _rehead(
     model: Any, family: Any, train: Any, source_names: list[str] | None, plan: TrainPlan, spec: str
-) -> None:
+) -> list[str]:
+    """Re-head ``model`` for the data's classes; the module paths of the layers replaced."""
     from headfit.adapt import source_head_outputs
     from headfit.train.heads import matching_rows, reheaded
 
@@ -305,6 +360,7 @@ def _rehead(
             kept,
             "these data classes have a namesake in the checkpoint's head; the others start fresh",
         )
+    return list(done.replaced)
 
 
 def _image_size(model: Any, family: Any, imgsz: int | None, plan: TrainPlan) -> tuple[Any, int | None]:
@@ -368,7 +424,36 @@ def _freeze(model: Any, family: Any, parts: tuple[str, ...], plan: TrainPlan) ->
         module = model.get_submodule(known[part])
         count = sum(p.numel() for p in module.parameters())
         module.requires_grad_(False)
-        plan.add("frozen", f"`{known[part]}` ({count:,} parameters)", f"--freeze {part}")
+        norms = _freeze_statistics(module)
+        kept = f"; {norms} BatchNorm layer(s) keep their running statistics" if norms else ""
+        plan.add("frozen", f"`{known[part]}` ({count:,} parameters{kept})", f"--freeze {part}")
+
+
+class _FrozenStatistics:
+    """Mixed into a frozen BatchNorm: ``train()`` leaves it in eval mode, so its running mean and
+    variance stay the pretrained ones (``requires_grad_(False)`` alone still updates them)."""
+
+    def train(self, mode: bool = True) -> Any:
+        return super().train(False)  # type: ignore[misc]
+
+
+_FROZEN_CLASSES: dict[type, type] = {}
+
+
+def _freeze_statistics(module: Any) -> int:
+    """Put every BatchNorm under ``module`` in eval mode for good; how many."""
+    from torch import nn
+
+    count = 0
+    for norm in module.modules():
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and not isinstance(norm, _FrozenStatistics):
+            cls = type(norm)
+            if cls not in _FROZEN_CLASSES:
+                _FROZEN_CLASSES[cls] = type(f"Frozen{cls.__name__}", (_FrozenStatistics, cls), {})
+            norm.__class__ = _FROZEN_CLASSES[cls]
+            norm.eval()
+            count += 1
+    return count
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -380,7 +465,7 @@ def _loop_config(
     from headfit.train.loop import LoopConfig
     from headfit.train.schedule import scaled_lr
 
-    total = options.batch * world.world_size
+    total = options.batch
     if options.lr is not None:
         lr, why = options.lr, "--lr"
     else:
@@ -391,12 +476,9 @@ def _loop_config(
         lr, why = choice.lr, f"{choice.why}; {recipe.source}"
     amp = _amp(options.amp, device)
     epochs = options.epochs or DEFAULT_EPOCHS
-    steps = max(1, math.ceil(images / options.batch) // world.world_size)
-    plan.add(
-        "batch",
-        f"{options.batch} x {world.world_size} process(es) = {total}",
-        f"{steps} steps per epoch, batches grouped by aspect ratio",
-    )
+    steps = math.ceil(images / total)
+    split = f" = {world.world_size} processes x {total // world.world_size}" if world.distributed else ""
+    plan.add("batch", f"{total}{split}", f"{steps} steps per epoch, batches grouped by aspect ratio")
     plan.add("lr", f"{lr:.4g}", why)
     optimizer = "AdamW" if options.optimizer == "adamw" else "SGD momentum 0.9"
     plan.add(
@@ -411,6 +493,14 @@ def _loop_config(
         "CUDA autocast" if amp else ("no CUDA" if not device.startswith("cuda") else "--amp off"),
     )
     plan.add("device", device, _device_why(options.device, device))
+    if world.distributed:
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        plan.add(
+            "processes",
+            f"{world.world_size} (torchrun, DistributedDataParallel over {backend})",
+            f"rank 0 writes the run directory; a rank that stops answering for {options.dist_timeout:g} s "
+            "ends the run (--dist-timeout)",
+        )
     return LoopConfig(
         epochs=epochs,
         lr=lr,
@@ -461,9 +551,34 @@ def _workers(workers: int | None) -> int:
 
 
 def _new_run(options: TrainOptions, world: Any) -> Path:
+    """Rank 0 makes the run directory; every rank gets its path (or rank 0's error)."""
     from headfit.train.rundir import new_run_dir
 
-    return new_run_dir(options.project, options.name) if world.is_main else options.project / options.name
+    return world.everywhere(lambda: new_run_dir(options.project, options.name) if world.is_main else None)[0]
+
+
+def _evaluate_command(run: Path, spec: str, train: Any, val: Any, world: Any) -> str:
+    """``headfit evaluate`` of the run's best checkpoint on its val data, ready to paste."""
+    import shlex
+
+    from headfit.spec import names_a_library_builder
+    from headfit.train.data import evaluation_data
+
+    data = evaluation_data(train, val, run, write=world.is_main)
+    trust = "" if names_a_library_builder(spec) else " --trust-code"
+    return f"headfit evaluate {shlex.quote(str(run / 'best.safetensors'))} --data {data}{trust}"
+
+
+def _sync_batchnorm(model: Any, options: TrainOptions, device: str, world: Any, plan: TrainPlan) -> None:
+    from headfit.train.distributed import sync_batchnorm
+
+    if not options.sync_bn:
+        return
+    if not world.distributed:
+        raise UsageError("--sync-bn synchronises BatchNorm over the processes of a torchrun run; with one "
+                         "process there is nothing to synchronise: drop it (or start with torchrun / --devices N)")
+    count = sync_batchnorm(model, device)
+    plan.add("sync-bn", f"{count} BatchNorm layer(s) made SyncBatchNorm", "--sync-bn: statistics over the total batch")
 
 
 def _trainer(
@@ -474,6 +589,7 @@ def _trainer(
     from headfit.train.progress import make_display
 
     model.to(device)
+    parallel = _parallel(model, family, device, world)
     setup = DetectionSetup(
         spec=spec,
         family=family,
@@ -497,7 +613,15 @@ def _trainer(
         "transforms.v2 + SanitizeBoundingBoxes",
     )
     plan.add("run", str(plan.run), "never an existing folder")
-    return Trainer(task, model, config, plan.run, world=world, display=make_display(is_main=world.is_main))
+    display = make_display(is_main=world.is_main)
+    return Trainer(task, model, config, plan.run, world=world, display=display, parallel=parallel)
+
+
+def _parallel(model: Any, family: Any, device: str, world: Any) -> Any:
+    """``model`` in DDP under torchrun (the family says whether some parameters go unused), else None."""
+    from headfit.train.distributed import wrap
+
+    return wrap(model, device, family.ddp_find_unused_parameters(model)) if world.distributed else None
 
 
 def _jitter_text(task: Any, size: Any) -> str:
@@ -526,6 +650,7 @@ def _write_args(run, options, spec, train, val, config, world, plan, image_size,
             "lr": config.lr,
             "batch": options.batch,
             "world_size": world.world_size,
+            "batch_per_process": options.batch // world.world_size,
             "total_batch": config.total_batch,
             "device": config.device,
             "amp": config.amp,

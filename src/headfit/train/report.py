@@ -52,7 +52,8 @@ def render_data_problems(problems: list[Any], verb: str = "problem", limit: int 
     return lines
 
 
-def render_result(result: FitResult, metric: str = "val_AP") -> list[str]:
+def render_result(result: FitResult, evaluate: str) -> list[str]:
+    """The end of the run; ``evaluate`` is the command that scores its best checkpoint on its val data."""
     run = escape(str(result.run))
     lines = []
     if result.stopped_early:
@@ -66,7 +67,7 @@ def render_result(result: FitResult, metric: str = "val_AP") -> list[str]:
         f"({result.train_images_per_second:.1f} train images/s); results in {run}"
     )
     lines.append(f"  {run}/best.safetensors, last.safetensors, metrics.csv, plots/")
-    lines.append(f"  evaluate it: `headfit evaluate {run}/best.safetensors --data DATA`")
+    lines.append(f"  evaluate it: `{escape(evaluate)}`")
     return lines
 
 

@@ -16,7 +16,9 @@ from headfit.train.plan import TrainPlan
 from headfit.train.prepare import Prepared, TrainOptions, assemble
 
 # the data may move (its fingerprint must not change); the rest is the run's own
-RESUMABLE = ("epochs", "lr", "device", "workers", "save_every", "patience", "amp", "data", "val")
+RESUMABLE = (
+    "epochs", "lr", "device", "workers", "save_every", "patience", "amp", "data", "val", "sync_bn", "dist_timeout",
+)  # fmt: skip
 
 
 def prepare_resume(run: Path, overrides: dict[str, Any], *, trust_code: bool = False) -> Prepared:

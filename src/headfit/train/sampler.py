@@ -8,8 +8,10 @@ image is decoded to group). This sampler does the same, and adds what fault tole
   batches it already trained on and see exactly the batches it would have seen;
 - every sample carries its own random seed, drawn with the order, so augmentation does not depend on
   which DataLoader worker decodes it, or on a restart;
-- with ``world_size`` ranks each rank takes every ``world_size``-th batch of the one shared order, so
-  the grouping holds per rank and every rank runs the same number of steps.
+- ``batch_size`` is the global batch: with ``world_size`` ranks every batch of the one shared order is
+  cut into ``world_size`` equal slices and each rank takes its own, so the grouping holds per rank,
+  every rank runs the same number of steps, and the images of a step are the same whatever the
+  number of ranks (a run resumed on another world size continues with the batches it would have had).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def aspect_ratio_groups(sizes: Sequence[tuple[int, int]], factor: int = 3) -> li
 class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields lists of ``(index, sample_seed)``; every batch holds images of one aspect-ratio group.
 
-    An epoch has ``ceil(N / batch_size)`` batches over all ranks: batches fill group by group in a
+    An epoch has ``ceil(N / batch_size)`` steps, each of ``batch_size / world_size`` images per rank:
+    global batches fill group by group in a
     shuffled order, and the leftovers of each group are completed by repeating images of that group
     (as torchvision's ``GroupedBatchSampler`` does), so every batch has ``batch_size`` images and
     every image is seen once an epoch.
@@ -57,6 +60,8 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not group_ids:
             raise ValueError("GroupedBatchSampler needs at least one image")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} does not split over {world_size} ranks")
         self.group_ids = list(group_ids)
         self.batch_size = batch_size
         self.seed = seed
@@ -71,8 +76,8 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
         self.epoch, self.start = epoch, start
 
     def batches_per_epoch(self) -> int:
-        """This rank's batches in a whole epoch (the same on every rank)."""
-        return max(1, math.ceil(len(self.group_ids) / self.batch_size) // self.world_size)
+        """The steps of a whole epoch (the same on every rank, and for any number of ranks)."""
+        return math.ceil(len(self.group_ids) / self.batch_size)
 
     def __len__(self) -> int:
         return self.batches_per_epoch() - self.start
@@ -86,12 +91,12 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
         n = len(self.group_ids)
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
         seeds = torch.randint(SEED_RANGE, (n,), generator=generator).tolist()
-        every = self._grouped(order)
-        mine = every[self.rank :: self.world_size][: self.batches_per_epoch()]
+        share = self.batch_size // self.world_size
+        mine = [batch[self.rank * share : (self.rank + 1) * share] for batch in self._grouped(order)]
         return [[(i, seeds[i]) for i in batch] for batch in mine]
 
     def _grouped(self, order: list[int]) -> list[list[int]]:
-        wanted = max(self.world_size, math.ceil(len(order) / self.batch_size))
+        wanted = self.batches_per_epoch()
         buffers: dict[int, list[int]] = {}
         members: dict[int, list[int]] = {}
         batches = []
@@ -109,6 +114,4 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
             pool = members[group]
             fill = [pool[k % len(pool)] for k in range(self.batch_size - len(partial))]
             batches.append(partial + fill)
-        while len(batches) < wanted:  # fewer images than ranks x batch: repeat whole batches
-            batches.append(list(batches[len(batches) % max(1, len(batches))]))
         return batches

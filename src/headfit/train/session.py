@@ -43,8 +43,8 @@ def run_training(
     if as_json:
         print_json(result_document(prepared.plan, result))
     else:
-        for line in render_result(result):
-            out.print(line)
+        for line in render_result(result, prepared.plan.evaluate):
+            out.print(line, soft_wrap=True)  # the paths and the evaluate command stay whole for pasting
 
 
 def _show_findings(
