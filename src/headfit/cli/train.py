@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from headfit.cli.app import console, json_flag, print_json
+from headfit.cli.app import console, json_flag, print_json, trust_code_option
 from headfit.train.distributed import DEFAULT_TIMEOUT_S
 
 
@@ -47,7 +47,7 @@ from headfit.train.distributed import DEFAULT_TIMEOUT_S
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-flip", "flip", is_flag=True, flag_value=False, default=True, help="No horizontal flip.")
 @click.option("--no-jitter", "jitter", is_flag=True, flag_value=False, default=True, help="No scale jitter.")
-@click.option("--trust-code", is_flag=True, help="Allow a saved model's own builder code to run.")
+@trust_code_option()
 @click.option(
     "--devices",
     type=click.IntRange(min=1),
