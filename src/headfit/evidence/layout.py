@@ -40,7 +40,7 @@ def model_images(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     return LiveEvidence(found.facts, found.causes, settles=True)
 
 
-@finder(code=None, priority=62)
+@finder(code=None, priority=61)
 def user_input_layout(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     """A channels-last image or a sample without its batch dim reached the failing conv or BatchNorm
     unchanged from the user's own variable: the permute / unsqueeze names that variable."""

@@ -48,6 +48,7 @@ class DetectionFamily(Family):
     """What all torchvision detectors share: inputs, sizes, the smoke batch, the loss, target checks."""
 
     smoke_images: ClassVar[int] = 1
+    class_head: ClassVar[str] = ""  # the class head's module path (``_facts.py``), named in label causes
     lint_confidence = (0.95, 0.85)
     takes_targets = True
 
@@ -198,6 +199,7 @@ class DenseDetectionFamily(DetectionFamily):
     name = DENSE.family
     priority = 10
     counts_background = DENSE.background
+    class_head = DENSE.head
     examples = ("torchvision:fcos_resnet50_fpn", "torchvision:retinanet_resnet50_fpn")
 
     # -- recognition and heads -------------------------------------------------------------------------
