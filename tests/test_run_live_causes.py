@@ -26,6 +26,27 @@ CASES = [
         "not a list of images",
         fix_is("frame = [frame.permute(2, 0, 1)]"),
     ),
+    Case(
+        "fasterrcnn_forgot_background",
+        "roi_heads.box_predictor",
+        "counts the background too",
+        fix_is("build it with num_classes=3"),
+    ),
+    Case(
+        "keypoints_no_instance_dim",
+        "roi_heads.keypoint_predictor",
+        "without the instance dim",
+        fix_is('targets[0]["keypoints"] = targets[0]["keypoints"].unsqueeze(0)'),
+    ),
+    Case("seg_mask_0_255", None, "0 and 255", fix_is("masks = (masks > 127).long()")),
+    Case("seg_mask_rgb", None, "colour", fix_is("masks = palette_to_index(masks)")),
+    Case(
+        "seg_one_hot_21",
+        "classifier.4",
+        "has 5 classes",
+        fix_is("model.classifier[4] = nn.Conv2d(512, 5, kernel_size=1); and masks = masks.argmax(1)"),
+    ),
+    Case("timm_head_replaced", "head", "pooling and norm", fix_is("net.reset_classifier(7)")),
 ]
 
 
@@ -57,6 +78,33 @@ def test_a_bare_detector_image_is_not_a_grayscale_image(documents) -> None:
     _, doc = documents["detector_bare_image"]
     said = json.dumps(doc["causes"])
     assert "grayscale" not in said and "batch sizes differ" not in said
+
+
+def test_a_forgotten_background_never_reads_valid_labels_1_to_0(documents) -> None:
+    _, doc = documents["fasterrcnn_forgot_background"]
+    said = json.dumps(doc)
+    assert "1..0" not in said and "target = target - 1" not in said
+    assert doc["causes"][0]["module"] == "roi_heads.box_predictor"
+
+
+@pytest.mark.parametrize("script", ["seg_mask_0_255", "seg_mask_rgb"])
+def test_an_image_encoded_mask_does_not_rebuild_the_class_conv(script: str, documents) -> None:
+    _, doc = documents[script]
+    assert "Conv2d" not in (doc["causes"][0]["fix"] or "") and "adapt" not in (doc["causes"][0]["fix"] or "")
+    assert not any(c["module"] == "classifier.4" for c in doc["causes"]), doc["causes"]
+
+
+def test_check_flags_a_timm_head_replaced_wholesale() -> None:
+    import timm
+    from torch import nn
+
+    model = timm.create_model("convnext_atto", pretrained=False)
+    model.head = nn.Linear(320, 7)
+    problem = next(p for p in check(model, "2x3x64x64").problems if p.code == "HF236")
+    assert (problem.module, problem.attribute) == ("head", "fc")
+    assert problem.fix.startswith("model.reset_classifier(7)")
+    healthy = timm.create_model("convnext_atto", pretrained=False, num_classes=7)
+    assert not [p for p in check(healthy, "2x3x64x64").problems if p.code == "HF236"]
 
 
 @pytest.mark.parametrize(

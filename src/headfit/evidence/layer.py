@@ -72,11 +72,20 @@ def _conv(m: nn.modules.conv._ConvNd, path: str, target: str, shape: list[int]) 
         return Evidence()  # a wrong rank has no channel dimension to read (the message's rule says so)
     channel_dim = 1 if len(shape) == spatial + 2 else 0
     arrived = shape[channel_dim]
-    if arrived != m.in_channels and shape[-1] == m.in_channels:
+    if arrived != m.in_channels and is_channels_last(shape, m.in_channels):
         return _channels_last(m, path, shape, arrived)
     if arrived != m.in_channels:
         return _conv_channels(m, path, target, shape, arrived)
     return _conv_kernel(m, path, shape[channel_dim + 1 :])
+
+
+def is_channels_last(shape: list[int], channels: int) -> bool:
+    """Whether ``shape`` holds the wanted ``channels`` in its last axis as an image would: image
+    channels (1 to 4), or a square H x W before them ([N, 64, 64, 32]); not a feature map whose width
+    happens to equal ``channels`` ([N, 16, 32, 32] into a 32-channel conv)."""
+    if len(shape) < 3 or shape[-1] != channels:
+        return False
+    return channels <= 4 or (shape[-3] == shape[-2] != shape[-1])
 
 
 def channels_last_fix(shape: list[int], name: str = "x") -> str:

@@ -12,7 +12,7 @@ from torch import nn
 
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
-from headfit.evidence.layer import channels_last_fix
+from headfit.evidence.layer import channels_last_fix, is_channels_last
 from headfit.families import family_for
 from headfit.scene import Scene, failing_method_frame, forward_frame, frame_inputs
 
@@ -65,7 +65,7 @@ def user_input_layout(scene: Scene, exc: BaseException) -> LiveEvidence | None:
 
 def _is_channels_last(conv: nn.modules.conv._ConvNd, shape: list[int]) -> bool:
     channel_dim = 1 if len(shape) == len(conv.kernel_size) + 2 else 0
-    return len(shape) > channel_dim and shape[channel_dim] != conv.in_channels and shape[-1] == conv.in_channels
+    return shape[channel_dim] != conv.in_channels and is_channels_last(shape, conv.in_channels)
 
 
 def _unbatched(bn: nn.modules.batchnorm._BatchNorm, given: torch.Tensor, arrived: list[int]) -> bool:
