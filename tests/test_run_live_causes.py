@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -47,6 +48,12 @@ CASES = [
         fix_is("model.classifier[4] = nn.Conv2d(512, 5, kernel_size=1); and masks = masks.argmax(1)"),
     ),
     Case("timm_head_replaced", "head", "pooling and norm", fix_is("net.reset_classifier(7)")),
+    Case(
+        "cifar_cnn_bigger_images",
+        "fc",
+        "cifar_cnn_bigger_images.py:23 `x = x.view(x.size(0), -1)`",
+        fix_is("x = torch.nn.functional.adaptive_avg_pool2d(x, (8, 8))"),
+    ),
 ]
 
 
@@ -78,6 +85,28 @@ def test_a_bare_detector_image_is_not_a_grayscale_image(documents) -> None:
     _, doc = documents["detector_bare_image"]
     said = json.dumps(doc["causes"])
     assert "grayscale" not in said and "batch sizes differ" not in said
+
+
+def test_the_flatten_is_judged_and_the_resize_of_the_linear_comes_last(documents) -> None:
+    _, doc = documents["cifar_cnn_bigger_images"]
+    assert any("[4, 64, 16, 16] feature map" in f and "64 x 8 x 8" in f for f in doc["facts"]), doc["facts"]
+    last = doc["causes"][-1] if "rebuild" in doc["causes"][-1]["summary"] else None
+    rebuild = [c for c in doc["causes"] if c["fix"] == "model.fc = nn.Linear(16384, 10)"]
+    assert rebuild and "discards its pretrained weights" in rebuild[0]["summary"], doc["causes"]
+    assert doc["causes"].index(rebuild[0]) > 0 and (last is None or last["confidence"] <= rebuild[0]["confidence"])
+
+
+def test_the_pooling_fix_makes_the_script_run(tmp_path) -> None:
+    from run_support import SCRIPTS
+
+    source = (SCRIPTS / "cifar_cnn_bigger_images.py").read_text()
+    fixed = source.replace(
+        "        x = x.view(x.size(0), -1)",
+        "        x = torch.nn.functional.adaptive_avg_pool2d(x, (8, 8))\n        x = x.view(x.size(0), -1)",
+    )
+    script = tmp_path / "fixed.py"
+    script.write_text(fixed + "\nassert logits.shape == (4, 10)\n")
+    assert subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120).returncode == 0
 
 
 def test_a_forgotten_background_never_reads_valid_labels_1_to_0(documents) -> None:
