@@ -150,3 +150,39 @@ def test_check_names_the_permute_for_a_channels_last_input(spec: str, fix: str) 
     assert trace_problem.fix.startswith(fix), trace_problem
     assert report.diagnosis.causes[0].fix.startswith(fix)
     assert "channels-last" in report.diagnosis.causes[0].summary
+
+
+def _raised(fn) -> BaseException:
+    try:
+        fn()
+    except Exception as exc:
+        return exc
+    raise AssertionError("expected an exception")
+
+
+def test_the_minimum_input_for_a_window_closes_over_the_whole_chain() -> None:
+    """Strided convs, then a 3x3 pooling without padding: the minimum is the chain's, not 3 x the stride."""
+    import torch
+    from torch import nn
+
+    from headfit.live import diagnose_exception
+
+    encoder = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 5, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, stride=2, padding=1),
+        nn.MaxPool2d(3),
+    )
+    thumbnails = torch.rand(2, 3, 12, 12)
+    d = diagnose_exception(_raised(lambda: encoder(thumbnails)))
+    top = d.causes[0]
+    assert (top.module, top.attribute) == ("5", "kernel_size"), d.causes
+    side = int(top.summary.rsplit("at least ", 1)[1].split("x")[0])
+    assert f"transforms.Resize(({side}, {side}))" in top.fix
+    with torch.no_grad():
+        assert encoder(torch.rand(1, 3, side, side)).shape[-1] >= 1  # the suggested size runs
+        with pytest.raises(RuntimeError):
+            encoder(torch.rand(1, 3, side - 1, side - 1))  # one pixel less fails
+    assert any(f"{side}x{side} runs, {side - 1}x{side - 1} fails" in f for f in d.facts)
