@@ -102,7 +102,7 @@ def grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
 WINDOW_LIMIT = 4096  # the largest side the minimum-input search tries
 
 
-@finder(code=None, priority=62)
+@finder(code=None, priority=60)
 def window_too_large(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     """A pooling or conv window larger than the map that reached it: the smallest input side the whole
     chain accepts (every downsampling before the layer and its window), found by meta-device traces."""
