@@ -56,6 +56,7 @@ def test_the_registry_holds_every_domain_in_order():
     names = [r.find.__name__ for r in base._FINDERS]
     assert names[:2] == ["last_batch_of_one", "collate_sizes"] and names[-1] == "grey_input"
     assert {"loss_input", "embedding_index", "detection_targets", "prefixed_state_dict"} <= set(names)
+    assert {"model_images", "user_input_layout", "flatten_producer", "window_too_large"} <= set(names)
 
 
 @pytest.mark.parametrize(

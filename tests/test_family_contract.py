@@ -99,8 +99,10 @@ def test_check_targets_is_empty_unless_the_family_takes_targets(case):
     assert found.causes == []  # label 1 is valid for every detector
     past = family.head_outputs(model)
     targets[0]["labels"] = torch.tensor([1, past])
-    (label,) = [c for c in family.check_targets(model, targets).causes if c.attribute == "labels"]
+    (label,) = [c for c in family.check_targets(model, targets).causes if c.attribute in ("labels", "num_classes")]
     assert label.fix.endswith(f"`headfit.adapt(model, {family.classes_for_label(past)})`")
+    if family.counts_background:  # labels 1..K on K outputs: the K given as num_classes left out the background
+        assert (label.module, label.attribute) == (family.class_head, "num_classes"), label
 
 
 @pytest.mark.parametrize("case", DETECTORS, ids=_id)

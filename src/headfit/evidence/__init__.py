@@ -9,7 +9,7 @@ package registers them.
 
 from __future__ import annotations
 
-from headfit.evidence import checkpoint, embedding, loader, loss, spatial, targets  # noqa: F401  (registers)
+from headfit.evidence import checkpoint, embedding, layout, loader, loss, producer, spatial, targets  # noqa: F401  (registers)
 from headfit.evidence.base import LiveEvidence, data_evidence, finder
 from headfit.evidence.checkpoint import name_the_state_dict
 

@@ -72,9 +72,51 @@ def _conv(m: nn.modules.conv._ConvNd, path: str, target: str, shape: list[int]) 
         return Evidence()  # a wrong rank has no channel dimension to read (the message's rule says so)
     channel_dim = 1 if len(shape) == spatial + 2 else 0
     arrived = shape[channel_dim]
+    if arrived != m.in_channels and is_channels_last(shape, m.in_channels):
+        return _channels_last(m, path, shape, arrived)
     if arrived != m.in_channels:
         return _conv_channels(m, path, target, shape, arrived)
     return _conv_kernel(m, path, shape[channel_dim + 1 :])
+
+
+def is_channels_last(shape: list[int], channels: int) -> bool:
+    """Whether ``shape`` holds the wanted ``channels`` in its last axis as an image would: image
+    channels (1 to 4), or a square H x W before them ([N, 64, 64, 32]); not a feature map whose width
+    happens to equal ``channels`` ([N, 16, 32, 32] into a 32-channel conv)."""
+    if len(shape) < 3 or shape[-1] != channels:
+        return False
+    return channels <= 4 or (shape[-3] == shape[-2] != shape[-1])
+
+
+def channels_last_fix(shape: list[int], name: str = "x") -> str:
+    """The permute that moves the channels of a channels-last image (or batch) to where a conv reads them;
+    worded as the message rule words it, so the live cause replaces the message's."""
+    if len(shape) == 3:  # one [H, W, C] image: torch reads it as an unbatched [C, H, W] with H as channels
+        return (
+            f"{name} = {name}.permute(2, 0, 1).unsqueeze(0)  # [H, W, C] -> [1, C, H, W]; transforms.ToTensor() does it"
+        )
+    order = "(0, 3, 1, 2)" if len(shape) == 4 else "(0, 4, 1, 2, 3)"
+    return f"{name} = {name}.permute{order}  # HWC -> CHW; torchvision.transforms.ToTensor() does this for images"
+
+
+def _channels_last(m, path: str, shape: list[int], arrived: int) -> Evidence:
+    """The channels the conv wants are in the last axis: the producer (the image pipeline) is at fault,
+    not the conv, so the permute is the cause (the message rule's "rebuild the conv" stays last)."""
+    facts = [
+        f"`{path}` expects {m.in_channels} input channels in dim {len(shape) - len(m.kernel_size) - 1}; its input "
+        f"{shape_str(shape)} has {arrived} there and {m.in_channels} in its last dim {len(shape) - 1}: "
+        "the image is channels-last"
+    ]
+    causes = [
+        Cause(
+            f"the image reaches `{path}` channels-last ({shape_str(shape)}): the channels are in the last dim",
+            0.95,
+            path,
+            None,
+            channels_last_fix(shape),
+        ),
+    ]
+    return Evidence(facts, causes)
 
 
 def _conv_channels(m, path: str, target: str, shape: list[int], arrived: int) -> Evidence:
@@ -136,6 +178,8 @@ def _conv_kernel(m, path: str, spatial: list[int]) -> Evidence:
 def _batchnorm(m: nn.modules.batchnorm._BatchNorm, path: str, target: str, shape: list[int]) -> Evidence:
     if len(shape) < 2:
         return Evidence()
+    if _unbatched(m, shape):
+        return _missing_batch(m, path, shape)
     if shape[1] != m.num_features:
         fact = f"`{path}` normalises {m.num_features} channels (`num_features`); its input {shape_str(shape)} has {shape[1]}"
         fix = f"{target} = nn.{type(m).__name__}({shape[1]})"
@@ -160,6 +204,27 @@ def _batchnorm(m: nn.modules.batchnorm._BatchNorm, path: str, target: str, shape
         ]
         return Evidence([fact], causes)
     return Evidence()
+
+
+def _unbatched(m: nn.modules.batchnorm._BatchNorm, shape: list[int]) -> bool:
+    """A BatchNorm2d/3d given one sample without its batch dim: [C, H, W] with C in dim 0."""
+    batched = {"BatchNorm2d": 4, "BatchNorm3d": 5}.get(type(m).__name__)
+    return batched is not None and len(shape) == batched - 1 and shape[0] == m.num_features
+
+
+def _missing_batch(m, path: str, shape: list[int]) -> Evidence:
+    fact = (
+        f"`{path}` normalises {m.num_features} channels; its input {shape_str(shape)} has them in dim 0: "
+        "one sample without its batch dim (the convs before it accept unbatched input, BatchNorm does not)"
+    )
+    cause = Cause(
+        f"the batch dimension is missing: a single sample {shape_str(shape)} reaches `{path}`",
+        0.95,
+        path,
+        None,
+        "x = x.unsqueeze(0)  # add the batch dim",
+    )
+    return Evidence([fact], [cause])
 
 
 def _layernorm(m: nn.LayerNorm, path: str, target: str, shape: list[int]) -> Evidence:

@@ -187,8 +187,11 @@ def _container_to_loss(
 def _class_targets(
     scene: Scene, exc: BaseException, logits: torch.Tensor, target: torch.Tensor, target_name: str
 ) -> LiveEvidence | None:
-    if target.is_floating_point() or target.numel() == 0 or logits.dim() < 2:
+    if target.numel() == 0 or logits.dim() < 2:
         return None
+    mask = _mask_encoding(scene, logits, target, target_name)
+    if mask is not None or target.is_floating_point():
+        return mask
     classes = logits.shape[1]
     if target.dim() == logits.dim() and target.shape[1] == 1:
         fact = f"`{target_name}` is {shape_str(list(target.shape))}: one class index per sample needs shape {shape_str([target.shape[0], *target.shape[2:]])}"
@@ -211,6 +214,72 @@ def _class_targets(
     named_head = any(c.module is not None for c in evidence.causes)  # the live head, with its count
     evidence.settles = target.dim() == 1 and named_head and message_is_about(exc, bad)
     return evidence
+
+
+def _mask_encoding(
+    scene: Scene, logits: torch.Tensor, target: torch.Tensor, name: str
+) -> LiveEvidence | None:
+    """A segmentation mask in an image encoding instead of one class index per pixel: one-hot
+    [N, K, H, W], a colour (RGB) mask, or a binary mask saved as 0/255."""
+    classes = logits.shape[1]
+    if logits.dim() != 4:
+        return None
+    if target.dim() == 4 and _is_one_hot(target):
+        return _one_hot_mask(scene, classes, target, name)
+    if target.dim() == 4 and target.shape[1] in (3, 4):
+        fact = (
+            f"`{name}` is {shape_str(list(target.shape))} with values {int(target.min())}..{int(target.max())}: "
+            f"{target.shape[1]} colour values per pixel, where cross-entropy takes one class index (0..{classes - 1})"
+        )
+        fix = (
+            f"{name} = palette_to_index({name})  # map each colour to its class index once, in the dataset; "
+            "or save the masks as single-channel index PNGs"
+        )
+        summary = f"`{name}` is a colour (RGB) mask image, not a mask of class indices"
+        return LiveEvidence([fact], [Cause(summary, 0.95, None, None, fix)], settles=True)
+    values = sorted(int(v) for v in torch.unique(target)[:8])
+    if target.dim() != 3 or 255 not in values or classes >= 255:
+        return None
+    if values == [0, 255]:
+        fact = f"`{name}` holds only the values 0 and 255: a binary mask saved as an image, not class indices 0..1"
+        fix = f"{name} = ({name} > 127).long()  # 0/255 -> 0/1"
+        cause = Cause(f"`{name}` is a 0/255 binary mask; the {classes}-class head takes 0/1", 0.95, None, None, fix)
+        return LiveEvidence([fact], [cause], settles=True)
+    rest = [v for v in values if v != 255]
+    if rest and max(rest) < classes:
+        fact = f"`{name}` holds {values}: every value but 255 is a class of the {classes}-class head, 255 marks the pixels to ignore (VOC boundaries)"
+        fix = "criterion = nn.CrossEntropyLoss(ignore_index=255)"
+        cause = Cause(f"255 in `{name}` is the ignore marker, but the loss ignores -100", 0.95, None, None, fix)
+        return LiveEvidence([fact], [cause], settles=True)
+    return None
+
+
+def _is_one_hot(target: torch.Tensor) -> bool:
+    values = torch.unique(target)
+    return len(values) <= 2 and set(values.tolist()) <= {0, 1} and bool((target.sum(1) == 1).all())
+
+
+def _one_hot_mask(scene: Scene, classes: int, target: torch.Tensor, name: str) -> LiveEvidence:
+    """One-hot masks of K classes: cross-entropy takes their argmax; a class conv sized for another count
+    than K is named and re-headed."""
+    k = target.shape[1]
+    facts = [f"`{name}` is one-hot {shape_str(list(target.shape))}: {k} classes, one 1 per pixel along dim 1"]
+    index = f"{name}.argmax(1)  # one-hot [N, K, H, W] -> class indices [N, H, W]"
+    head = _head_with_outputs(scene.model, classes) if scene.model is not None else None
+    if k == classes or head is None:
+        cause = Cause(f"`{name}` is one-hot; the loss takes class indices", 0.9, None, None, f"{name} = {index}")
+        return LiveEvidence(facts, [cause], settles=True)
+    path, layer = head
+    facts.append(f"`{path}` emits {classes} classes but the one-hot `{name}` has {k}")
+    fix = f"{_resized_head(scene.prefix, path, layer, k)}; and {name} = {index}"
+    cause = Cause(
+        f"the one-hot `{name}` has {k} classes but the class conv `{path}` was built for {classes}",
+        0.95,
+        path,
+        _out_attr(layer),
+        fix,
+    )
+    return LiveEvidence(facts, [cause], settles=True)
 
 
 def _labels_out_of_range(scene: Scene, classes: int, low: int, high: int, target_name: str) -> LiveEvidence:

@@ -97,3 +97,84 @@ def grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
         fix,
     )
     return LiveEvidence([], [cause])
+
+
+WINDOW_LIMIT = 4096  # the largest side the minimum-input search tries
+
+
+@finder(code=None, priority=60)
+def window_too_large(scene: Scene, exc: BaseException) -> LiveEvidence | None:
+    """A pooling or conv window larger than the map that reached it: the smallest input side the whole
+    chain accepts (every downsampling before the layer and its window), found by meta-device traces."""
+    module, path = scene.module, scene.module_path
+    inputs = frame_inputs(failing_method_frame(scene))
+    if not isinstance(module, _WINDOWED) or not inputs or scene.model is None or inputs[0][1].dim() != 4:
+        return None
+    arrived = list(inputs[0][1].shape)
+    if not _window_exceeds(module, arrived[2:]):
+        return None
+    channels = _first_channels(scene.model)
+    if channels is None or sum(p.numel() for p in scene.model.parameters()) > 50_000_000:
+        return None
+    side = minimum_input_side(scene.model, channels)
+    if side is None:
+        return None
+    facts = [
+        f"the smallest input `{scene.prefix}` accepts, with every downsampling before `{path}` and its window, "
+        f"is {side}x{side} (meta-device traces: {side}x{side} runs, {side - 1}x{side - 1} fails)"
+    ]
+    fix = f"transforms.Resize(({side}, {side}))  # or x = torch.nn.functional.interpolate(x, size=({side}, {side}))"
+    cause = Cause(
+        f"the input is too small for the downsampling before `{path}` and its window: "
+        f"it needs at least {side}x{side}",
+        0.85,
+        path,
+        "kernel_size",
+        fix,
+    )
+    return LiveEvidence(facts, [cause])
+
+
+_WINDOWED = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.conv._ConvNd)
+
+
+def _window_exceeds(module: nn.Module, spatial: list[int]) -> bool:
+    """Whether ``module``'s window (kernel and dilation) reaches past the padded map."""
+    n = len(spatial)
+
+    def per_dim(value: Any) -> tuple[int, ...]:
+        return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * n
+
+    if isinstance(getattr(module, "padding", 0), str):
+        return False  # "same"/"valid" convs: torch's own message says what it needs
+    kernel, padding = per_dim(module.kernel_size), per_dim(getattr(module, "padding", 0))
+    dilation = per_dim(getattr(module, "dilation", 1))
+    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel, strict=False)]
+    return any(s + 2 * p < r for s, p, r in zip(spatial, padding, reach, strict=False))
+
+
+def _first_channels(model: nn.Module) -> int | None:
+    """The input channels of the model's first conv, for a probe input."""
+    first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return first.in_channels if first is not None else None
+
+
+def minimum_input_side(model: nn.Module, channels: int, batch: int = 2) -> int | None:
+    """The smallest square input side that a shape trace of ``model`` accepts: doubling until one runs,
+    then bisecting (a chain of windows and strides accepts every side from its minimum up)."""
+    replica = meta_replica(model)
+
+    def runs(side: int) -> bool:
+        probe = torch.empty(batch, channels, side, side, device="meta")
+        return not trace(model, (probe,), replica=replica).failed
+
+    high = 1
+    while not runs(high):
+        high *= 2
+        if high > WINDOW_LIMIT:
+            return None
+    low = high // 2  # fails (or is 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if runs(middle) else (middle, high)
+    return high

@@ -27,7 +27,7 @@ def detection_targets(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     labels = {
         int(v) for t in targets if isinstance(t.get("labels"), torch.Tensor) for v in t["labels"].tolist()
     }
-    settles = any(c.attribute == "labels" for c in found.causes) and any(
+    settles = any(c.attribute in ("labels", "num_classes") for c in found.causes) and any(
         message_is_about(exc, label) for label in labels
     )
     return LiveEvidence(found.facts, found.causes, settles=settles)

@@ -48,7 +48,7 @@ def target_evidence(family: DetectionFamily, model: nn.Module, targets: Any, nam
 def message_label_cause(family: DetectionFamily, model: nn.Module, message: str) -> Cause | None:
     """``Target 5 is out of bounds`` / ``index 5 is out of bounds``: a label the head has no column for."""
     match = _OUT_OF_BOUNDS.search(message)
-    if match is None:
+    if match is None or "for dimension 0 " in message:  # dim 0 indexes rows (boxes, proposals), not classes
         return None
     label = int(match.group(1))
     return label_cause(family, model, f"a target label is {label}", label, label)
@@ -62,9 +62,11 @@ def label_cause(family: DetectionFamily, model: nn.Module, subject: str, low: in
     """
     classes = family.num_classes(model)
     outputs = family.outputs_for(classes)
-    valid = family.valid_labels(classes)
+    valid = family.valid_labels(classes) if classes > 0 else "none (the head has only the background column)"
     if 0 <= low and high < outputs:
         return None
+    if family.counts_background and low >= 0 and high == outputs:
+        return _background_forgotten(family, model, subject, high, outputs)
     head = (
         f"{outputs} outputs ({classes} classes + the background)"
         if family.counts_background
@@ -76,6 +78,27 @@ def label_cause(family: DetectionFamily, model: nn.Module, subject: str, low: in
     needed = family.classes_for_label(high)
     fix = f"keep labels in {valid}, or re-head for {needed} classes: `headfit.adapt(model, {needed})`"
     return Cause(summary, 0.95, None, "labels", fix)
+
+
+def _background_forgotten(
+    family: DetectionFamily, model: nn.Module, subject: str, high: int, outputs: int
+) -> Cause:
+    """Labels 1..K on a head of K outputs: the model was built with ``num_classes=K``, the count of
+    object classes, but this head's ``num_classes`` counts the background too (K + 1)."""
+    summary = (
+        f"{subject}, and the head has exactly {outputs} outputs: `num_classes={outputs}` was given as the "
+        f"number of object classes, but {type(model).__name__}'s `num_classes` counts the background too "
+        f"({_classes(high)} + the background = {high + 1})"
+    )
+    fix = (
+        f"build it with num_classes={high + 1}  # your {_classes(high)} + the background; "
+        f"or re-head it: `headfit.adapt(model, {family.classes_for_label(high)})`"
+    )
+    return Cause(summary, 0.97, family.class_head or None, "num_classes", fix)
+
+
+def _classes(count: int) -> str:
+    return f"{count} class" if count == 1 else f"{count} classes"
 
 
 @dataclass
@@ -101,9 +124,9 @@ def _check_labels(
         value = image_high if image_high >= outputs else image_low
         cause = label_cause(family, model, f"{name}[{bad}] has label {value}", low, high)
         batch = f" (the batch: {low} to {high})" if len(ranges) > 1 else ""
+        takes = family.valid_labels(classes) if classes > 0 else "none (it has only the background column)"
         evidence.facts.append(
-            f'`{name}[{bad}]["labels"]` range from {image_low} to {image_high}{batch}; '
-            f"the head takes labels {family.valid_labels(classes)}"
+            f'`{name}[{bad}]["labels"]` range from {image_low} to {image_high}{batch}; the head takes labels {takes}'
         )
         evidence.causes.append(cause)
     elif family.counts_background and low == 0:
@@ -229,6 +252,9 @@ def _check_keypoints(model: nn.Module, dicts: list[tuple[int, dict]], name: str,
             keypoints.ndim == 3 and keypoints.shape[1:] == (expected, 3)
         ):
             continue
+        if keypoints.ndim == 2 and keypoints.shape == (expected, 3):
+            evidence.causes.append(_keypoints_without_instances(name, i, expected))
+            return
         given = keypoints.shape[1] if keypoints.ndim == 3 else "N"
         evidence.causes.append(
             Cause(
@@ -242,3 +268,16 @@ def _check_keypoints(model: nn.Module, dicts: list[tuple[int, dict]], name: str,
             )
         )
         return
+
+
+def _keypoints_without_instances(name: str, i: int, expected: int) -> Cause:
+    """[K, 3] keypoints: one object's keypoints without the instance dim ([N, K, 3] with N = 1)."""
+    target = f'{name}[{i}]["keypoints"]'
+    return Cause(
+        f"{name}[{i}]['keypoints'] is [{expected}, 3]: one object's keypoints without the instance dim; "
+        f"the keypoint head takes [N, {expected}, 3] (one row of {expected} keypoints per box)",
+        0.95,
+        RCNN.keypoint_head,
+        "keypoints",
+        f"{target} = {target}.unsqueeze(0)  # [K, 3] -> [1, K, 3]: one object",
+    )

@@ -281,6 +281,11 @@ class Family:
         without running the model; ``name`` is the user's name for ``targets`` in fixes."""
         return Evidence()
 
+    def check_images(self, model: nn.Module, images: Any, *, name: str = "images") -> Evidence:
+        """Check what the user passed as the model's images (the first argument of its forward, live)
+        against the layout the family's models take; ``name`` is the user's name for it in fixes."""
+        return Evidence()
+
     def cause_from(self, problem: Problem, failing_module: str) -> Cause:
         """A lint problem as a cause: most likely when the forward failed in, above or below its module."""
         from headfit.nnutil import are_related  # nnutil imports torch; this module must not (explain)

@@ -67,7 +67,9 @@ class TimmFamily(Family):
 
     def lint(self, model: nn.Module) -> list[Problem]:
         layers = classifier_layers(model)
+        replaced = _replaced_heads(model)
         problems = [p for path, layer in layers if (p := _width_problem(model, path, layer))]
+        problems = replaced + [p for p in problems if p.module not in {r.module for r in replaced}]
         problems.extend(_count_problems(model, layers))
         return problems
 
@@ -138,6 +140,9 @@ class TimmFamily(Family):
     def explain_failure(self, model: nn.Module, module_path: str, diagnosis: Diagnosis) -> Evidence:
         """The base's facts and lint causes, and timm's own input-size check read from the message."""
         evidence = super().explain_failure(model, module_path, diagnosis)
+        for cause in evidence.causes:
+            if cause.attribute == REPLACED_HEAD_ATTR:  # what the forward then fails on follows from it
+                cause.confidence = 0.97
         size_cause = _input_size_cause(model, diagnosis)
         if size_cause is not None:
             evidence.facts.extend(_size_facts(self.size_rule(model)))
@@ -278,6 +283,39 @@ def _width_problem(model: nn.Module, path: str, layer: nn.Module) -> Problem | N
         ],
         fix=f"{module_expr('model', path)} = {layer_code(layer, expected, out)}",
     )
+
+
+REPLACED_HEAD_ATTR = "fc"  # the class layer inside a timm head module (``head.fc``)
+
+
+def _replaced_heads(model: nn.Module) -> list[Problem]:
+    """HF236: the cfg's classifier is ``head.fc`` but ``head`` itself is a bare class layer: the head
+    module with its pooling and norm was replaced wholesale (``model.head = nn.Linear(...)``)."""
+    modules = dict(model.named_modules())
+    problems = []
+    for name in _classifier_names(model):
+        holder, _, leaf = name.rpartition(".")
+        layer = modules.get(holder) if holder and name not in modules else None
+        if layer is None or not _is_class_layer(layer) or leaf != REPLACED_HEAD_ATTR:
+            continue
+        out = out_width(layer)
+        problems.append(
+            Problem(
+                code="HF236",
+                module=holder,
+                attribute=REPLACED_HEAD_ATTR,
+                summary=f"`{holder}` was replaced by a bare `{type(layer).__name__}`: {type(model).__name__}'s "
+                f"head module held the global pooling and norm before `{name}`, and they are gone",
+                facts=[
+                    f"timm's `pretrained_cfg['classifier']` for {type(model).__name__} is `{name}`; "
+                    f"`{holder}` is now {_layer_text(layer)}",
+                    "without the head's pooling the class layer gets the unpooled [N, C, H, W] feature map",
+                ],
+                fix=f"model.reset_classifier({out})  # instead of replacing `{holder}`: keeps its pooling and norm "
+                f"(or replace only {module_expr('model', name)} = {layer_code(layer, in_width(layer), out)})",
+            )
+        )
+    return problems
 
 
 def _expected_width(model: nn.Module) -> int | None:

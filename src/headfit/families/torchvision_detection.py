@@ -48,6 +48,7 @@ class DetectionFamily(Family):
     """What all torchvision detectors share: inputs, sizes, the smoke batch, the loss, target checks."""
 
     smoke_images: ClassVar[int] = 1
+    class_head: ClassVar[str] = ""  # the class head's module path (``_facts.py``), named in label causes
     lint_confidence = (0.95, 0.85)
     takes_targets = True
 
@@ -167,6 +168,29 @@ class DetectionFamily(Family):
         one cause per finding for the batch (see ``_detection_targets.py``)."""
         return targets_check.target_evidence(self, model, targets, name)
 
+    def check_images(self, model: nn.Module, images: Any, *, name: str = "images") -> Evidence:
+        """torchvision detectors take a list of [C, H, W] images: one bare image tensor is iterated along
+        its first axis (an [H, W, 3] image becomes H 'images' of [W, 3])."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 3:
+            return Evidence()
+        shape = list(images.shape)
+        channels_last = shape[-1] in (1, 3) and shape[0] not in (1, 3)
+        image = f"{name}.permute(2, 0, 1)" if channels_last else name
+        fact = (
+            f"`{name}` is one tensor {shape}, not a list of images: {type(model).__name__} iterates over its "
+            f"first axis, so each 'image' is a {shape[1:]} slice"
+            + (" (and its channels are last: [H, W, C])" if channels_last else "")
+        )
+        cause = Cause(
+            f"`{name}` is a single {'channels-last ' if channels_last else ''}image tensor; "
+            f"{type(model).__name__} takes a list of [C, H, W] images",
+            0.95,
+            None,
+            "images",
+            f"{name} = [{image}]  # a list of [C, H, W] images, as torchvision detectors take them",
+        )
+        return Evidence([fact], [cause])
+
 
 @register_family
 class DenseDetectionFamily(DetectionFamily):
@@ -175,6 +199,7 @@ class DenseDetectionFamily(DetectionFamily):
     name = DENSE.family
     priority = 10
     counts_background = DENSE.background
+    class_head = DENSE.head
     examples = ("torchvision:fcos_resnet50_fpn", "torchvision:retinanet_resnet50_fpn")
 
     # -- recognition and heads -------------------------------------------------------------------------

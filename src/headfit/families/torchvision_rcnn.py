@@ -41,6 +41,7 @@ class RCNNFamily(DetectionFamily):
     name = RCNN.family
     priority = 10
     counts_background = RCNN.background
+    class_head = RCNN.head
     adapt_options = ("keep", "num_keypoints")
     examples = ("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",)
 

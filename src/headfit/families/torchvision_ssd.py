@@ -39,6 +39,7 @@ class SSDFamily(DetectionFamily):
     name = SSD.family
     priority = 10
     counts_background = SSD.background
+    class_head = SSD.head
     smoke_images = 2  # SSDlite's last extra block is 1x1: BatchNorm in train mode needs two images
     examples = ("torchvision:ssdlite320_mobilenet_v3_large",)
 
