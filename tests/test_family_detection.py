@@ -380,6 +380,7 @@ def test_rcnn_keep_rejects_the_background_row():
         family_for(model).adapt(model, 2, num_keypoints=3)
 
 
+@pytest.mark.slow  # 36 s here (pytest --durations, -n 2)
 @pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large"])
 def test_one_train_step_and_eval_after_adapt(name):
     torch.manual_seed(0)
