@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from headfit.cli import main
@@ -135,22 +135,36 @@ def options(**drawn: st.SearchStrategy) -> st.SearchStrategy[list[str]]:
 
 
 @FUZZ
+@given(
+    command=st.sampled_from(["check", "sizes"]),
+    model=st.one_of(st.none(), st.none(), st.text(max_size=30)),  # None: the tiny model
+    inputs=st.lists(input_specs, max_size=2),
+    k=st.one_of(st.none(), class_counts),
+    as_json=st.booleans(),
+)
+@example(command="check", model=None, inputs=["99999999x3x99999x99999"], k=None, as_json=False)
+@example(command="sizes", model=None, inputs=["[3x80x80]x99999999"], k=None, as_json=True)
+@example(command="check", model=None, inputs=["9" * 5000], k="2147483648", as_json=True)
+def test_check_and_sizes(capsys, pool, command, model, inputs, k, as_json):
+    argv = [command, pool["model"] if model is None else model]
+    for spec in inputs:
+        argv += ["--input", spec]
+    argv += ([] if k is None else ["-k", k]) + (["--json"] if as_json else [])
+    assert answer(capsys, argv) in ANSWERS
+
+
+@FUZZ
 @given(data=st.data())
-def test_check_and_sizes(capsys, pool, data):
+def test_saved_and_odd_models(capsys, pool, data):
     command = data.draw(st.sampled_from(["check", "sizes"]))
-    model = data.draw(model_specs(pool))
-    extra = data.draw(
-        options(**{"--input": input_specs, "-k": class_counts, "--json": st.none(), "--depth": class_counts})
-        if command == "check"
-        else options(**{"--input": input_specs, "-k": class_counts, "--json": st.none()})
-    )
-    assert answer(capsys, [command, model, *extra]) in ANSWERS
+    extra = data.draw(options(**{"--input": input_specs, "-k": class_counts, "--json": st.none()}))
+    assert answer(capsys, [command, data.draw(model_specs(pool)), *extra]) in ANSWERS
 
 
 @FUZZ
 @given(data=st.data())
 def test_adapt(capsys, pool, data):
-    model = data.draw(model_specs(pool))
+    model = data.draw(st.one_of(st.just(pool["model"]), st.just(pool["model"]), model_specs(pool)))
     extra = data.draw(
         options(
             **{
