@@ -504,7 +504,10 @@ def test_explain_answers_input_that_is_no_error_with_exit_3(stdin):
     assert proc.returncode == 3
     document = json.loads(proc.stdout)
     assert document["code"] is None and document["reason"]
-    assert proc.stderr == b""
+    if len(stdin) > 1 << 20:  # read up to 1 MiB, and said so
+        assert b"more than 1 MiB" in proc.stderr and b"Traceback" not in proc.stderr
+    else:
+        assert proc.stderr == b""
 
 
 # ---------------------------------------------------------------------------------------------------
