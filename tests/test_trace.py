@@ -209,7 +209,7 @@ def test_torchscript_children_run_unrecorded_with_a_note():
     result = trace(model, (torch.empty(1, 3, 8, 8),))
     assert result.completed, result.reason
     assert result.output.shape == (1, 4 * 6 * 6)
-    assert any("`0` is TorchScript" in n for n in result.notes)
+    assert any("`model[0]` is TorchScript" in n for n in result.notes)
     assert {c.module for c in result.calls} == {"", "1"}
 
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headfit.nnutil import is_within
+from headfit.nnutil import is_within, module_name
 
 if TYPE_CHECKING:
     import torch
@@ -228,7 +228,7 @@ class _Recorder:
                 skipped.append(self.paths.get(id(module), "?"))
         outermost = [p for p in skipped if not any(p != q and is_within(p, q) for q in skipped)]
         return [
-            f"`{p or '<model>'}` is TorchScript: its insides were run but not recorded" for p in outermost
+            f"`{module_name(p)}` is TorchScript: its insides were run but not recorded" for p in outermost
         ]
 
     def detach(self) -> None:
@@ -289,7 +289,7 @@ def _result_of_failure(
         missing = [p for p in head_paths if not _ran(p, recorder.calls)]
         if not missing:
             return TraceResult(True, recorder.calls, notes=[*notes, DATA_DEPENDENT_NOTE])
-        reason = f"{DATA_DEPENDENT_NOTE}; it runs before {', '.join(f'`{p}`' for p in missing)}"
+        reason = f"{DATA_DEPENDENT_NOTE}; it runs before {', '.join(f'`{module_name(p)}`' for p in missing)}"
         return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, notes=notes)
     reason = f"{type(exc).__name__}: {_first_line(str(exc))}"
     return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, error=exc, notes=notes)
