@@ -122,21 +122,24 @@ def trace(
     train: bool = False,
     head_paths: list[str] | None = None,
     replica: nn.Module | None = None,
+    simulate: bool = False,
 ) -> TraceResult:
     """Run ``model(*args, **kwargs)`` on a meta replica and record every submodule call.
 
     Tensors in ``args``/``kwargs`` may live anywhere: only their shapes and dtypes are used.
     ``head_paths`` are the class-dependent layers: a data-dependent op raised after all of them ran
     completes the trace; one raised before leaves it incomplete (still not an error of the model).
-    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing).
+    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing). ``simulate`` starts
+    with the value-selecting ops simulated (the family knows its forward needs it) instead of
+    running once plainly and again when that stopped before a head.
     """
     replica = replica if replica is not None else meta_replica(model)
     replica.train(train)
     paths = {id(m): name for name, m in replica.named_modules()}
     meta_args, meta_kwargs = _to_meta((tuple(args), dict(kwargs or {})))
     heads = head_paths or []
-    run = _run(replica, paths, meta_args, meta_kwargs, simulate=False)
-    if run.error is not None and _needs_simulation(run, heads):
+    run = _run(replica, paths, meta_args, meta_kwargs, simulate=simulate)
+    if not simulate and run.error is not None and _needs_simulation(run, heads):
         run = _run(replica, paths, meta_args, meta_kwargs, simulate=True)
     if run.error is not None:
         return _result_of_failure(run.error, run.recorder, run.notes, heads)

@@ -39,6 +39,7 @@ class SSDFamily(DetectionFamily):
     name = SSD.family
     priority = 10
     counts_background = SSD.background
+    selects_by_value = True  # its anchors mix device-less tensors with meta ones before the heads
     smoke_images = 2  # SSDlite's last extra block is 1x1: BatchNorm in train mode needs two images
     examples = ("torchvision:ssdlite320_mobilenet_v3_large",)
 
