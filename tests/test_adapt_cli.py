@@ -110,6 +110,7 @@ def test_unsafe_checkpoint_is_refused_with_exit_2(capsys, tmp_path):
     assert code == 2 and "refusing to load" in stderr
 
 
+@pytest.mark.slow  # 106 s here (pytest --durations, -n 2)
 def test_seed_case_fcos_coco_to_two_classes_then_check(tmp_path):
     """`headfit adapt torchvision:fcos_resnet50_fpn --num-classes 2 --weights coco.pth`, then `check`."""
     torchvision = pytest.importorskip("torchvision")

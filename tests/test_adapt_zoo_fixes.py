@@ -46,6 +46,7 @@ def test_a_video_smoke_step_runs_one_short_clip_the_model_accepts(builder):
         assert T * H * W <= 8 * 64 * 64
 
 
+@pytest.mark.slow  # 15 s here (pytest --durations, -n 2)
 def test_timm_inception_smoke_input_is_one_the_model_accepts():
     """timm's Inception v3 reduces 32x but its unpadded stem needs 75 px: 64x64 used to fail the step."""
     timm = pytest.importorskip("timm")

@@ -96,7 +96,7 @@ def test_num_classes_reaches_the_builder(capsys):
 
 def test_broken_custom_model_exits_1(capsys, seed_spec):
     code, out, _ = _run(capsys, "check", f"{seed_spec}:broken", "--input", "1x3x8x8")
-    assert code == 1 and "`1`" in out
+    assert code == 1 and "`model[1]`" in out
 
 
 MISTAKES = Path(__file__).with_name("check_mistakes.py")

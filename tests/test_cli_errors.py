@@ -337,6 +337,14 @@ def test_a_2d_input_for_a_conv_net_is_a_rank_problem_not_a_channel_one(capsys, m
         ("abc", ["'abc'", "2x3x224x224"]),
         ("[3x800x1333", ["'[3x800x1333'", "[3x800x1333,3x600x900]"]),
         ("99999999999999999999999x3x224x224", ["more than a tensor can hold", "2x3x224x224"]),
+        # the element count fits int64 but its bytes do not (torch: "Storage size calculation overflowed")
+        ("99999999x3x99999x99999", ["'99999999x3x99999x99999'", "bytes", "2x3x224x224"]),
+        ("9" * 5000 + "x3", ["more than a tensor can hold"]),  # int() refuses 4,300+ digits
+        ("x".join(["1"] * 100), ["100 dimensions", "at most 64"]),
+        # an unbounded repeat: refused before the list is made (it grew to 5 GB before)
+        ("[3x80x80]x99999999", ["99,999,999 images", "at most 4,096"]),
+        ("[" + ",".join(["3x8x8"] * 5000) + "]", ["5,000 images", "at most 4,096"]),
+        ("[3x80x80]x0", ["repeat", "at least 1"]),
     ],
 )
 def test_bad_input_specs_are_one_paragraph_and_exit_2(capsys, models_file, spec, names):
@@ -491,7 +499,10 @@ def test_explain_answers_input_that_is_no_error_with_exit_3(stdin):
     assert proc.returncode == 3
     document = json.loads(proc.stdout)
     assert document["code"] is None and document["reason"]
-    assert proc.stderr == b""
+    if len(stdin) > 1 << 20:  # read up to 1 MiB, and said so
+        assert b"more than 1 MiB" in proc.stderr and b"Traceback" not in proc.stderr
+    else:
+        assert proc.stderr == b""
 
 
 # ---------------------------------------------------------------------------------------------------

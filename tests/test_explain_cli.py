@@ -98,3 +98,21 @@ def test_importtime_shows_no_torch():
     }
     assert "headfit.explain.engine" in imported
     assert not {m for m in imported if m.split(".")[0] == "torch"}
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_escape_bytes_of_the_input_are_never_printed_back(as_json):
+    """Binary or hostile input: no ESC sequence, no bidi override reaches the terminal or the document."""
+    hostile = "RuntimeError: \x1b]0;owned\x07\x1b[2J\x1b[31mmat1 and mat2\u202e shapes \x9b6n\x00cannot be multiplied (2x512 and 2048x10)"
+    result = _run(*(["--json"] if as_json else []), stdin=hostile + "\r\n")
+    assert result.exit_code == 0, result.output
+    for byte in ("\x1b", "\x07", "\x9b", "\x00", "\u202e", "\r"):
+        assert byte not in result.output
+    assert "2048" in result.output
+
+
+def test_stdin_is_read_up_to_1_mib_and_says_it_was_cut():
+    big = f"RuntimeError: {SEED}\n" + "x" * (2 << 20)
+    result = CliRunner().invoke(cli, ["explain"], input=big)
+    assert result.exit_code in (0, 3), result.output[:500]
+    assert "more than 1 MiB" in result.output and "first 1,048,576 bytes" in result.output

@@ -12,6 +12,7 @@ import pytest
 
 from headfit.diagnosis import Diagnosis
 from headfit.explain import diagnose_text, engine
+from headfit.explain.parse import parse_error
 from headfit.explain.rule_index import NEEDLES
 
 SEED = "shape '[2, -1, 91, 168, 96]' is invalid for input of size 64512"
@@ -41,8 +42,15 @@ def test_every_rule_names_its_needles():
 
 
 def test_rules_are_tried_in_priority_order_then_module_then_definition():
-    keys = [r.sort_key for r in engine.all_rules()]
-    assert keys == sorted(keys)
+    # the seed message matches both the detection-head rule and the generic view rule: the answer is
+    # the first in priority order, so a registry that tried the generic rule first would give its summary
+    by_name = {r.fn.__name__: r for r in engine.all_rules()}
+    specific, generic = by_name["detection_head_view"], by_name["general_view"]
+    parsed = parse_error(SEED)
+    first, second = specific.fn(parsed), generic.fn(parsed)
+    assert first is not None and second is not None and first.summary != second.summary
+    assert specific.priority < generic.priority
+    assert diagnose_text(SEED).summary == first.summary
     reshape = [r.fn.__name__ for r in engine.all_rules() if r.module == "reshape" and r.code == "HF101"]
     assert reshape == ["detection_head_view", "yolo_detect_view", "empty_view", "general_view"]
 

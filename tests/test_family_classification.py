@@ -238,6 +238,7 @@ def test_squeezenet_adapt_updates_num_classes_and_uses_its_init():
     assert torch.count_nonzero(model.classifier[1].bias) == 0
 
 
+@pytest.mark.slow  # 19 s here (pytest --durations, -n 2)
 def test_googlenet_adapt_reheads_aux_and_trains():
     model, _, summary = _adapt_real("googlenet", aux_logits=True)
     assert summary.replaced == ["fc", "aux1.fc2", "aux2.fc2"]

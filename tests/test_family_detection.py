@@ -132,6 +132,8 @@ def test_dense_adapt_keeps_towers_and_inits_like_torchvision():
     assert (cls.num_classes, cls.cls_logits.out_channels) == (3, 27)
     assert summary.replaced == ["head.classification_head.cls_logits"]
     assert any("counts no background" in n for n in summary.notes)
+    assert any("pretrained rows of source classes 4, 1, 2" in n for n in summary.notes)
+    assert not any("N(0, 0.01)" in n for n in summary.notes)  # kept rows are not torchvision's init
     after = model.state_dict()
     for key, value in before.items():
         if not key.startswith("head.classification_head.cls_logits."):
@@ -380,6 +382,7 @@ def test_rcnn_keep_rejects_the_background_row():
         family_for(model).adapt(model, 2, num_keypoints=3)
 
 
+@pytest.mark.slow  # 36 s here (pytest --durations, -n 2)
 @pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large"])
 def test_one_train_step_and_eval_after_adapt(name):
     torch.manual_seed(0)

@@ -70,7 +70,7 @@ def test_lraspp_low_classifier_width():
     model = build("lraspp_mobilenet_v3_large")
     model.classifier.low_classifier = nn.Conv2d(16, 21, kernel_size=1)
     problem = the_problem(model, "HF220")
-    assert "`backbone.4` produces 40" in problem.summary
+    assert "`backbone[4]` produces 40" in problem.summary
 
 
 def test_fcn_head_width_against_the_backbone():
@@ -85,7 +85,7 @@ def test_deeplab_aspp_is_read_as_a_block():
     model = build("deeplabv3_resnet50")
     model.classifier[1] = nn.Conv2d(512, 256, kernel_size=3, padding=1, bias=False)
     problem = the_problem(model, "HF220")
-    assert "`classifier.0` produces 256" in problem.summary
+    assert "`classifier[0]` produces 256" in problem.summary
 
 
 def test_a_real_lraspp_error_is_explained_by_the_live_model():

@@ -40,7 +40,7 @@ def test_the_innermost_module_is_named_by_its_path_in_the_outermost_model() -> N
     top = d.causes[0]
     assert (top.module, top.attribute) == ("head.1", "in_features")
     assert top.fix == "classifier.head[1] = nn.Linear(288, 4)"  # the user's own variable name
-    assert any("`head.1` expects 100 input features" in f for f in d.facts)
+    assert any("`head[1]` expects 100 input features" in f for f in d.facts)
     assert d.user_location is not None and d.user_location.file == __file__
 
 

@@ -42,8 +42,8 @@ CASES = [
         "num_columns",
         fix_is("model.head.classification_head.num_columns = 4"),
     ),
-    Case("vit_384", "", "224", r"224|image_size=384"),
-    Case("timm_vit_size", "patch_embed", "img_size", r"224|img_size=256|set_input_size"),
+    Case("vit_384", "", "built for 224x224 images but got image height 384", r"Resize\(\(224, 224\)\)|ViT\(image_size=384"),
+    Case("timm_vit_size", "patch_embed", "img_size", r"resize inputs to 224x224|set_input_size\(img_size=\(H, W\)\)"),
     Case("unet_odd_size", "", "`up3` [1, 32, 24, 24] and `skip3` [1, 32, 25, 25]", fix_is("1x3x104x104")),
     Case("resnet50_fc512", "fc", "in_features", fix_is("model.fc = nn.Linear(2048, 10)")),
     Case("resnet_grayscale", "conv1", "in_channels", fix_is("xray = xray.expand(-1, 3, -1, -1)")),
@@ -105,7 +105,7 @@ CASES = [
         "`train_loader` yields (image, target) samples",
         fix_is("collate_fn=lambda batch: tuple(zip(*batch))"),
     ),
-    Case("pool_too_small", "7", "1x1", r"larger input|Resize"),
+    Case("pool_too_small", "7", "1x1", fix_is("use larger input images (see `headfit sizes MODEL`")),
 ]
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from run_support import Case, assert_diagnosed, fix_is, run_cases
 
+pytestmark = pytest.mark.slow  # the module's fixture runs every script: 369 s here (pytest --durations, -n 2)
+
 CASES = [
     Case(
         "real_resnext_wrapped_fc",

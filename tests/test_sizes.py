@@ -118,7 +118,7 @@ def test_a_model_that_accepts_nothing():
     answer = sizes(never, "1x3x9x9", max_probes=12)
     assert not answer.accepted_any and answer.summary.startswith("no probed size is accepted")
     assert len(answer.probes) <= 12
-    assert answer.notes[0].startswith("every probe failed in `1`, at every size: RuntimeError")
+    assert answer.notes[0].startswith("every probe failed in `model[1]`, at every size: RuntimeError")
 
 
 def test_a_detector_with_a_broken_head_fails_at_every_size_and_says_where():

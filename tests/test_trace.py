@@ -91,6 +91,31 @@ def test_plain_tensor_attributes_become_meta_too():
     assert replica.cached.is_meta and replica.scale.is_meta
 
 
+def test_tensors_in_plain_lists_and_dicts_are_never_copied(monkeypatch):
+    """A model holding 64 MB in a dict of lists (cached anchors per image size): the replica holds meta
+    tensors in their place, and not one tensor's data is deep-copied, whatever check traces."""
+    import headfit
+
+    model = SmallNet()
+    model.anchors = {"800x1333": [torch.zeros(1024, 1024), torch.zeros(1024, 1024)], "nested": {"k": (torch.zeros(4),)}}
+    model.bank = [torch.zeros(2048, 2048), [torch.zeros(1024, 1024)]]
+    copied: list[tuple[int, ...]] = []
+    deepcopy = torch.Tensor.__deepcopy__
+
+    def counting(self, memo):
+        if not self.is_meta:
+            copied.append(tuple(self.shape))
+        return deepcopy(self, memo)
+
+    monkeypatch.setattr(torch.Tensor, "__deepcopy__", counting)
+    replica = meta_replica(model)
+    assert replica.anchors["800x1333"][0].is_meta and replica.anchors["nested"]["k"][0].is_meta
+    assert replica.bank[0].is_meta and replica.bank[1][0].is_meta
+    assert model.bank[0].device.type == "cpu"  # the user's model is untouched
+    assert headfit.check(model, "1x3x8x8").ok
+    assert copied == []
+
+
 def test_records_paths_shapes_and_own_parameters():
     model = SmallNet()
     result = trace(model, (torch.empty(2, 3, 16, 16),))
@@ -184,7 +209,7 @@ def test_torchscript_children_run_unrecorded_with_a_note():
     result = trace(model, (torch.empty(1, 3, 8, 8),))
     assert result.completed, result.reason
     assert result.output.shape == (1, 4 * 6 * 6)
-    assert any("`0` is TorchScript" in n for n in result.notes)
+    assert any("`model[0]` is TorchScript" in n for n in result.notes)
     assert {c.module for c in result.calls} == {"", "1"}
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from headfit import files
 from headfit.errors import UsageError
-from headfit.train import files
 from headfit.train.loop import LoopConfig, Trainer, TrainingStopped
 from headfit.train.metrics import MetricsLog
 from headfit.train.sampler import GroupedBatchSampler, aspect_ratio_groups
@@ -228,7 +228,7 @@ def test_a_full_disk_keeps_the_previous_state(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(UsageError, match="No space left on device.*previous state.pt is intact"):
+    with pytest.raises(UsageError, match="no space left on the device.*previous state.pt is intact"):
         save_state(path, {"position": [2, 0, 12]})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # no temporary file left behind

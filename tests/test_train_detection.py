@@ -49,6 +49,7 @@ def train(*args: str, project: Path) -> tuple[int, str]:
     return result.exit_code, result.stdout if "--json" in args else result.output
 
 
+@pytest.mark.slow  # 39 s here (pytest --durations, -n 2)
 def test_a_run_directory_people_can_read(shapes, tmp_path):
     code, out = train(OWN, "--data", str(shapes), "--epochs", "2", *SMALL, project=tmp_path)
     assert code == 0, out
@@ -111,6 +112,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # 286 s here (pytest --durations, -n 2)
 def test_kill_9_then_resume_gives_the_uninterrupted_weights_and_ema(shapes, tmp_path):
     common = [
         OWN,
@@ -180,6 +182,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights_and_ema(shapes, tmp_
         }
 
 
+@pytest.mark.slow  # 79 s here (pytest --durations, -n 2)
 def test_ctrl_c_saves_at_the_end_of_the_step_and_says_how_to_resume(shapes, tmp_path):
     command = _cli(
         OWN, "--data", str(shapes), "--epochs", "3", *SMALL, "--project", str(tmp_path), cwd=tmp_path
@@ -197,6 +200,7 @@ def test_ctrl_c_saves_at_the_end_of_the_step_and_says_how_to_resume(shapes, tmp_
     assert epoch == 1 and batch >= 1
 
 
+@pytest.mark.slow  # 28 s here (pytest --durations, -n 2)
 def test_resume_extends_a_finished_run_and_refuses_changed_data(shapes, tmp_path):
     data = tmp_path / "data"
     synth(data, images=12, classes=2, size=96, seed=2)
@@ -366,6 +370,7 @@ def test_known_rows_in_an_rcnn_head_keep_the_background():
     assert not any(torch.equal(box.cls_score.weight[2], row) for row in cls)
 
 
+@pytest.mark.slow  # 25 s here (pytest --durations, -n 2)
 def test_weights_with_coco_names_say_which_rows_they_kept(tmp_path):
     from headfit.train.tiny import tiny_fcos
 

@@ -139,7 +139,7 @@ def check(
     report = CheckReport(name or type(model).__name__, family.name, shown, depth=depth, notes=notes)
     report.problems = list(_ask(family, "lint", model, notes, []))
     head_paths = [h.path for h in _ask(family, "heads", model, notes, [])]
-    report.trace = trace(model, args, head_paths=head_paths, train=train)
+    report.trace = trace(model, args, head_paths=head_paths, train=train, simulate=family.selects_by_value)
     report.problems = _drop_contradicted_widths(model, report.problems, report.trace, notes)
     if report.trace.failed:
         report.diagnosis = trace_diagnosis(model, report.trace)

@@ -119,10 +119,12 @@ def save_coco_stand_in(path: Path) -> Path:
     """Stand in for a COCO-pretrained checkpoint: a freshly built 91-class FCOS's state_dict."""
     import torch
 
+    from headfit.files import atomic_write
     from headfit.spec import build_model
 
     torch.manual_seed(0)
-    torch.save(build_model(SPEC).state_dict(), path)
+    state = build_model(SPEC).state_dict()
+    atomic_write(path, lambda file: torch.save(state, file))
     return path
 
 

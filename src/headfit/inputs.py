@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-_MAX_ELEMENTS = 2**63  # torch indexes tensors with int64
+_MAX_BYTES = 2**63  # torch sizes storage in int64 bytes
+_MAX_ITEMSIZE = 8  # the widest dtype a spec can make (float64, int64)
+_MAX_DIMS = 64  # more is a typo; torch's own kernels stop at 25 or so
+_MAX_IMAGES = 4096  # a list input longer than this is a typo for a batch (`[3x80x80]x99999999`)
+_MAX_DIGITS = 19  # no dimension past 2^63 has more; int() itself refuses 4,300 digits
 _DIMS = re.compile(r"^\d+(x\d+)*$")
 _LIST = re.compile(r"^\[(?P<items>[^\[\]]*)\](?:x(?P<repeat>\d+))?$")
 
@@ -51,9 +55,8 @@ class InputSpec:
         if m and m.group("items"):
             items = m.group("items").split(",")
             if all(_DIMS.match(i) for i in items):
-                shapes = tuple(_dims(i) for i in items) * int(m.group("repeat") or 1)
-                if shapes:
-                    return cls(shapes, is_list=True)
+                repeat = _repeat(m.group("repeat") or "1", len(items), text)
+                return cls(tuple(_dims(i) for i in items) * repeat, is_list=True)
         raise UsageError(
             f"cannot read the input spec {text!r}. Write a batched tensor as N x C x H x W, "
             "e.g. `2x3x224x224`, or a list of images as `[3x800x1333,3x600x900]` (or `[3x800x1333]x2` "
@@ -76,19 +79,55 @@ class InputSpec:
         return f"[{text}]" if self.is_list else text
 
 
+def _repeat(digits: str, items: int, text: str) -> int:
+    """The ``xN`` of ``[...]xN``, bounded before the list is made: a typo must not fill the memory."""
+    repeat = int(digits) if len(digits) <= _MAX_DIGITS else _MAX_IMAGES + 1
+    if repeat < 1:
+        raise UsageError(
+            f"the input spec {text!r} repeats its list {repeat} times: the repeat must be at least 1, "
+            "e.g. `[3x800x1333]x2`"
+        )
+    if repeat * items > _MAX_IMAGES:
+        shown = f"{repeat * items:,}" if len(digits) <= _MAX_DIGITS else "more than 10^19"
+        raise UsageError(
+            f"the input spec {text!r} asks for {shown} images: a list input takes at most "
+            f"{_MAX_IMAGES:,}. For many images of one size, use a batched tensor, e.g. `8x3x800x1333`"
+        )
+    return repeat
+
+
 def _dims(text: str) -> tuple[int, ...]:
-    dims = tuple(int(d) for d in text.split("x"))
+    """The dimensions of one shape, bounded so that torch can size its storage (never an overflow)."""
+    words = text.split("x")
+    if len(words) > _MAX_DIMS:
+        raise UsageError(
+            f"the input shape {_cut(text)!r} has {len(words):,} dimensions: a tensor here takes at most "
+            f"{_MAX_DIMS}, e.g. `2x3x224x224`"
+        )
+    if any(len(w.lstrip("0")) > _MAX_DIGITS for w in words):
+        raise UsageError(
+            f"the input shape {_cut(text)!r} has a dimension of more than {_MAX_DIGITS} digits, more than "
+            "a tensor can hold (2^63 bytes): use smaller dimensions, e.g. `2x3x224x224`"
+        )
+    dims = tuple(int(w) for w in words)
     if any(d <= 0 for d in dims):
         raise UsageError(
             f"the input shape {text!r} has a dimension of 0: every dimension must be a positive whole "
             "number, e.g. `2x3x224x224`"
         )
-    if math.prod(dims) >= _MAX_ELEMENTS:
+    elements = math.prod(dims)
+    if elements * _MAX_ITEMSIZE >= _MAX_BYTES:
         raise UsageError(
-            f"the input shape {text!r} has {math.prod(dims):,} elements, more than a tensor can hold "
-            "(2^63): use smaller dimensions, e.g. `2x3x224x224`"
+            f"the input shape {text!r} has {elements:,} elements ({elements * _MAX_ITEMSIZE:,} bytes at 8 "
+            "per element), more than a tensor can hold (2^63 bytes): use smaller dimensions, "
+            "e.g. `2x3x224x224`"
         )
     return dims
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """A long spec shown by its start: the paragraph names it without repeating 5,000 characters."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def float_dtype(model: nn.Module) -> Any:

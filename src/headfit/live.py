@@ -142,10 +142,13 @@ def _prepare_report(path: Path) -> None:
 
 
 def _write_report(path: Path, diagnosis: Diagnosis) -> None:
+    from headfit.errors import UsageError
+    from headfit.files import atomic_write_text
+
     try:
-        path.write_text(json.dumps(diagnosis.to_dict(), indent=2, default=str) + "\n")
-    except OSError as exc:  # the traceback and the diagnosis are already on stderr
-        print(f"headfit: cannot write the diagnosis to {str(path)!r}: {exc}", file=sys.stderr)
+        atomic_write_text(path, json.dumps(diagnosis.to_dict(), indent=2, default=str) + "\n")
+    except UsageError as exc:  # the traceback and the diagnosis are already on stderr
+        print(f"headfit: {exc}", file=sys.stderr)
 
 
 def _without_runner_frames(tb: TracebackType | None, script: Path) -> TracebackType | None:

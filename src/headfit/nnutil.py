@@ -31,6 +31,16 @@ def module_expr(prefix: str, path: str) -> str:
     return text
 
 
+def module_name(path: str) -> str:
+    """A module path as the user writes it in Python, for every summary, fact and note that names a
+    module: ``features.3.conv`` -> ``features[3].conv``, an ``nn.Sequential``'s child ``2`` ->
+    ``model[2]`` (a bare `` `2` `` reads as a number), ``""`` (the model itself) -> ``<model>``."""
+    if not path:
+        return "<model>"
+    text = module_expr("model", path)
+    return text if path.split(".", 1)[0].isdigit() else text[len("model.") :]
+
+
 def layer_code(layer: nn.Module, in_width: int, out_width: int) -> str:
     """Constructor code for a layer like ``layer`` with other widths, keeping everything else that
     shapes its output (stride, padding, dilation, groups, padding mode, bias): ``nn.Linear(2048, 10)``,

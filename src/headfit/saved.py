@@ -17,7 +17,6 @@ would import and call code, so it is refused unless the caller passes ``trust_co
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib.metadata
 import json
 import os
@@ -31,6 +30,7 @@ from headfit.adapt import AdaptOptions, AdaptReport, adapt_unverified, rehead, s
 from headfit.diagnosis import Problem
 from headfit.errors import CheckpointError, HeadfitError, ModelSpecError, UntrustedCodeError, UsageError
 from headfit.families import family_for
+from headfit.files import disk_full, new_file_mode
 from headfit.spec import build_model, check_class_count, names_a_library_builder
 from headfit.verify import under, verify_adapted
 from headfit.weights import LoadReport, ShapeComparison, compare_shapes, load_weights
@@ -384,6 +384,15 @@ def _text_writer(text: str) -> Callable[[Path], None]:
     return lambda path: path.write_text(text, encoding="utf-8")
 
 
+def _flush_to_disk(path: Path) -> None:
+    """fsync: a full disk shows here, before the rename, not as a truncated file after a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _written(target: Path, write: Callable[[Path], None]) -> Iterator[Path]:
     """A temporary file beside ``target`` holding what ``write`` wrote; removed unless moved away."""
@@ -394,26 +403,18 @@ def _written(target: Path, write: Callable[[Path], None]) -> Iterator[Path]:
     temporary = Path(name)
     try:
         write(temporary)
-        os.chmod(temporary, _new_file_mode())  # mkstemp makes it private; the output is an ordinary file
+        _flush_to_disk(temporary)
+        os.chmod(temporary, new_file_mode())  # mkstemp makes it private; the output is an ordinary file
         yield temporary
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _new_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _write_error(exc: BaseException) -> str:
-    """The reason a write failed; torch's zip writer reports a full disk as "file write failed"."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    """The reason a write failed; a full disk is said so, also when torch's zip writer hides it."""
+    if disk_full(exc):
         return "no space left on the device; the previous files, if any, are unchanged"
-    text = " ".join(str(exc).split())
-    if "write failed" in text or "failed writing" in text:
-        return f"{text} (most likely no space left on the device); the previous files, if any, are unchanged"
-    return text
+    return " ".join(str(exc).split())
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from headfit.errors import UsageError
 from headfit.inputs import float_dtype, input_hw, positional_inputs, resized, shape_text
+from headfit.nnutil import module_name
 
 if TYPE_CHECKING:
     from torch import nn
@@ -199,7 +200,7 @@ def _nothing_accepted(probe: _Prober) -> SizeAnswer:
     same = probe.same_failure()
     if same is not None:
         module, reason = same
-        where = f"`{module}`" if module else "the model's own forward"
+        where = f"`{module_name(module)}`" if module else "the model's own forward"
         answer.notes.append(f"every probe failed in {where}, at every size: {reason}")
         answer.notes.append("that is not a size rule: `headfit check` diagnoses it")
     return answer

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headfit.nnutil import is_within
+from headfit.nnutil import is_within, module_name
 
 if TYPE_CHECKING:
     import torch
@@ -122,21 +122,24 @@ def trace(
     train: bool = False,
     head_paths: list[str] | None = None,
     replica: nn.Module | None = None,
+    simulate: bool = False,
 ) -> TraceResult:
     """Run ``model(*args, **kwargs)`` on a meta replica and record every submodule call.
 
     Tensors in ``args``/``kwargs`` may live anywhere: only their shapes and dtypes are used.
     ``head_paths`` are the class-dependent layers: a data-dependent op raised after all of them ran
     completes the trace; one raised before leaves it incomplete (still not an error of the model).
-    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing).
+    ``replica`` reuses a ``meta_replica(model)`` across traces (size probing). ``simulate`` starts
+    with the value-selecting ops simulated (the family knows its forward needs it) instead of
+    running once plainly and again when that stopped before a head.
     """
     replica = replica if replica is not None else meta_replica(model)
     replica.train(train)
     paths = {id(m): name for name, m in replica.named_modules()}
     meta_args, meta_kwargs = _to_meta((tuple(args), dict(kwargs or {})))
     heads = head_paths or []
-    run = _run(replica, paths, meta_args, meta_kwargs, simulate=False)
-    if run.error is not None and _needs_simulation(run, heads):
+    run = _run(replica, paths, meta_args, meta_kwargs, simulate=simulate)
+    if not simulate and run.error is not None and _needs_simulation(run, heads):
         run = _run(replica, paths, meta_args, meta_kwargs, simulate=True)
     if run.error is not None:
         return _result_of_failure(run.error, run.recorder, run.notes, heads)
@@ -228,7 +231,7 @@ class _Recorder:
                 skipped.append(self.paths.get(id(module), "?"))
         outermost = [p for p in skipped if not any(p != q and is_within(p, q) for q in skipped)]
         return [
-            f"`{p or '<model>'}` is TorchScript: its insides were run but not recorded" for p in outermost
+            f"`{module_name(p)}` is TorchScript: its insides were run but not recorded" for p in outermost
         ]
 
     def detach(self) -> None:
@@ -289,7 +292,7 @@ def _result_of_failure(
         missing = [p for p in head_paths if not _ran(p, recorder.calls)]
         if not missing:
             return TraceResult(True, recorder.calls, notes=[*notes, DATA_DEPENDENT_NOTE])
-        reason = f"{DATA_DEPENDENT_NOTE}; it runs before {', '.join(f'`{p}`' for p in missing)}"
+        reason = f"{DATA_DEPENDENT_NOTE}; it runs before {', '.join(f'`{module_name(p)}`' for p in missing)}"
         return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, notes=notes)
     reason = f"{type(exc).__name__}: {_first_line(str(exc))}"
     return TraceResult(False, recorder.calls, stopped_at=stopped_at, reason=reason, error=exc, notes=notes)
@@ -377,11 +380,22 @@ def _model_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
     for module in model.modules():
         yield from module._parameters.values()
         yield from module._buffers.values()
+        seen: set[int] = set()
         for value in vars(module).values():
-            if isinstance(value, torch.Tensor):
-                yield value
-            elif isinstance(value, (list, tuple)):
-                yield from (v for v in value if isinstance(v, torch.Tensor))
+            yield from _held_tensors(value, torch.Tensor, seen)
+
+
+def _held_tensors(value: Any, tensor_type: type, seen: set[int], depth: int = 0) -> Iterator[Any]:
+    """Tensors in plain lists, tuples and dicts (nested, e.g. a dict of cached anchors per size): the
+    memo maps each to a meta tensor, so ``deepcopy`` never copies their data (640 MB cost +300 MB)."""
+    if isinstance(value, tensor_type):
+        yield value
+        return
+    if depth > 8 or id(value) in seen or not isinstance(value, (list, tuple, dict)):
+        return
+    seen.add(id(value))
+    for item in value.values() if isinstance(value, dict) else value:
+        yield from _held_tensors(item, tensor_type, seen, depth + 1)
 
 
 def _meta_like(tensor: torch.Tensor | None) -> Any:

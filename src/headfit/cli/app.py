@@ -113,10 +113,51 @@ def _json_to_stdout(ctx: click.Context, param: click.Parameter, value: bool) -> 
 @contextlib.contextmanager
 def _prints_to_stderr(meta: dict[str, Any]) -> Iterator[None]:
     """While a --json command runs, what the user's model prints (on import, in forward) goes to
-    stderr, so stdout holds the one JSON document and nothing else."""
-    meta[JSON_STDOUT] = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    stderr, so stdout holds the one JSON document and nothing else.
+
+    Python's ``print`` is redirected with ``sys.stdout``; C extensions, subprocesses and
+    ``os.write(1, ...)`` write to file descriptor 1 itself, so that is pointed at stderr with
+    ``dup2`` too, and the document goes to a duplicate of the real stdout.
+    """
+    stdout = sys.stdout
+    meta[JSON_STDOUT] = stdout
+    with contextlib.ExitStack() as stack:
+        real = stack.enter_context(_fd_1_to_stderr(stdout))
+        if real is not None:
+            meta[JSON_STDOUT] = real
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        try:
+            yield
+        finally:
+            meta[JSON_STDOUT] = stdout  # the error document of a failure is written after this exits
+
+
+@contextlib.contextmanager
+def _fd_1_to_stderr(stdout: Any) -> Iterator[Any]:
+    """Point file descriptor 1 at stderr for the command; yield a text stream on the real stdout.
+
+    Yields ``None`` when ``sys.stdout`` is not file descriptor 1 (a test's capture, click's
+    CliRunner): then only Python-level prints can reach it, and ``redirect_stdout`` handles those.
+    """
+    try:
+        is_fd_1 = stdout.fileno() == 1 and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and ValueError
+        is_fd_1 = False
+    if not is_fd_1:
+        yield None
+        return
+    stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    real = open(saved, "w", encoding=stdout.encoding or "utf-8", closefd=False)  # noqa: SIM115
+    try:
+        yield real
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            real.flush()
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def json_to_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from typing import BinaryIO
 
 import click
 
@@ -34,12 +36,37 @@ def command(text: str | None, as_json: bool, code: str | None) -> None:
     raise SystemExit(EXIT_DIAGNOSED if diagnosis.recognised else EXIT_UNRECOGNISED)
 
 
+MAX_INPUT = 1 << 20  # 1 MiB: a traceback is a few KiB; `headfit explain < /dev/urandom` must end
+# C0 controls but tab and newline, DEL, C1 controls and bidi overrides: an ESC sequence would drive
+# the terminal, a bidi override would show other text than the one diagnosed
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# whole ANSI sequences first (colour codes of an IPython or rich traceback), so no "[31m" is left behind
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x9b[0-?]*[ -/]*[@-~]")
+
+
 def _read_input(text: str | None) -> str:
+    """The text to diagnose, without control characters (it is printed back), at most 1 MiB."""
     if text is not None and text != "-":
-        return _file_text(text) if _names_a_file(text) else text
+        return printable(_file_text(text) if _names_a_file(text) else text)
     if sys.stdin is None or sys.stdin.isatty():
         abort("give the error as TEXT, or pipe it on stdin: `headfit explain - < error.txt`", 2)
-    data = sys.stdin.buffer.read()
+    return printable(_bounded(sys.stdin.buffer, "stdin"))
+
+
+def printable(text: str) -> str:
+    """``text`` with escape bytes and other control characters dropped (``\\r\\n`` read as ``\\n``)."""
+    return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
+
+
+def _bounded(stream: BinaryIO, what: str) -> str:
+    data = stream.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        data = data[:MAX_INPUT]
+        console(stderr=True).print(
+            f"note: {what} holds more than 1 MiB; headfit read its first {MAX_INPUT:,} bytes "
+            "(a traceback is a few KiB: pass the part that ends with the error line)",
+            highlight=False,
+        )
     return data.decode("utf-8", errors="replace")
 
 
@@ -53,7 +80,7 @@ def _names_a_file(text: str) -> bool:
 def _file_text(path: str) -> str:
     try:
         with open(path, "rb") as file:
-            return file.read().decode("utf-8", errors="replace")
+            return _bounded(file, f"`{path}`")
     except OSError as exc:
         abort(f"cannot read `{path}`: {exc.strerror}", 2)
 

@@ -24,6 +24,7 @@ from headfit.datasets.records import ClassMap, DetectionDataset, ImageRecord
 from headfit.datasets.report import Change, FixResult
 from headfit.datasets.table import BoxTable, frame
 from headfit.errors import UsageError
+from headfit.files import atomic_write_text
 
 DROPPED_AT_READ = {"HF305", "HF306", "HF307", "HF312", "HF316"}  # what a reader could not attach
 
@@ -328,11 +329,8 @@ def _renumber_annotations(records: list[ImageRecord], changes: list[Change]) -> 
 
 def write_coco(dataset: DetectionDataset, out: Path) -> None:
     """``dataset`` as a COCO instances JSON at ``out`` (file names relative to its folder), atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     document = coco_document(dataset, out.parent)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(json.dumps(document), encoding="utf-8")
-    os.replace(temporary, out)
+    atomic_write_text(out, json.dumps(document))
 
 
 def coco_document(dataset: DetectionDataset, root: Path) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from headfit.errors import UsageError
+from headfit.files import atomic_write, atomic_write_text
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "star", "ring", "hexagon")
 COLOURS = {
@@ -56,7 +56,7 @@ def synth(
         image_id = index + 1
         picture, objects = _draw_image(rng, index, classes, size)
         name = f"{image_id:06d}.png"
-        picture.save(out / "images" / name, optimize=False)
+        atomic_write(out / "images" / name, lambda file, p=picture: p.save(file, format="PNG", optimize=False))
         split = splits["val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"]
         split["images"].append({"id": image_id, "file_name": name, "width": size, "height": size})
         for label, (x1, y1, x2, y2) in objects:
@@ -97,9 +97,7 @@ def _check_arguments(images: int, classes: int, size: int) -> None:
 
 
 def _write_json(path: Path, document: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document), encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(document))
 
 
 # -- one image -----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from headfit.datasets.fix import write_coco
 from headfit.datasets.geometry import clip_boxes
 from headfit.datasets.records import DetectionDataset, ImageRecord
 from headfit.errors import UsageError
+from headfit.files import atomic_write
 
 
 @dataclass
@@ -91,7 +92,8 @@ def tile(
     for record in usable:
         picture = _open_rgb(record.file)
         for t in (t for t in tiles if t.source is record):
-            picture.crop((t.x, t.y, t.x + t.width, t.y + t.height)).save(out / "images" / t.name)
+            crop = picture.crop((t.x, t.y, t.x + t.width, t.y + t.height))
+            atomic_write(out / "images" / t.name, lambda file, c=crop: c.save(file, format="PNG"))
             splits[t.name in in_val].append(_tile_record(t, out, min_visible, min_side, result))
     for is_val, records in splits.items():
         target = result.val if is_val else result.train

@@ -17,6 +17,7 @@ import numpy as np
 
 from headfit.datasets.records import ClassMap, DetectionDataset
 from headfit.evaluation.coco import Detections, EvalReport
+from headfit.files import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -177,6 +178,5 @@ def _figure(**options: Any) -> Any:
 
 
 def _save(figure: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    atomic_write(path, lambda file: figure.savefig(file, format=path.suffix.lstrip(".") or "png"))
     return path

@@ -26,6 +26,7 @@ from headfit.evaluation.coco import (
     max_dets_for,
     most_boxes,
 )
+from headfit.files import atomic_write, atomic_write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 PREDICT_CONF = 0.25
@@ -329,26 +330,14 @@ def _unique(path: Path, taken: set[Path]) -> Path:
 
 
 def _write_image(image: Any, path: Path) -> None:
-    from torchvision.io import write_jpeg, write_png
+    from torchvision.io import encode_jpeg, encode_png
 
-    try:
-        if path.suffix == ".jpg":
-            write_jpeg(image.contiguous(), str(path), quality=92)
-        else:
-            write_png(image.contiguous(), str(path))
-    except (OSError, RuntimeError) as exc:
-        raise UsageError(f"cannot write `{path}`: {exc}") from None
+    encoded = encode_jpeg(image.contiguous(), quality=92) if path.suffix == ".jpg" else encode_png(image.contiguous())
+    atomic_write(path, lambda file: file.write(encoded.numpy().tobytes()))
 
 
 def _write_results(path: Path, records: list[dict[str, Any]]) -> Path:
     import json
-    import os
 
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise UsageError(f"cannot write `{path}`: {exc.strerror or exc}") from None
+    atomic_write_text(path, json.dumps(records, indent=1) + "\n")
     return path

@@ -7,7 +7,7 @@ from torch import nn
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
 from headfit.evidence.loss import LABEL_CODE
-from headfit.nnutil import module_expr
+from headfit.nnutil import module_expr, module_name
 from headfit.scene import Scene, failing_method_frame, frame_inputs
 
 
@@ -26,8 +26,8 @@ def embedding_index(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     path = scene.module_path
     name = name_of(scene, ids, "token_ids")
     facts = [
-        f"`{path}` has {module.num_embeddings} rows (`num_embeddings`, ids 0..{module.num_embeddings - 1}); `{name}` holds ids from {low} to {high}"
+        f"`{module_name(path)}` has {module.num_embeddings} rows (`num_embeddings`, ids 0..{module.num_embeddings - 1}); `{name}` holds ids from {low} to {high}"
     ]
     fix = f"{module_expr(scene.prefix, path)} = nn.Embedding({high + 1}, {module.embedding_dim})"
-    cause = Cause(f"id {high} is past the last row of `{path}`", 0.85, path, "num_embeddings", fix)
+    cause = Cause(f"id {high} is past the last row of `{module_name(path)}`", 0.85, path, "num_embeddings", fix)
     return LiveEvidence(facts, [cause])

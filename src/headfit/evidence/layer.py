@@ -12,7 +12,7 @@ from torch import nn
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt, product_expr, shape_str
 from headfit.families import Evidence
-from headfit.nnutil import layer_code, module_expr
+from headfit.nnutil import layer_code, module_expr, module_name
 
 
 def layer_evidence(
@@ -37,11 +37,11 @@ def _linear(m: nn.Linear, path: str, target: str, shape: list[int]) -> Evidence:
     arrived = shape[-1] if shape else 0
     if arrived == m.in_features:
         return Evidence()
-    facts = [f"`{path}` expects {fmt(m.in_features)} input features; its input is {shape_str(shape)}"]
+    facts = [f"`{module_name(path)}` expects {fmt(m.in_features)} input features; its input is {shape_str(shape)}"]
     if len(shape) >= 3 and math.prod(shape[1:]) == m.in_features:
         facts.append(f"{product_expr(shape[1:])} features per sample: the right count, not yet flattened")
         cause = Cause(
-            f"the feature map reaches `{path}` without a flatten",
+            f"the feature map reaches `{module_name(path)}` without a flatten",
             0.9,
             path,
             None,
@@ -52,12 +52,12 @@ def _linear(m: nn.Linear, path: str, target: str, shape: list[int]) -> Evidence:
         facts.append(f"a {shape[1]}-channel feature map arrives where a 1x1 convolution belongs")
         fix = f"{target} = nn.Conv2d({m.in_features}, {m.out_features}, kernel_size=1)"
         return Evidence(
-            facts, [Cause(f"`{path}` is a Linear but receives a feature map", 0.95, path, None, fix)]
+            facts, [Cause(f"`{module_name(path)}` is a Linear but receives a feature map", 0.95, path, None, fix)]
         )
     bias = "" if m.bias is not None else ", bias=False"
     fix = f"{target} = nn.Linear({arrived}, {m.out_features}{bias})"
     cause = Cause(
-        f"`{path}` has `in_features` {m.in_features} but {fmt(arrived)} features arrive",
+        f"`{module_name(path)}` has `in_features` {m.in_features} but {fmt(arrived)} features arrive",
         0.9,
         path,
         "in_features",
@@ -121,21 +121,21 @@ def _channels_last(m, path: str, shape: list[int], arrived: int) -> Evidence:
 
 def _conv_channels(m, path: str, target: str, shape: list[int], arrived: int) -> Evidence:
     facts = [
-        f"`{path}` expects {m.in_channels} input channels (`in_channels`, groups={m.groups}); "
+        f"`{module_name(path)}` expects {m.in_channels} input channels (`in_channels`, groups={m.groups}); "
         f"its input {shape_str(shape)} has {arrived}"
     ]
     if arrived == 1 and m.in_channels == 3:
         facts.append("a 1-channel (grayscale) image reaches a 3-channel (RGB) stem")
         causes = [
             Cause(
-                f"a grayscale image reaches `{path}`, which takes 3 channels",
+                f"a grayscale image reaches `{module_name(path)}`, which takes 3 channels",
                 0.9,
                 path,
                 "in_channels",
                 "x = x.expand(-1, 3, -1, -1)  # repeat the grey channel before calling the model",
             ),
             Cause(
-                f"keep 1-channel input and fold the RGB filters of `{path}` into one",
+                f"keep 1-channel input and fold the RGB filters of `{module_name(path)}` into one",
                 0.5,
                 path,
                 "weight",
@@ -146,7 +146,7 @@ def _conv_channels(m, path: str, target: str, shape: list[int], arrived: int) ->
         return Evidence(facts, causes)
     fix = f"{target} = {layer_code(m, arrived, m.out_channels)}"
     cause = Cause(
-        f"`{path}` has `in_channels` {m.in_channels} but {arrived} channels arrive",
+        f"`{module_name(path)}` has `in_channels` {m.in_channels} but {arrived} channels arrive",
         0.85,
         path,
         "in_channels",
@@ -162,11 +162,11 @@ def _conv_kernel(m, path: str, spatial: list[int]) -> Evidence:
     if all(p >= r for p, r in zip(padded, reach, strict=False)):
         return Evidence()
     fact = (
-        f"`{path}` needs at least {shape_str(reach)} pixels (kernel, dilation) but gets "
+        f"`{module_name(path)}` needs at least {shape_str(reach)} pixels (kernel, dilation) but gets "
         f"{shape_str(spatial)} (+ padding {shape_str(list(padding))})"
     )
     cause = Cause(
-        f"the feature map is too small for `{path}` by the time it gets there",
+        f"the feature map is too small for `{module_name(path)}` by the time it gets there",
         0.7,
         path,
         "kernel_size",
@@ -181,26 +181,26 @@ def _batchnorm(m: nn.modules.batchnorm._BatchNorm, path: str, target: str, shape
     if _unbatched(m, shape):
         return _missing_batch(m, path, shape)
     if shape[1] != m.num_features:
-        fact = f"`{path}` normalises {m.num_features} channels (`num_features`); its input {shape_str(shape)} has {shape[1]}"
+        fact = f"`{module_name(path)}` normalises {m.num_features} channels (`num_features`); its input {shape_str(shape)} has {shape[1]}"
         fix = f"{target} = nn.{type(m).__name__}({shape[1]})"
         return Evidence(
-            [fact], [Cause(f"`{path}` has `num_features` {m.num_features}", 0.85, path, "num_features", fix)]
+            [fact], [Cause(f"`{module_name(path)}` has `num_features` {m.num_features}", 0.85, path, "num_features", fix)]
         )
     values = shape[0] * math.prod(shape[2:])
     if m.training and values == 1:
         fact = (
-            f"`{path}` is in train mode and got {shape_str(shape)}: one value per channel, "
+            f"`{module_name(path)}` is in train mode and got {shape_str(shape)}: one value per channel, "
             "so the batch statistics are undefined"
         )
         causes = [
             Cause(
-                f"a batch of one reaches `{path}` in train mode (often the last, incomplete batch)",
+                f"a batch of one reaches `{module_name(path)}` in train mode (often the last, incomplete batch)",
                 0.9,
                 path,
                 "training",
                 "DataLoader(dataset, batch_size=..., shuffle=True, drop_last=True)",
             ),
-            Cause(f"`{path}` is in train mode at inference time", 0.5, path, "training", f"{target}.eval()"),
+            Cause(f"`{module_name(path)}` is in train mode at inference time", 0.5, path, "training", f"{target}.eval()"),
         ]
         return Evidence([fact], causes)
     return Evidence()
@@ -232,21 +232,21 @@ def _layernorm(m: nn.LayerNorm, path: str, target: str, shape: list[int]) -> Evi
     got = shape[-len(expected) :]
     if got == expected:
         return Evidence()
-    fact = f"`{path}` normalises the last dims {shape_str(expected)}; its input {shape_str(shape)} ends in {shape_str(got)}"
+    fact = f"`{module_name(path)}` normalises the last dims {shape_str(expected)}; its input {shape_str(shape)} ends in {shape_str(got)}"
     fix = f"{target} = nn.LayerNorm({got[0] if len(got) == 1 else tuple(got)})"
     return Evidence(
         [fact],
-        [Cause(f"`{path}` has `normalized_shape` {tuple(expected)}", 0.8, path, "normalized_shape", fix)],
+        [Cause(f"`{module_name(path)}` has `normalized_shape` {tuple(expected)}", 0.8, path, "normalized_shape", fix)],
     )
 
 
 def _attention(m: nn.MultiheadAttention, path: str, target: str, shape: list[int]) -> Evidence:
     if not shape or shape[-1] == m.embed_dim:
         return Evidence()
-    fact = f"`{path}` has `embed_dim` {m.embed_dim}; the query {shape_str(shape)} has {shape[-1]} features"
+    fact = f"`{module_name(path)}` has `embed_dim` {m.embed_dim}; the query {shape_str(shape)} has {shape[-1]} features"
     batch_first = ", batch_first=True" if m.batch_first else ""
     fix = f"{target} = nn.MultiheadAttention({shape[-1]}, {m.num_heads}{batch_first})"
-    return Evidence([fact], [Cause(f"`{path}` has `embed_dim` {m.embed_dim}", 0.8, path, "embed_dim", fix)])
+    return Evidence([fact], [Cause(f"`{module_name(path)}` has `embed_dim` {m.embed_dim}", 0.8, path, "embed_dim", fix)])
 
 
 def _pool(m: nn.Module, path: str, target: str, shape: list[int]) -> Evidence:
@@ -257,9 +257,9 @@ def _pool(m: nn.Module, path: str, target: str, shape: list[int]) -> Evidence:
     spatial = shape[-len(kernel) :]
     if all(s >= k for s, k in zip(spatial, kernel, strict=False)):
         return Evidence()
-    fact = f"`{path}` pools with kernel {shape_str(list(kernel))} but the feature map is {shape_str(spatial)}"
+    fact = f"`{module_name(path)}` pools with kernel {shape_str(list(kernel))} but the feature map is {shape_str(spatial)}"
     cause = Cause(
-        f"the feature map is too small for `{path}`",
+        f"the feature map is too small for `{module_name(path)}`",
         0.7,
         path,
         "kernel_size",
@@ -269,7 +269,7 @@ def _pool(m: nn.Module, path: str, target: str, shape: list[int]) -> Evidence:
 
 
 def _upsample(m: nn.Upsample, path: str, target: str, shape: list[int]) -> Evidence:
-    fact = f"`{path}` ({m.mode}, size={m.size}, scale_factor={m.scale_factor}) got {shape_str(shape)}"
+    fact = f"`{module_name(path)}` ({m.mode}, size={m.size}, scale_factor={m.scale_factor}) got {shape_str(shape)}"
     return Evidence([fact], [])
 
 

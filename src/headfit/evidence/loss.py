@@ -23,7 +23,7 @@ from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, message_is_about, name_of
 from headfit.explain.arith import fmt, shape_str
 from headfit.families import family_for
-from headfit.nnutil import in_width, layer_code, module_expr
+from headfit.nnutil import in_width, layer_code, module_expr, module_name
 from headfit.scene import Scene, names_in
 from headfit.trace import trace
 
@@ -108,8 +108,8 @@ def _batch_folded_by_model(scene: Scene, output: torch.Tensor, target: torch.Ten
     owner = _module_at(scene.model, owner_path)
     view = _folding_view(type(owner))
     fact = (
-        f"{batch} images went into `{scene.prefix}` but {output.shape[0]} rows reached `{folded.module}`: "
-        f"each sample has {fmt(per_sample)} features, `{folded.module}` expects {fmt(layer.in_features)} "
+        f"{batch} images went into `{scene.prefix}` but {output.shape[0]} rows reached `{module_name(folded.module)}`: "
+        f"each sample has {fmt(per_sample)} features, `{module_name(folded.module)}` expects {fmt(layer.in_features)} "
         f"= {layer.in_features // per_sample} samples per row"
         + (f" (`{view[0]}` in `{type(owner).__name__}.forward`)" if view else "")
     )
@@ -120,7 +120,7 @@ def _batch_folded_by_model(scene: Scene, output: torch.Tensor, target: torch.Ten
         else resize
     )
     cause = Cause(
-        f"the flatten before `{folded.module}` hard-codes {fmt(layer.in_features)} features and `-1` absorbs the batch",
+        f"the flatten before `{module_name(folded.module)}` hard-codes {fmt(layer.in_features)} features and `-1` absorbs the batch",
         0.9,
         folded.module,
         "in_features",
@@ -302,11 +302,11 @@ def _labels_out_of_range(scene: Scene, classes: int, low: int, high: int, target
         needed = high + 1
         if head is not None:
             path, layer = head
-            facts.append(f"`{path}` emits {classes} classes")
+            facts.append(f"`{module_name(path)}` emits {classes} classes")
             fix = _resized_head(scene.prefix, path, layer, needed)
             causes.append(
                 Cause(
-                    f"label {high} needs {needed} classes but `{path}` emits {classes}",
+                    f"label {high} needs {needed} classes but `{module_name(path)}` emits {classes}",
                     0.7,
                     path,
                     _out_attr(layer),

@@ -15,7 +15,7 @@ from torchvision.models.video.s3d import SepInceptionBlock3D
 
 from headfit.diagnosis import Problem
 from headfit.families import _util as u
-from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, out_width
+from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, module_name, out_width
 
 WIDTH_MISMATCH = "HF220"
 AUX_MISMATCH = "HF222"
@@ -78,15 +78,15 @@ def _width_problem(path: str, layer: nn.Module, origin: str, width: int, expecte
     if is_class_layer(layer):
         fix = f"{target} = {layer_code(layer, width, out_width(layer))}"
     elif next(layer.children(), None) is not None:
-        fix = f"rebuild `{target}` for {width} input {unit}"
+        fix = f"rebuild `{module_name(target)}` for {width} input {unit}"
     else:
         fix = f"{target} = {type(layer).__name__}({width})"
     return Problem(
         code=WIDTH_MISMATCH,
         module=path,
         attribute=attribute,
-        summary=f"`{path}` expects {expected} input {unit} but `{origin}` produces {width}",
-        facts=[f"`{origin}` produces {width} {unit} per sample", f"`{path}.{attribute}` is {expected}"],
+        summary=f"`{module_name(path)}` expects {expected} input {unit} but `{module_name(origin)}` produces {width}",
+        facts=[f"`{module_name(origin)}` produces {width} {unit} per sample", f"`{path}.{attribute}` is {expected}"],
         fix=fix,
     )
 

@@ -26,6 +26,7 @@ from torchvision.ops.feature_pyramid_network import (
 from headfit.diagnosis import Problem
 from headfit.families.base import SizeRule
 from headfit.inputs import InputSpec
+from headfit.nnutil import module_name
 
 PROBE_SIZE = 512  # H and W of the meta probe: large enough for every torchvision backbone's last map
 
@@ -103,7 +104,7 @@ def lint_anchor_generator(generator: nn.Module | None, path: str, backbone: nn.M
                 "HF205",
                 path,
                 "aspect_ratios",
-                f"`{path}` has {len(generator.sizes)} size tuples but {len(generator.aspect_ratios)} "
+                f"`{module_name(path)}` has {len(generator.sizes)} size tuples but {len(generator.aspect_ratios)} "
                 "aspect-ratio tuples",
                 [
                     f"`{path}.sizes` = {tuple(generator.sizes)}",
@@ -123,7 +124,7 @@ def lint_anchor_generator(generator: nn.Module | None, path: str, backbone: nn.M
 def _levels_problem(generator: nn.Module, path: str, levels: int, maps: int) -> Problem:
     facts = [
         f"the backbone returns {maps} feature map{'s' * (maps != 1)}",
-        f"`{path}` is configured for {levels} level{'s' * (levels != 1)}",
+        f"`{module_name(path)}` is configured for {levels} level{'s' * (levels != 1)}",
     ]
     if isinstance(generator, AnchorGenerator):
         sizes = list(generator.sizes)[:maps]
@@ -136,8 +137,8 @@ def _levels_problem(generator: nn.Module, path: str, levels: int, maps: int) -> 
             f"sizes={sizes}, aspect_ratios=({ratios},) * {maps})"
         )
     else:
-        fix = f"give `{path}` one aspect-ratio list per feature map ({maps} in all)"
-    summary = f"`{path}` makes anchors for {levels} feature maps but the backbone returns {maps}"
+        fix = f"give `{module_name(path)}` one aspect-ratio list per feature map ({maps} in all)"
+    summary = f"`{module_name(path)}` makes anchors for {levels} feature maps but the backbone returns {maps}"
     return problem(
         "HF204",
         path,

@@ -119,6 +119,9 @@ class Family:
     name: ClassVar[str] = "base"
     priority: ClassVar[int] = 50  # lower is asked first; the generic fallback is last
     counts_background: ClassVar[bool] = False  # torchvision R-CNN/SSD heads include a background class
+    # the forward selects by value (NMS, masks on scores) before its heads run, so a plain meta trace
+    # stops early and runs again simulated: trace simulated from the start (one forward, not two)
+    selects_by_value: ClassVar[bool] = False
     examples: ClassVar[tuple[str, ...]] = ()  # one or two MODEL specs (the contract test builds each)
     adapt_options: ClassVar[tuple[str, ...]] = ("keep",)  # what ``adapt`` takes besides ``num_classes``
     aux_loss_weight: ClassVar[float | None] = None  # weight of an auxiliary head's loss in training

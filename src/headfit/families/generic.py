@@ -26,7 +26,15 @@ from headfit.families._util import (
 )
 from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
 from headfit.inputs import InputSpec
-from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, norm_width, out_width
+from headfit.nnutil import (
+    in_width,
+    is_class_layer,
+    layer_code,
+    module_expr,
+    module_name,
+    norm_width,
+    out_width,
+)
 
 _HEAD_WORDS = {"fc", "head", "classifier", "cls", "logits", "last_linear"}
 _COUNT_ATTRIBUTES = ("num_classes", "n_classes")
@@ -107,7 +115,7 @@ class GenericFamily(Family):
             copy_rows(new, old, rows)
         set_module(model, path, new)
         attributes = _set_count_attributes(model, path, out_width(old), num_classes)
-        note = f"replaced `{path}` ({_layer_text(old)}) with {_layer_text(new)}: {num_classes} outputs for your {num_classes} classes"
+        note = f"replaced `{module_name(path)}` ({_layer_text(old)}) with {_layer_text(new)}: {num_classes} outputs for your {num_classes} classes"
         return AdaptSummary(
             self.name, num_classes, self.outputs_for(num_classes), [path], attributes, [note], rows
         )
@@ -149,7 +157,7 @@ def _classifier_or_raise(model: nn.Module, head: str | None) -> tuple[str, nn.Mo
     found = find_classifier(model, head)
     if found is not None:
         return found
-    listing = ", ".join(f"`{p}` ({_layer_text(m)})" for p, m in candidates(model)[-8:]) or "none"
+    listing = ", ".join(f"`{p}` ({_layer_text(m)})" for p, m in candidates(model)[-8:]) or "none"  # --head paths
     what = (
         f"`head={head!r}` names no Linear or convolution in"
         if head is not None
@@ -213,8 +221,8 @@ def _chain_problem(path: str, layer: nn.Module, source: str, width: int) -> Prob
         code="HF233",
         module=path,
         attribute=attribute,
-        summary=f"`{path}` expects {in_width(layer)} {_unit(layer)} but `{source}` before it produces {width}",
-        facts=[f"`{source}` produces {width} {_unit(layer)}", f"`{path}` is {_describe(layer)}"],
+        summary=f"`{module_name(path)}` expects {in_width(layer)} {_unit(layer)} but `{module_name(source)}` before it produces {width}",
+        facts=[f"`{module_name(source)}` produces {width} {_unit(layer)}", f"`{module_name(path)}` is {_describe(layer)}"],
         fix=fix,
     )
 
@@ -229,8 +237,8 @@ def _width_problem(model: nn.Module, path: str, layer: nn.Module) -> Problem | N
         code="HF234",
         module=path,
         attribute=_in_attribute(layer),
-        summary=f"the classifier `{path}` takes {in_width(layer)} {_unit(layer)} but `{source}` produces {width}",
-        facts=[f"`{path}` is {_describe(layer)}", f"the last layer before it, `{source}`, produces {width}"],
+        summary=f"the classifier `{module_name(path)}` takes {in_width(layer)} {_unit(layer)} but `{module_name(source)}` produces {width}",
+        facts=[f"`{module_name(path)}` is {_describe(layer)}", f"the last layer before it, `{module_name(source)}`, produces {width}"],
         fix=f"{module_expr('model', path)} = {layer_code(layer, width, out_width(layer))}",
     )
 
@@ -305,8 +313,8 @@ def _attribute_problems(model: nn.Module, path: str, layer: nn.Module) -> list[P
                 code="HF235",
                 module=owner,
                 attribute=name,
-                summary=f"`{attribute}` says {value} but the classifier `{path}` emits {out} classes",
-                facts=[f"`{path}` is {_describe(layer)}", f"`{attribute}` is {value}"],
+                summary=f"`{attribute}` says {value} but the classifier `{module_name(path)}` emits {out} classes",
+                facts=[f"`{module_name(path)}` is {_describe(layer)}", f"`{attribute}` is {value}"],
                 fix=f"{module_expr('model', owner)}.{name} = {out}",
             )
         )

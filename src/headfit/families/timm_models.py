@@ -28,7 +28,7 @@ from headfit.families.base import (
     register_family,
 )
 from headfit.inputs import InputSpec
-from headfit.nnutil import in_width, layer_code, module_expr, out_width
+from headfit.nnutil import in_width, layer_code, module_expr, module_name, out_width
 
 _INPUT_SIZE = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \((\d+)\)")
 
@@ -270,16 +270,16 @@ def _width_problem(model: nn.Module, path: str, layer: nn.Module) -> Problem | N
         code="HF230",
         module=path,
         attribute="in_features" if hasattr(layer, "in_features") else "in_channels",
-        summary=f"`{path}` takes {width_in} {what} but the model's features are {expected} wide",
+        summary=f"`{module_name(path)}` takes {width_in} {what} but the model's features are {expected} wide",
         facts=[
-            f"`{path}` is {_layer_text(layer)}",
+            f"`{module_name(path)}` is {_layer_text(layer)}",
             f"`num_features` is {getattr(model, 'num_features', '?')}"
             + (
                 f", `head_hidden_size` is {model.head_hidden_size}"
                 if hasattr(model, "head_hidden_size")
                 else ""
             ),
-            f"the forward pass will fail at `{path}` with a {expected} vs {width_in} size mismatch",
+            f"the forward pass will fail at `{module_name(path)}` with a {expected} vs {width_in} size mismatch",
         ],
         fix=f"{module_expr('model', path)} = {layer_code(layer, expected, out)}",
     )
@@ -343,9 +343,9 @@ def _count_problems(model: nn.Module, layers: list[tuple[str, nn.Module]]) -> li
             code="HF231",
             module="",
             attribute="num_classes",
-            summary=f"`num_classes` says {declared} but `{main}` emits {out} classes",
+            summary=f"`num_classes` says {declared} but `{module_name(main)}` emits {out} classes",
             facts=[
-                f"`{main}` is {_layer_text(layers[0][1])}",
+                f"`{module_name(main)}` is {_layer_text(layers[0][1])}",
                 f"`num_classes` is {declared}: timm's `reset_classifier`, `pretrained_cfg` loading and "
                 "code that reads `model.num_classes` will use the wrong count",
             ],
@@ -358,7 +358,7 @@ def _heads_disagree(model: nn.Module, outs: dict[str, int], declared: Any) -> Pr
     """The odd head is the one that disagrees with ``num_classes``; the user most likely meant its count."""
     odd = next((p for p, n in outs.items() if n != declared), next(iter(outs)))
     wanted = outs[odd]
-    listing = ", ".join(f"`{p}` emits {n}" for p, n in outs.items())
+    listing = ", ".join(f"`{module_name(p)}` emits {n}" for p, n in outs.items())
     return Problem(
         code="HF232",
         module=odd,
@@ -552,7 +552,7 @@ def _set_count_attributes(model: nn.Module, num_classes: int, replaced: list[str
 
 
 def _adapt_notes(how: str, replaced: list[str], num_classes: int, old: int | None) -> list[str]:
-    layers = ", ".join(f"`{p}`" for p in replaced)
+    layers = ", ".join(f"`{module_name(p)}`" for p in replaced)
     was = f" (was {old})" if old else ""
     if how == "reset_classifier":
         first = f"timm's `reset_classifier({num_classes})` re-created {layers}: {num_classes} outputs for your {num_classes} classes{was}"
@@ -570,7 +570,7 @@ def _adapt_notes(how: str, replaced: list[str], num_classes: int, old: int | Non
 
 
 def _head_facts(model: nn.Module) -> list[str]:
-    facts = [f"`{path}` is {_layer_text(layer)}" for path, layer in classifier_layers(model)]
+    facts = [f"`{module_name(path)}` is {_layer_text(layer)}" for path, layer in classifier_layers(model)]
     widths = [
         f"`{name}` is {getattr(model, name)}"
         for name in ("num_features", "head_hidden_size", "num_classes")

@@ -51,7 +51,7 @@ from headfit.families._classifier_chain import (
 )
 from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
 from headfit.inputs import InputSpec
-from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, out_width
+from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, module_name, out_width
 from headfit.smoke import SmokeBatch
 
 METADATA_MISMATCH = "HF221"
@@ -341,8 +341,8 @@ def _metadata_problems(model: nn.Module, layout: Layout, outputs: int, head: str
                     code=METADATA_MISMATCH,
                     module="",
                     attribute=attribute,
-                    summary=f"`{attribute}` says {value} classes but `{head}` emits {outputs}",
-                    facts=[f"`{attribute}` is {value}", f"`{head}` has {outputs} outputs"],
+                    summary=f"`{attribute}` says {value} classes but `{module_name(head)}` emits {outputs}",
+                    facts=[f"`{attribute}` is {value}", f"`{module_name(head)}` has {outputs} outputs"],
                     fix=f"model.{attribute} = {outputs}",
                 )
             )
@@ -362,9 +362,9 @@ def _aux_problems(model: nn.Module, layout: Layout, outputs: int, head: str) -> 
                     code=AUX_MISMATCH,
                     module=path,
                     attribute="out_features",
-                    summary=f"auxiliary head `{path}` emits {aux_outputs} classes but the main head `{head}` "
+                    summary=f"auxiliary head `{module_name(path)}` emits {aux_outputs} classes but the main head `{module_name(head)}` "
                     f"emits {outputs}",
-                    facts=[f"`{path}` has {aux_outputs} outputs", f"`{head}` has {outputs} outputs"],
+                    facts=[f"`{module_name(path)}` has {aux_outputs} outputs", f"`{module_name(head)}` has {outputs} outputs"],
                     fix=f"{module_expr('model', path)} = {layer_code(layer, in_width(layer), outputs)}",
                 )
             )
@@ -379,16 +379,16 @@ def _no_head_message(model: nn.Module, layout: Layout) -> str:
     found = type(container).__name__
     if container is not None and ".quantized." in type(container).__module__:
         return (
-            f"`{layout.classifier}` of this {layout.name} is a converted quantized `{found}`, which cannot be "
+            f"`{module_name(layout.classifier)}` of this {layout.name} is a converted quantized `{found}`, which cannot be "
             "re-headed: build the float model (`quantize=False`), adapt it, fine-tune, then quantize"
         )
-    return f"{layout.name} has no Linear or conv layer in `{layout.classifier}` to re-head (found `{found}`)"
+    return f"{layout.name} has no Linear or conv layer in `{module_name(layout.classifier)}` to re-head (found `{found}`)"
 
 
 def _adapt_notes(
     layout: Layout, replaced: list[str], attributes: dict[str, int], num_classes: int
 ) -> list[str]:
-    heads = ", ".join(f"`{p}`" for p in replaced)
+    heads = ", ".join(f"`{module_name(p)}`" for p in replaced)
     notes = [f"{layout.name}: {heads} now {'emit' if len(replaced) > 1 else 'emits'} {num_classes} classes"]
     if len(replaced) > 1:
         notes.append(
@@ -454,10 +454,10 @@ def logit_tensors(output: Any) -> list[Any]:
 
 def _live_facts(model: nn.Module, layout: Layout, head: tuple[str, nn.Module]) -> list[str]:
     path, layer = head
-    facts = [f"`{path}` takes {in_width(layer)} features and emits {out_width(layer)} classes"]
+    facts = [f"`{module_name(path)}` takes {in_width(layer)} features and emits {out_width(layer)} classes"]
     width = feature_width(model, layout)
     if width is not None:
-        facts.append(f"`{layout.features}` produces {width} features per sample")
+        facts.append(f"`{module_name(layout.features)}` produces {width} features per sample")
     facts += [f"`{a}` is {getattr(model, a)}" for a in layout.metadata if hasattr(model, a)]
-    facts += [f"auxiliary head `{p}` emits {out_width(m)} classes" for _, p, m in _aux_heads(model, layout)]
+    facts += [f"auxiliary head `{module_name(p)}` emits {out_width(m)} classes" for _, p, m in _aux_heads(model, layout)]
     return facts

@@ -256,8 +256,7 @@ class DenseDetectionFamily(DetectionFamily):
                 f"{arch} counts no background (sigmoid focal loss): `{DENSE.logits_path}` now has "
                 f"{anchors} x {num_classes} = {anchors * num_classes} channels for your {num_classes} "
                 f"classes, labels {self.valid_labels(num_classes)}",
-                "the new `cls_logits` starts from N(0, 0.01) with the prior bias -log(99) as torchvision "
-                "initialises it; the conv towers keep their weights",
+                _new_logits_note(rows),
             ],
             kept_rows=list(rows or []),
         )
@@ -405,4 +404,18 @@ def _rehead_for_num_classes(model: nn.Module) -> Cause | None:
         DENSE.logits_path,
         "out_channels",
         f"headfit.adapt(model, {k})",
+    )
+
+
+def _new_logits_note(kept: list[int] | None) -> str:
+    """Where the new ``cls_logits`` starts: with ``keep`` every class's rows are copied (one source
+    class per new class), so torchvision's N(0, 0.01) init is not what the user gets."""
+    if kept:
+        return (
+            f"the new `cls_logits` starts from the pretrained rows of source classes {', '.join(map(str, kept))} "
+            "(one per new class, its bias included); the conv towers keep their weights"
+        )
+    return (
+        "the new `cls_logits` starts from N(0, 0.01) with the prior bias -log(99) as torchvision "
+        "initialises it; the conv towers keep their weights"
     )

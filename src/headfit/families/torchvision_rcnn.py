@@ -42,6 +42,7 @@ class RCNNFamily(DetectionFamily):
     priority = 10
     counts_background = RCNN.background
     class_head = RCNN.head
+    selects_by_value = True  # the RPN's NMS runs before the box and mask heads
     adapt_options = ("keep", "num_keypoints")
     examples = ("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",)
 

@@ -26,7 +26,7 @@ from headfit.families._classifier_chain import (
 )
 from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
 from headfit.inputs import InputSpec
-from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, out_width
+from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, module_name, out_width
 from headfit.smoke import SmokeBatch
 
 BRANCH_MISMATCH = "HF223"
@@ -84,7 +84,7 @@ class TorchvisionSegmentation(Family):
             head_outputs=self.outputs_for(num_classes),
             replaced=heads,
             notes=[
-                f"{type(model).__name__}: {', '.join(f'`{p}`' for p in heads)} now emit {num_classes} classes",
+                f"{type(model).__name__}: {', '.join(f'`{module_name(p)}`' for p in heads)} now emit {num_classes} classes",
                 "segmentation counts the background as a class (index 0 by the VOC convention): "
                 "include it in `num_classes`, and label background pixels 0",
             ],
@@ -114,7 +114,7 @@ class TorchvisionSegmentation(Family):
     # -- live evidence ---------------------------------------------------------------------------------
 
     def live_facts(self, model: nn.Module, module_path: str) -> list[str]:
-        return [f"`{path}` emits {_outputs(model, path)} classes" for path, _ in head_paths(model)]
+        return [f"`{module_name(path)}` emits {_outputs(model, path)} classes" for path, _ in head_paths(model)]
 
 
 # -- heads -----------------------------------------------------------------------------------------------
@@ -197,10 +197,10 @@ def _count_problems(model: nn.Module, main: str, other: str, code: str, what: st
             code=code,
             module=other,
             attribute="out_channels",
-            summary=f"{what} `{other}` emits {other_classes} classes but `{main}` emits {classes}",
+            summary=f"{what} `{module_name(other)}` emits {other_classes} classes but `{module_name(main)}` emits {classes}",
             facts=[
-                f"`{other}` has {other_classes} output channels",
-                f"`{main}` has {classes} output channels",
+                f"`{module_name(other)}` has {other_classes} output channels",
+                f"`{module_name(main)}` has {classes} output channels",
             ],
             fix=f"{module_expr('model', other)} = {layer_code(layer, in_width(layer), classes)}",
         )

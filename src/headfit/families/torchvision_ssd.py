@@ -40,6 +40,7 @@ class SSDFamily(DetectionFamily):
     priority = 10
     counts_background = SSD.background
     class_head = SSD.head
+    selects_by_value = True  # its anchors mix device-less tensors with meta ones before the heads
     smoke_images = 2  # SSDlite's last extra block is 1x1: BatchNorm in train mode needs two images
     examples = ("torchvision:ssdlite320_mobilenet_v3_large",)
 

@@ -12,7 +12,8 @@ import io
 import math
 from pathlib import Path
 
-from headfit.train.files import atomic_write_text
+from headfit.files import atomic_write_text
+from headfit.train.rundir import RESUME_ADVICE
 
 METRICS_FILE = "metrics.csv"
 FIRST, LAST = ("epoch", "lr"), ("seconds",)
@@ -50,7 +51,7 @@ class MetricsLog:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: _cell(row.get(k)) for k in columns})
-        atomic_write_text(self.path, out.getvalue())
+        atomic_write_text(self.path, out.getvalue(), RESUME_ADVICE)
 
     def series(self, column: str) -> tuple[list[float], list[float]]:
         """(epochs, values) of a column, skipping epochs where it is missing."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from headfit.train.files import atomic_write
+from headfit.files import atomic_write
 from headfit.train.metrics import MetricsLog
 
 LOSS_PLOT, METRIC_PLOT = "loss.png", "mAP.png"

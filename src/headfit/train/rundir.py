@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from headfit.errors import UsageError
-from headfit.train.files import atomic_write_text
+from headfit.files import atomic_write_text
+
+RESUME_ADVICE = "resume the run with `--resume` (or give `--project` on another disk)"  # ends a failed write
 
 ARGS_FILE = "args.json"
 DEFAULT_PROJECT = Path("runs") / "train"
@@ -45,7 +47,7 @@ def new_run_dir(project: Path, name: str) -> Path:
 
 
 def write_args(run: Path, document: dict[str, Any]) -> None:
-    atomic_write_text(run / ARGS_FILE, json.dumps(document, indent=2, default=str) + "\n")
+    atomic_write_text(run / ARGS_FILE, json.dumps(document, indent=2, default=str) + "\n", RESUME_ADVICE)
 
 
 def read_args(run: Path) -> dict[str, Any]:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from headfit.errors import UsageError
-from headfit.train.files import atomic_write
+from headfit.files import atomic_write
+from headfit.train.rundir import RESUME_ADVICE
 
 STATE_FILE = "state.pt"
 FORMAT = 1
@@ -49,7 +50,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus the format version) to ``path`` atomically."""
     document = {"format": FORMAT, **state}
-    atomic_write(path, lambda file: torch.save(document, file))
+    atomic_write(path, lambda file: torch.save(document, file), RESUME_ADVICE)
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -346,10 +346,11 @@ def _general_facts(req: ViewRequest) -> list[str]:
 def one_dim_fixes(req: ViewRequest) -> list[tuple[int, int]]:
     """(dim, value) pairs: changing that one dim to that value makes the view fit, nearest first."""
     fixes = []
+    known = prod(req.known)  # once: per dimension it made a 10,000-dimension shape take a minute
     for i, d in enumerate(req.dims):
         if d == -1:
             continue
-        others = prod(req.known) // d if d else 0
+        others = known // d if d else 0
         if others <= 0 or req.size % others:
             continue
         if req.inferred:
