@@ -7,7 +7,7 @@ import pytest
 from headfit.cli import main
 
 
-def run_headfit(capsys, *argv: str, fold_err: bool = False) -> tuple[int, str, str]:
+def run_in_process(capsys, *argv: str, fold_err: bool = False) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of ``headfit ARGV``; ``fold_err`` joins stderr's wrapped lines
     with single spaces, so a test can look for a sentence that rich broke across lines."""
     with pytest.raises(SystemExit) as info:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adapt_support import SPEC, TinyFamily, TinyNet
-from cli_support import run_headfit
+from cli_support import run_in_process
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def no_sabotage():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    return run_headfit(capsys, "adapt", *argv)
+    return run_in_process(capsys, "adapt", *argv)
 
 
 @pytest.fixture

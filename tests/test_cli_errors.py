@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import run_headfit
+from cli_support import run_in_process
 from headfit.cli import main
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    return run_headfit(capsys, *argv)
+    return run_in_process(capsys, *argv)
 
 
 def assert_one_paragraph(err: str, *names: str) -> None:

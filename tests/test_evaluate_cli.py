@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_support import run_headfit
+from cli_support import run_in_process
 from tiny_models import CLASSIFIER_SPEC, one_thread, trained_checkpoint
 
 
@@ -22,7 +22,7 @@ def torch_on_one_thread():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    return run_headfit(capsys, "evaluate", *argv, fold_err=True)
+    return run_in_process(capsys, "evaluate", *argv, fold_err=True)
 
 
 @pytest.fixture(scope="module")

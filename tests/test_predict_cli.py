@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_support import run_headfit
+from cli_support import run_in_process
 from headfit.datasets import read
 from headfit.datasets.records import ClassMap
 from headfit.errors import UsageError
@@ -24,7 +24,7 @@ def torch_on_one_thread():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    return run_headfit(capsys, "predict", *argv, fold_err=True)
+    return run_in_process(capsys, "predict", *argv, fold_err=True)
 
 
 @pytest.fixture(scope="module")

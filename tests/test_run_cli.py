@@ -105,7 +105,7 @@ CASES = [
         "`train_loader` yields (image, target) samples",
         fix_is("collate_fn=lambda batch: tuple(zip(*batch))"),
     ),
-    Case("pool_too_small", "7", "1x1", fix_is("use larger input images (see `headfit sizes MODEL`")),
+    Case("pool_too_small", "7", "1x1", fix_is("transforms.Resize((16, 16))")),  # 16 = 2^4: four 2x2 poolings
 ]
 
 

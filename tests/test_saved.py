@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from adapt_support import SPEC, TinyFamily, TinyNet
-from cli_support import run_headfit
+from cli_support import run_in_process
 from headfit.errors import CheckpointError, ModelSpecError, UntrustedCodeError, UsageError
 from headfit.saved import SIDECAR_VERSION, adapt_file, load_model, rebuild, sidecar_path
 from headfit.spec import names_a_library_builder
@@ -31,7 +31,7 @@ def no_sabotage():
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    return run_headfit(capsys, *argv, fold_err=True)
+    return run_in_process(capsys, *argv, fold_err=True)
 
 
 def tiny_state(num_classes: int = 10) -> dict[str, torch.Tensor]:

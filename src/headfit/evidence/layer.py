@@ -103,13 +103,13 @@ def _channels_last(m, path: str, shape: list[int], arrived: int) -> Evidence:
     """The channels the conv wants are in the last axis: the producer (the image pipeline) is at fault,
     not the conv, so the permute is the cause (the message rule's "rebuild the conv" stays last)."""
     facts = [
-        f"`{path}` expects {m.in_channels} input channels in dim {len(shape) - len(m.kernel_size) - 1}; its input "
+        f"`{module_name(path)}` expects {m.in_channels} input channels in dim {len(shape) - len(m.kernel_size) - 1}; its input "
         f"{shape_str(shape)} has {arrived} there and {m.in_channels} in its last dim {len(shape) - 1}: "
         "the image is channels-last"
     ]
     causes = [
         Cause(
-            f"the image reaches `{path}` channels-last ({shape_str(shape)}): the channels are in the last dim",
+            f"the image reaches `{module_name(path)}` channels-last ({shape_str(shape)}): the channels are in the last dim",
             0.95,
             path,
             None,
@@ -214,11 +214,11 @@ def _unbatched(m: nn.modules.batchnorm._BatchNorm, shape: list[int]) -> bool:
 
 def _missing_batch(m, path: str, shape: list[int]) -> Evidence:
     fact = (
-        f"`{path}` normalises {m.num_features} channels; its input {shape_str(shape)} has them in dim 0: "
+        f"`{module_name(path)}` normalises {m.num_features} channels; its input {shape_str(shape)} has them in dim 0: "
         "one sample without its batch dim (the convs before it accept unbatched input, BatchNorm does not)"
     )
     cause = Cause(
-        f"the batch dimension is missing: a single sample {shape_str(shape)} reaches `{path}`",
+        f"the batch dimension is missing: a single sample {shape_str(shape)} reaches `{module_name(path)}`",
         0.95,
         path,
         None,

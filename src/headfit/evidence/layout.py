@@ -14,6 +14,7 @@ from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
 from headfit.evidence.layer import channels_last_fix, is_channels_last
 from headfit.families import family_for
+from headfit.nnutil import module_name
 from headfit.scene import Scene, failing_method_frame, forward_frame, frame_inputs
 
 LAYOUT_CODE = "HF137"  # the input's layout is not the model's (as the message rule for detectors names it)
@@ -55,7 +56,7 @@ def user_input_layout(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     if isinstance(module, nn.modules.conv._ConvNd) and _is_channels_last(module, arrived):
         if list(given.shape) != arrived:
             return None
-        summary = f"`{name}` {list(given.shape)} is channels-last; `{path}` reads its channels from dim 1"
+        summary = f"`{name}` {list(given.shape)} is channels-last; `{module_name(path)}` reads its channels from dim 1"
         return LiveEvidence([], [Cause(summary, 0.96, path, None, channels_last_fix(arrived, name))])
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and _unbatched(module, given, arrived):
         summary = f"`{name}` {list(given.shape)} is one sample without its batch dim"

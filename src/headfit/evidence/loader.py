@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder
 from headfit.explain.arith import shape_str
+from headfit.nnutil import module_name
 from headfit.scene import Scene, user_values
 
 COLLATE_CODE = "HF136"  # a DataLoader's default collate cannot stack samples of different sizes
@@ -30,7 +31,7 @@ def last_batch_of_one(scene: Scene, exc: BaseException) -> LiveEvidence | None:
             fact = f"`{name}` has {size} samples in batches of {batch}: {size} = {size // batch}*{batch} + 1, so its last batch has one sample"
             fix = f"{name} = DataLoader({name}.dataset, batch_size={batch}, drop_last=True)  # keep your other arguments"
             cause = Cause(
-                f"the last batch of `{name}` has one sample and `{scene.module_path}` is in train mode",
+                f"the last batch of `{name}` has one sample and `{module_name(scene.module_path)}` is in train mode",
                 0.95,
                 scene.module_path,
                 "training",

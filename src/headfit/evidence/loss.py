@@ -270,10 +270,10 @@ def _one_hot_mask(scene: Scene, classes: int, target: torch.Tensor, name: str) -
         cause = Cause(f"`{name}` is one-hot; the loss takes class indices", 0.9, None, None, f"{name} = {index}")
         return LiveEvidence(facts, [cause], settles=True)
     path, layer = head
-    facts.append(f"`{path}` emits {classes} classes but the one-hot `{name}` has {k}")
+    facts.append(f"`{module_name(path)}` emits {classes} classes but the one-hot `{name}` has {k}")
     fix = f"{_resized_head(scene.prefix, path, layer, k)}; and {name} = {index}"
     cause = Cause(
-        f"the one-hot `{name}` has {k} classes but the class conv `{path}` was built for {classes}",
+        f"the one-hot `{name}` has {k} classes but the class conv `{module_name(path)}` was built for {classes}",
         0.95,
         path,
         _out_attr(layer),

@@ -24,7 +24,7 @@ from torch import nn
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder
 from headfit.explain.arith import fmt, shape_str
-from headfit.nnutil import layer_code, module_expr
+from headfit.nnutil import layer_code, module_expr, module_name
 from headfit.scene import (
     MODULE_CALL_FUNCTIONS,
     Scene,
@@ -190,7 +190,7 @@ def _map_fact(feature_map: list[int], grid: tuple[int, int], path: str, layer: n
     channels = feature_map[1]
     return (
         f"the flatten's input is the {shape_str(feature_map)} feature map ({fmt(math.prod(feature_map[1:]))} "
-        f"features per sample); `{path}` was built for {fmt(layer.in_features)} = {channels} x {grid[0]} x {grid[1]}: "
+        f"features per sample); `{module_name(path)}` was built for {fmt(layer.in_features)} = {channels} x {grid[0]} x {grid[1]}: "
         f"its map should be {grid[0]}x{grid[1]}, not {feature_map[2]}x{feature_map[3]}"
     )
 
@@ -206,11 +206,11 @@ def _pool_causes(
         if smaller
         else f"torch.nn.functional.adaptive_avg_pool2d({name}, {grid})"
     )
-    fix = f"{name} = {resize}  # just before {producer.where}: the {grid[0]}x{grid[1]} map `{path}` was built for"
+    fix = f"{name} = {resize}  # just before {producer.where}: the {grid[0]}x{grid[1]} map `{module_name(path)}` was built for"
     features = math.prod(feature_map[1:])
     return [
         Cause(
-            f"{producer.where} flattens a {height}x{width} map where `{path}` was built for {grid[0]}x{grid[1]}: "
+            f"{producer.where} flattens a {height}x{width} map where `{module_name(path)}` was built for {grid[0]}x{grid[1]}: "
             "the input images are not the size the model was built for",
             0.96,
             path,
@@ -218,7 +218,7 @@ def _pool_causes(
             fix,
         ),
         Cause(
-            f"rebuild `{path}` for {fmt(features)} features (discards its pretrained weights)",
+            f"rebuild `{module_name(path)}` for {fmt(features)} features (discards its pretrained weights)",
             0.3,
             path,
             "in_features",

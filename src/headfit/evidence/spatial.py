@@ -13,6 +13,7 @@ from torch import nn
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
 from headfit.explain.arith import shape_str
+from headfit.nnutil import module_name
 from headfit.scene import Scene, failing_method_frame, forward_frame, frame_inputs
 from headfit.trace import meta_replica, trace
 
@@ -38,7 +39,7 @@ def skip_connection(scene: Scene, exc: BaseException) -> LiveEvidence | None:
         f"`{a}` {shape_str(list(maps[a].shape))} and `{b}` {shape_str(list(maps[b].shape))} meet in `torch.cat` "
         f"in `{frame.f_code.co_name}`: {expected} != {got}"
     ]
-    where = f"`{scene.module_path}`" if scene.module_path else "the model"
+    where = f"`{module_name(scene.module_path)}`" if scene.module_path else "the model"
     image, size = _working_size(scene)
     if size is not None:
         facts.append(
@@ -90,7 +91,7 @@ def grey_input(scene: Scene, exc: BaseException) -> LiveEvidence | None:
         return None
     fix = f"{name} = {name}.expand(-1, 3, -1, -1)  # repeat the grey channel for the RGB stem"
     cause = Cause(
-        f"`{name}` is a grayscale batch and `{scene.module_path}` takes 3 channels",
+        f"`{name}` is a grayscale batch and `{module_name(scene.module_path)}` takes 3 channels",
         0.9,
         scene.module_path,
         "in_channels",
@@ -120,12 +121,12 @@ def window_too_large(scene: Scene, exc: BaseException) -> LiveEvidence | None:
     if side is None:
         return None
     facts = [
-        f"the smallest input `{scene.prefix}` accepts, with every downsampling before `{path}` and its window, "
+        f"the smallest input `{scene.prefix}` accepts, with every downsampling before `{module_name(path)}` and its window, "
         f"is {side}x{side} (meta-device traces: {side}x{side} runs, {side - 1}x{side - 1} fails)"
     ]
     fix = f"transforms.Resize(({side}, {side}))  # or x = torch.nn.functional.interpolate(x, size=({side}, {side}))"
     cause = Cause(
-        f"the input is too small for the downsampling before `{path}` and its window: "
+        f"the input is too small for the downsampling before `{module_name(path)}` and its window: "
         f"it needs at least {side}x{side}",
         0.85,
         path,
