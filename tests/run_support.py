@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).parent / "scripts"
 
 
@@ -39,6 +41,28 @@ def run_headfit(
     return subprocess.run(
         [*command, str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
     )
+
+
+def as_params(cases: list[Case], fast: set[str] | None = None) -> list:
+    """The cases as pytest parameters, those outside ``fast`` marked slow (each costs a subprocess
+    that imports torch: the fast suite keeps a few of every kind, ``pytest -m slow`` runs the rest)."""
+    slow = () if fast is None else (pytest.mark.slow,)
+    return [
+        pytest.param(case, id=case.script, marks=() if fast is None or case.script in fast else slow)
+        for case in cases
+    ]
+
+
+def selected_cases(request: pytest.FixtureRequest, cases: list[Case], also: tuple[str, ...] = ()) -> list[Case]:
+    """The cases this pytest session will run in the requesting module (after ``-m`` and ``-k``), and
+    those named in ``also`` (read by the module's other tests), so a module fixture runs only their
+    scripts."""
+    chosen = {
+        item.callspec.params["case"].script
+        for item in request.session.items
+        if item.module is request.module and "case" in getattr(getattr(item, "callspec", None), "params", {})
+    }
+    return [case for case in cases if case.script in chosen or case.script in also]
 
 
 def run_cases(cases: list[Case], out: Path) -> dict[str, tuple[subprocess.CompletedProcess, dict]]:

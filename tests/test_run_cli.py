@@ -11,7 +11,16 @@ import subprocess
 
 import pytest
 
-from run_support import SCRIPTS, Case, assert_diagnosed, fix_is, run_cases, run_headfit
+from run_support import (
+    SCRIPTS,
+    Case,
+    as_params,
+    assert_diagnosed,
+    fix_is,
+    run_cases,
+    run_headfit,
+    selected_cases,
+)
 
 CASES = [
     Case(
@@ -110,11 +119,25 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def documents(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, dict]]:
-    return run_cases(CASES, tmp_path_factory.mktemp("run"))
+def documents(request, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, dict]]:
+    return run_cases(selected_cases(request, CASES, also=("resnet50_fc512",)), tmp_path_factory.mktemp("run"))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.script for c in CASES])
+# the fast suite's cases: one of each kind (detector head, classifier head, input channels, flatten,
+# data, a Sequential, pooling, collate); the traceback test reads resnet50_fc512
+FAST = {
+    "fcos_num_classes",
+    "resnet50_fc512",
+    "resnet_grayscale",
+    "missing_flatten",
+    "boxes_xywh",
+    "custom_mlp",
+    "pool_too_small",
+    "detection_collate",
+}
+
+
+@pytest.mark.parametrize("case", as_params(CASES, FAST))
 def test_failing_script_is_diagnosed_from_live_objects(case: Case, documents) -> None:
     proc, doc = documents[case.script]
     assert_diagnosed(case, proc, doc)
