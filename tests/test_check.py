@@ -87,6 +87,21 @@ def test_linear_512_on_resnet50():
     assert trace_problem.fix == "model.fc = nn.Linear(2048, 10)"
 
 
+def test_a_sequential_child_is_named_as_python_writes_it_and_headfit_is_never_your_code():
+    """An editable install puts headfit's tracer outside site-packages: its frame must not be called the
+    user's innermost call, and the Linear at index 2 reads ``model[2]``, not a bare ``2``."""
+    from headfit.render import diagnosis_text
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10))
+    report = check(model, "1x3x32x32")
+    diagnosis = report.diagnosis
+    shown = diagnosis_text(diagnosis).plain
+    assert not any("trace.py" in fact for fact in diagnosis.facts), diagnosis.facts
+    assert "module `model[2]` (Linear)" in " ".join(shown.split())
+    assert "`model[2]`.`in_features`" in shown
+    assert "`2`" not in shown
+
+
 def test_wrong_vit_size_is_a_size_problem_with_the_accepted_size():
     report = check(_meta("vit_b_16"), "2x3x256x256")
     (problem,) = report.problems

@@ -2,7 +2,7 @@
 
 Module paths are the names of ``model.named_modules()`` ("" is the model itself); ``is_within`` is the one
 containment test on them. Widths are what one layer takes and produces (Linear features, conv channels,
-norm features); ``layer_code`` and ``module_expr`` write the Python of a fix.
+norm features); ``layer_code`` writes the Python of a fix (``headfit.modulepath`` names the modules).
 """
 
 from __future__ import annotations
@@ -21,24 +21,6 @@ def is_within(path: str, other: str) -> bool:
 def are_related(path: str, other: str) -> bool:
     """Whether one of two module paths contains the other (a failure in, above or below a module)."""
     return is_within(path, other) or is_within(other, path)
-
-
-def module_expr(prefix: str, path: str) -> str:
-    """Python that names the module at ``path``: ``("model", "classifier.1")`` -> ``model.classifier[1]``."""
-    text = prefix
-    for part in path.split(".") if path else []:
-        text += f"[{part}]" if part.isdigit() else f".{part}"
-    return text
-
-
-def module_name(path: str) -> str:
-    """A module path as the user writes it in Python, for every summary, fact and note that names a
-    module: ``features.3.conv`` -> ``features[3].conv``, an ``nn.Sequential``'s child ``2`` ->
-    ``model[2]`` (a bare `` `2` `` reads as a number), ``""`` (the model itself) -> ``<model>``."""
-    if not path:
-        return "<model>"
-    text = module_expr("model", path)
-    return text if path.split(".", 1)[0].isdigit() else text[len("model.") :]
 
 
 def layer_code(layer: nn.Module, in_width: int, out_width: int) -> str:

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from headfit.diagnosis import Cause, Diagnosis, Location, Problem
 from headfit.inputs import shape_text
+from headfit.modulepath import module_name
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -100,7 +101,7 @@ def diagnosis_text(d: Diagnosis) -> Text:
 @render.register
 def problem_text(p: Problem) -> Text:
     """A check finding in the same layout as a diagnosis."""
-    where = (f"`{p.module}`" if p.module else "the model") + (f".`{p.attribute}`" if p.attribute else "")
+    where = (f"`{module_name(p.module)}`" if p.module else "the model") + (f".`{p.attribute}`" if p.attribute else "")
     lines = [f"[bold red]error[{p.code}][/][bold]: {escape(p.summary)}[/]", f"  [blue]-->[/] {escape(where)}"]
     lines.extend(f"  [blue]= note:[/] {escape(fact)}" for fact in p.facts)
     if p.fix:
@@ -111,8 +112,7 @@ def problem_text(p: Problem) -> Text:
 def _location_lines(arrow: str, loc: Location, prefix: str = "") -> list[str]:
     parts = []
     if loc.module is not None:
-        module = loc.module or "<model>"
-        parts.append(f"module `{module}`" + (f" ({loc.module_type})" if loc.module_type else ""))
+        parts.append(f"module `{module_name(loc.module)}`" + (f" ({loc.module_type})" if loc.module_type else ""))
     if loc.file:
         parts.append(f"{loc.file}:{loc.line}" if loc.line else loc.file)
     lines = [f"  [blue]{arrow}[/] {escape(prefix + ' at '.join(parts))}"] if parts else []
@@ -127,7 +127,7 @@ def _cause_lines(causes: list[Cause]) -> list[str]:
     for i, cause in enumerate(causes, 1):
         where = ""
         if cause.module is not None:
-            where = f" [dim](`{escape(cause.module or '<model>')}`"
+            where = f" [dim](`{escape(module_name(cause.module or ''))}`"
             where += f".`{escape(cause.attribute)}`)[/]" if cause.attribute else ")[/]"
         lines.append(f"  [bold]cause {i}[/] [dim]({cause.confidence:.0%})[/]: {escape(cause.summary)}{where}")
         if cause.fix:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from headfit.errors import UsageError
 from headfit.inputs import float_dtype, input_hw, positional_inputs, resized, shape_text
-from headfit.nnutil import module_name
+from headfit.modulepath import module_name
 
 if TYPE_CHECKING:
     from torch import nn

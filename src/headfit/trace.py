@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headfit.nnutil import is_within, module_name
+from headfit.modulepath import module_name
+from headfit.nnutil import is_within
 
 if TYPE_CHECKING:
     import torch

@@ -7,7 +7,7 @@ from torch import nn
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
 from headfit.evidence.loss import LABEL_CODE
-from headfit.nnutil import module_expr, module_name
+from headfit.modulepath import module_expr, module_name
 from headfit.scene import Scene, failing_method_frame, frame_inputs
 
 

@@ -12,7 +12,8 @@ from torch import nn
 from headfit.diagnosis import Cause, Diagnosis
 from headfit.explain.arith import fmt, product_expr, shape_str
 from headfit.families import Evidence
-from headfit.nnutil import layer_code, module_expr, module_name
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import layer_code
 
 
 def layer_evidence(

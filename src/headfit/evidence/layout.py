@@ -14,7 +14,7 @@ from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
 from headfit.evidence.layer import channels_last_fix, is_channels_last
 from headfit.families import family_for
-from headfit.nnutil import module_name
+from headfit.modulepath import module_name
 from headfit.scene import Scene, failing_method_frame, forward_frame, frame_inputs
 
 LAYOUT_CODE = "HF137"  # the input's layout is not the model's (as the message rule for detectors names it)

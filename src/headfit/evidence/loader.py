@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder
 from headfit.explain.arith import shape_str
-from headfit.nnutil import module_name
+from headfit.modulepath import module_name
 from headfit.scene import Scene, user_values
 
 COLLATE_CODE = "HF136"  # a DataLoader's default collate cannot stack samples of different sizes

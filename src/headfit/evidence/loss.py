@@ -23,7 +23,8 @@ from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, message_is_about, name_of
 from headfit.explain.arith import fmt, shape_str
 from headfit.families import family_for
-from headfit.nnutil import in_width, layer_code, module_expr, module_name
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import in_width, layer_code
 from headfit.scene import Scene, names_in
 from headfit.trace import trace
 

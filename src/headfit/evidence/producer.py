@@ -24,7 +24,8 @@ from torch import nn
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder
 from headfit.explain.arith import fmt, shape_str
-from headfit.nnutil import layer_code, module_expr, module_name
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import layer_code
 from headfit.scene import (
     MODULE_CALL_FUNCTIONS,
     Scene,

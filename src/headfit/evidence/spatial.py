@@ -13,7 +13,7 @@ from torch import nn
 from headfit.diagnosis import Cause
 from headfit.evidence.base import LiveEvidence, finder, name_of
 from headfit.explain.arith import shape_str
-from headfit.nnutil import module_name
+from headfit.modulepath import module_name
 from headfit.scene import Scene, failing_method_frame, forward_frame, frame_inputs
 from headfit.trace import meta_replica, trace
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LIBRARIES = ("torchvision", "torch", "timm", "einops")
 MAX_CHARS = 1_000_000  # a longer paste keeps only its tail
@@ -96,7 +97,9 @@ class ParsedError:
     @property
     def user_frame(self) -> Frame | None:
         """The innermost frame in the user's own code (outside site-packages when possible)."""
-        outside = [f for f in self.frames if not f.library and not f.file.startswith("<frozen")]
+        outside = [
+            f for f in self.frames if not f.library and not f.file.startswith("<frozen") and not _in_headfit(f.file)
+        ]
         own = [f for f in outside if not _in_installed_package(f.file)]
         candidates = own or outside
         return candidates[-1] if candidates else None
@@ -117,6 +120,15 @@ def library_path(path: str) -> tuple[str, str] | None:
 def _in_installed_package(path: str) -> bool:
     path = path.replace("\\", "/")
     return "site-packages/" in path or "dist-packages/" in path or "/lib/python3" in path
+
+
+_HEADFIT_SOURCE = str(Path(__file__).resolve().parents[1]).replace("\\", "/") + "/"
+
+
+def _in_headfit(path: str) -> bool:
+    """headfit's own source, also in an editable install: its tracer calls the model, and a frame there
+    is never the user's code."""
+    return path.replace("\\", "/").startswith(_HEADFIT_SOURCE)
 
 
 def parse_error(text: str) -> ParsedError | str:

@@ -15,7 +15,8 @@ from torchvision.models.video.s3d import SepInceptionBlock3D
 
 from headfit.diagnosis import Problem
 from headfit.families import _util as u
-from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, module_name, out_width
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import in_width, is_class_layer, layer_code, out_width
 
 WIDTH_MISMATCH = "HF220"
 AUX_MISMATCH = "HF222"

@@ -26,7 +26,7 @@ from torchvision.ops.feature_pyramid_network import (
 from headfit.diagnosis import Problem
 from headfit.families.base import SizeRule
 from headfit.inputs import InputSpec
-from headfit.nnutil import module_name
+from headfit.modulepath import module_name
 
 PROBE_SIZE = 512  # H and W of the meta probe: large enough for every torchvision backbone's last map
 

@@ -26,15 +26,8 @@ from headfit.families._util import (
 )
 from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
 from headfit.inputs import InputSpec
-from headfit.nnutil import (
-    in_width,
-    is_class_layer,
-    layer_code,
-    module_expr,
-    module_name,
-    norm_width,
-    out_width,
-)
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import in_width, is_class_layer, layer_code, norm_width, out_width
 
 _HEAD_WORDS = {"fc", "head", "classifier", "cls", "logits", "last_linear"}
 _COUNT_ATTRIBUTES = ("num_classes", "n_classes")
@@ -408,7 +401,7 @@ def _module_facts(model: nn.Module, module_path: str) -> list[str]:
     if not has_module(model, module_path):
         return []
     module = model.get_submodule(module_path) if module_path else model
-    name = f"`{module_path or type(model).__name__}`"
+    name = f"`{module_name(module_path) if module_path else type(model).__name__}`"
     facts = []
     if in_width(module) is not None:
         facts.append(f"{name} is {_describe(module)}: it expects {in_width(module)} {_unit(module)}")

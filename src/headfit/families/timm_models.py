@@ -28,7 +28,8 @@ from headfit.families.base import (
     register_family,
 )
 from headfit.inputs import InputSpec
-from headfit.nnutil import in_width, layer_code, module_expr, module_name, out_width
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import in_width, layer_code, out_width
 
 _INPUT_SIZE = re.compile(r"Input (height|width) \((\d+)\) doesn't match model \((\d+)\)")
 

@@ -26,7 +26,8 @@ from headfit.families._classifier_chain import (
 )
 from headfit.families.base import AdaptSummary, Family, HeadInfo, SizeRule, register_family
 from headfit.inputs import InputSpec
-from headfit.nnutil import in_width, is_class_layer, layer_code, module_expr, module_name, out_width
+from headfit.modulepath import module_expr, module_name
+from headfit.nnutil import in_width, is_class_layer, layer_code, out_width
 from headfit.smoke import SmokeBatch
 
 BRANCH_MISMATCH = "HF223"
