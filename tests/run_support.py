@@ -88,3 +88,12 @@ def assert_diagnosed(case: Case, proc: subprocess.CompletedProcess, doc: dict) -
     said = json.dumps([doc["summary"], doc["facts"], top])
     assert case.datum in said, said
     assert re.search(case.fix, top["fix"] or ""), (top, doc["causes"][1:3])
+
+
+def raised(fn) -> BaseException:
+    """The exception ``fn()`` raises, with its frames (the live diagnosis reads them)."""
+    try:
+        fn()
+    except Exception as exc:
+        return exc
+    raise AssertionError("expected an exception")

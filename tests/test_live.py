@@ -12,14 +12,7 @@ import torch
 from torch import nn
 
 from headfit.live import diagnose_exception, diagnosing
-
-
-def _raised(fn) -> BaseException:
-    try:
-        fn()
-    except Exception as exc:
-        return exc
-    raise AssertionError("expected an exception")
+from run_support import raised
 
 
 class Tower(nn.Module):
@@ -34,7 +27,7 @@ class Tower(nn.Module):
 
 def test_the_innermost_module_is_named_by_its_path_in_the_outermost_model() -> None:
     classifier = Tower()
-    exc = _raised(lambda: classifier(torch.rand(2, 3, 8, 8)))  # 8*6*6 = 288 features, not 100
+    exc = raised(lambda: classifier(torch.rand(2, 3, 8, 8)))  # 8*6*6 = 288 features, not 100
     d = diagnose_exception(exc)
     assert d.location.module == "head.1" and d.location.module_type == "Linear"
     top = d.causes[0]
@@ -47,7 +40,7 @@ def test_the_innermost_module_is_named_by_its_path_in_the_outermost_model() -> N
 def test_tensors_of_the_failing_frame_are_reported() -> None:
     conv = nn.Conv2d(3, 8, 3)
     model = nn.Sequential(conv)
-    exc = _raised(lambda: model(torch.rand(1, 4, 16, 16)))
+    exc = raised(lambda: model(torch.rand(1, 4, 16, 16)))
     d = diagnose_exception(exc)
     assert any(f.startswith("tensors in `Conv2d.") and "`input` [1, 4, 16, 16]" in f for f in d.facts)
     assert d.causes[0].fix == "model[0] = nn.Conv2d(4, 8, kernel_size=3)"
@@ -57,7 +50,7 @@ def test_labels_past_the_head_name_the_head_and_the_label() -> None:
     model = nn.Sequential(nn.Linear(6, 5))
     criterion = nn.CrossEntropyLoss()
     targets = torch.tensor([0, 7, 2])
-    exc = _raised(lambda: criterion(model(torch.rand(3, 6)), targets))
+    exc = raised(lambda: criterion(model(torch.rand(3, 6)), targets))
     d = diagnose_exception(exc)
     assert any("run from 0 to 7" in f and "5 classes" in f for f in d.facts)
     fixes = [c.fix for c in d.causes]
@@ -67,7 +60,7 @@ def test_labels_past_the_head_name_the_head_and_the_label() -> None:
 def test_a_state_dict_with_module_prefix_is_named() -> None:
     model = nn.Sequential(nn.Linear(2, 2))
     saved = {f"module.{k}": v for k, v in model.state_dict().items()}
-    exc = _raised(lambda: model.load_state_dict(saved))
+    exc = raised(lambda: model.load_state_dict(saved))
     d = diagnose_exception(exc)
     assert (
         d.causes[0].fix == 'model.load_state_dict({k.removeprefix("module."): v for k, v in saved.items()})'
@@ -75,7 +68,7 @@ def test_a_state_dict_with_module_prefix_is_named() -> None:
 
 
 def test_an_error_outside_torch_is_honestly_not_recognised() -> None:
-    d = diagnose_exception(_raised(lambda: {}["missing"]))
+    d = diagnose_exception(raised(lambda: {}["missing"]))
     assert d.code is None and d.error_type == "KeyError"
 
 
@@ -88,7 +81,7 @@ def test_diagnosis_never_raises_even_when_a_module_misbehaves() -> None:
             return x @ torch.ones(3, 3)
 
     model = Broken()
-    exc = _raised(lambda: model(torch.ones(2, 2)))
+    exc = raised(lambda: model(torch.ones(2, 2)))
     d = diagnose_exception(exc)
     assert d.code is not None  # the message-only diagnosis survives
     assert any("headfit could not read the live objects" in f for f in d.facts)
@@ -167,7 +160,7 @@ def test_install_twice_prints_one_diagnosis() -> None:
 
 def test_message_guesses_about_modules_the_model_lacks_are_dropped() -> None:
     model = nn.Sequential(nn.Linear(6, 5))
-    exc = _raised(lambda: nn.functional.cross_entropy(model(torch.rand(2, 6)), torch.tensor([0, 5])))
+    exc = raised(lambda: nn.functional.cross_entropy(model(torch.rand(2, 6)), torch.tensor([0, 5])))
     d = diagnose_exception(exc)
     paths = {name for name, _ in model.named_modules()}
     assert all(c.module is None or c.module in paths for c in d.causes)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from headfit.check import check
-from run_support import Case, assert_diagnosed, fix_is, run_cases
+from run_support import Case, assert_diagnosed, fix_is, raised, run_cases
 
 CASES = [
     Case(
@@ -152,14 +152,6 @@ def test_check_names_the_permute_for_a_channels_last_input(spec: str, fix: str) 
     assert "channels-last" in report.diagnosis.causes[0].summary
 
 
-def _raised(fn) -> BaseException:
-    try:
-        fn()
-    except Exception as exc:
-        return exc
-    raise AssertionError("expected an exception")
-
-
 def test_the_minimum_input_for_a_window_closes_over_the_whole_chain() -> None:
     """Strided convs, then a 3x3 pooling without padding: the minimum is the chain's, not 3 x the stride."""
     import torch
@@ -176,7 +168,7 @@ def test_the_minimum_input_for_a_window_closes_over_the_whole_chain() -> None:
         nn.MaxPool2d(3),
     )
     thumbnails = torch.rand(2, 3, 12, 12)
-    d = diagnose_exception(_raised(lambda: encoder(thumbnails)))
+    d = diagnose_exception(raised(lambda: encoder(thumbnails)))
     top = d.causes[0]
     assert (top.module, top.attribute) == ("5", "kernel_size"), d.causes
     side = int(top.summary.rsplit("at least ", 1)[1].split("x")[0])

@@ -21,6 +21,7 @@ from headfit.cli import cli
 from headfit.datasets import synth
 from headfit.train.prepare import TrainOptions, prepare
 from headfit.train.state import STATE_FILE
+from tiny_models import one_thread
 
 OWN = str(Path(__file__).parent / "data" / "own_fcos.py") + ":build"
 TINY = "headfit.train.tiny:tiny_fcos"
@@ -28,12 +29,9 @@ SMALL = ["--imgsz", "96", "--batch", "4", "--workers", "0", "--lr", "0.02"]
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Two OpenMP threads on shared cores spin-wait on each other; tiny convs run best on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def torch_on_one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

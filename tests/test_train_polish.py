@@ -18,16 +18,15 @@ from headfit.spec import build_model
 from headfit.train.loop import FitResult
 from headfit.train.prepare import TrainOptions, prepare
 from headfit.train.report import render_result
+from tiny_models import one_thread
 
 OWN = str(Path(__file__).parent / "data" / "own_fcos.py") + ":build"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def torch_on_one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -81,17 +81,11 @@ def flatten_producer(scene: Scene, exc: BaseException) -> LiveEvidence | None:
 
 def producer_of(scene: Scene, module: nn.Module) -> Producer | None:
     """The assignment, in the user's frame that called ``module``, of the variable it was called with."""
-    caller = _caller(scene, module)
-    if caller is None:
+    called = _called_with(scene, module)
+    if called is None:
         return None
-    parsed = _parsed(caller)
-    if parsed is None:
-        return None
-    tree, start = parsed
+    caller, tree, start, name = called
     call_line = caller.f_lineno - start + 1
-    name = _argument_at(tree, call_line)
-    if name is None:
-        return None
     assigned = [
         node
         for node in ast.walk(tree)
@@ -105,6 +99,18 @@ def producer_of(scene: Scene, module: nn.Module) -> Producer | None:
     line = node.lineno + start - 1
     source = linecache.getline(caller.f_code.co_filename, line).strip()
     return Producer(name, caller.f_code.co_filename, line, source, _kind(node.value))
+
+
+def _called_with(scene: Scene, module: nn.Module) -> tuple[FrameType, ast.AST, int, str] | None:
+    """The user's frame that called ``module``, its syntax tree and first line, and the name of the
+    variable the call passed; None where any of them cannot be read."""
+    caller = _caller(scene, module)
+    parsed = None if caller is None else _parsed(caller)
+    if parsed is None:
+        return None
+    tree, start = parsed
+    name = _argument_at(tree, caller.f_lineno - start + 1)
+    return None if name is None else (caller, tree, start, name)
 
 
 def _parsed(frame: FrameType) -> tuple[ast.AST, int] | None:
@@ -134,15 +140,8 @@ def _caller(scene: Scene, module: nn.Module) -> FrameType | None:
 def _model_argument(scene: Scene) -> object:
     """What the user's code passed to the model, read in the calling frame: the model's own frame has
     reassigned its argument by the time the failure is read (``x = self.features(x)``)."""
-    caller = _caller(scene, scene.model)
-    if caller is None:
-        return None
-    parsed = _parsed(caller)
-    if parsed is None:
-        return None
-    tree, start = parsed
-    name = _argument_at(tree, caller.f_lineno - start + 1)
-    return names_in(caller).get(name) if name else None
+    called = _called_with(scene, scene.model)
+    return None if called is None else names_in(called[0]).get(called[3])
 
 
 def _argument_at(tree: ast.AST, line: int) -> str | None:
