@@ -92,7 +92,7 @@ def model_specs(pool: dict[str, str]) -> st.SearchStrategy[str]:
                 "timm:nosuch",
                 "torchvision:",
                 ":build",
-                "os:abort",
+                "os:getcwd",  # a callable that returns no model (the user named it: it runs, as `python -c` would)
                 "nosuch_module_xyz:build",
                 pool["model"].replace(":build", ":nosuch"),
             ]

@@ -111,6 +111,26 @@ def test_fix_into_a_folder_is_refused(capsys, tmp_path):
     assert code == 2 and "is a folder" in _one_paragraph(err)
 
 
+@pytest.mark.parametrize("command", ["synth", "tile"])
+def test_an_output_folder_that_is_a_file_is_refused(capsys, tmp_path, command):
+    existing = tmp_path / "junk.pt"
+    existing.write_bytes(b"not a folder")
+    source = [str(one_image_coco(tmp_path, [[1, 1, 5, 5]]))] if command == "tile" else []
+    with pytest.raises(SystemExit) as stopped:
+        main(["data", command, *source, str(existing)])
+    _, err = capsys.readouterr()
+    assert stopped.value.code == 2 and "is a file, not a folder" in _one_paragraph(err)
+    assert existing.read_bytes() == b"not a folder"
+
+
+def test_a_synth_size_past_memory_is_refused_before_drawing(capsys, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        main(["data", "synth", str(tmp_path / "out"), "--images", "2", "--size", "99999999999"])
+    _, err = capsys.readouterr()
+    assert stopped.value.code == 2 and "32x32 to 4096x4096 pixels" in _one_paragraph(err)
+    assert not (tmp_path / "out" / "images").exists() or not any((tmp_path / "out" / "images").iterdir())
+
+
 def test_bad_input_with_json_is_one_error_document(capsys, tmp_path):
     code, out, _ = _check(capsys, tmp_path / "nothing.json", "--json")
     document = json.loads(out)

@@ -52,6 +52,22 @@ def atomic_write_text(path: Path, text: str, advice: str = "") -> None:
     atomic_write(path, lambda file: file.write(text.encode("utf-8")), advice)
 
 
+def output_folder(path: Path, what: str) -> Path:
+    """Make the folder ``path`` (and its parents) for an output; one paragraph when it is a file, or
+    cannot be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a file, not a folder: name a new or existing folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot make the folder {str(path)!r} ({write_failure(exc)}). Check that its parent exists and "
+            "is writable, or name another folder"
+        ) from None
+    return path
+
+
 def new_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)

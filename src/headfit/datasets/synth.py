@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from headfit.errors import UsageError
-from headfit.files import atomic_write, atomic_write_text
+from headfit.files import atomic_write, atomic_write_text, output_folder
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "star", "ring", "hexagon")
 COLOURS = {
@@ -35,6 +35,7 @@ COLOURS = {
     "lime": (170, 250, 60),
 }
 MAX_CLASSES = 24  # shape k % 8 in colour k % 12: distinct pairs up to 24
+MAX_SIZE = 4096  # a side past it is a typo, and its images would not fit in memory
 EMPTY_EVERY = 8  # image i with i % 8 == 3 has no object
 VAL_EVERY = 5  # image i with i % 5 == 4 goes to val
 SIDE = (0.17, 0.34)  # object side, as a fraction of the image side
@@ -47,7 +48,8 @@ def synth(
     """Write ``OUT/train.json``, ``OUT/val.json`` (COCO, category ids 1..K) and ``OUT/images/*.png``."""
     _check_arguments(images, classes, size)
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    output_folder(out, "OUT")
+    output_folder(out / "images", "OUT/images")
     rng = np.random.default_rng(seed)
     categories = [{"id": k + 1, "name": class_name(k), "supercategory": "shape"} for k in range(classes)]
     splits: dict[str, dict[str, list]] = {s: {"images": [], "annotations": []} for s in ("train", "val")}
@@ -92,8 +94,8 @@ def _check_arguments(images: int, classes: int, size: int) -> None:
         )
     if images < 2:
         raise UsageError(f"--images {images}: synth needs at least 2 images (one for train, one for val)")
-    if size < 32:
-        raise UsageError(f"--size {size}: synth draws images of at least 32x32 pixels")
+    if not 32 <= size <= MAX_SIZE:
+        raise UsageError(f"--size {size}: synth draws images of 32x32 to {MAX_SIZE}x{MAX_SIZE} pixels")
 
 
 def _write_json(path: Path, document: dict) -> None:

@@ -24,7 +24,7 @@ from headfit.datasets.fix import write_coco
 from headfit.datasets.geometry import clip_boxes
 from headfit.datasets.records import DetectionDataset, ImageRecord
 from headfit.errors import UsageError
-from headfit.files import atomic_write
+from headfit.files import atomic_write, output_folder
 
 
 @dataclass
@@ -87,7 +87,8 @@ def tile(
     result.skipped = [str(r.image_id) for r in dataset.images if r not in usable]
     tiles = [t for record in usable for t in _grid(record, size)]
     in_val = _val_tiles(tiles, val_fraction)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    output_folder(out, "OUT")
+    output_folder(out / "images", "OUT/images")
     splits: dict[bool, list[ImageRecord]] = {False: [], True: []}
     for record in usable:
         picture = _open_rgb(record.file)

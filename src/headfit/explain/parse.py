@@ -6,9 +6,9 @@ short one (only the tail of a huge paste is read: the error of a log is at its e
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 LIBRARIES = ("torchvision", "torch", "timm", "einops")
 MAX_CHARS = 1_000_000  # a longer paste keeps only its tail
@@ -122,7 +122,7 @@ def _in_installed_package(path: str) -> bool:
     return "site-packages/" in path or "dist-packages/" in path or "/lib/python3" in path
 
 
-_HEADFIT_SOURCE = str(Path(__file__).resolve().parents[1]).replace("\\", "/") + "/"
+_HEADFIT_SOURCE = os.path.dirname(os.path.dirname(os.path.realpath(__file__))).replace("\\", "/") + "/"
 
 
 def _in_headfit(path: str) -> bool:
