@@ -27,6 +27,14 @@ FUZZ = settings(
 ANSWERS = {0, 1, 2, 3}  # never 70 (internal error), never 130 (no one interrupts)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def in_a_scratch_folder(tmp_path_factory):
+    """Drawn relative paths (a synth or tile OUT) land in a scratch folder, never in the checkout."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory) -> dict[str, str]:
     """Files worth drawing: a tiny model, garbage weights, an empty folder, a one-image COCO set."""
